@@ -1,0 +1,92 @@
+"""Per-setting summaries of a study's labels. Reads only; never edits a label."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from analysis.measures import agreement, majority_label, share
+from attacks.models import AttackSetting, ClassifierModel, Prediction
+from labeling.models import Label
+from study.models import Study, StudyItem
+
+
+@dataclass
+class ModelAgreement:
+    model: ClassifierModel
+    agreement: float | None
+
+
+@dataclass
+class SettingSummary:
+    setting: AttackSetting
+    examples: int = 0
+    labels: int = 0
+    examples_labelled: int = 0
+    with_majority: int = 0
+    ties: int = 0
+    changed: int = 0
+    models: list[ModelAgreement] = field(default_factory=list)
+
+    @property
+    def changed_share(self) -> float | None:
+        return share(self.changed, self.with_majority)
+
+
+def setting_summaries(study: Study, *, include_excluded: bool = False) -> list[SettingSummary]:
+    items = list(StudyItem.objects.filter(study=study).select_related("example__setting"))
+    votes = _votes_by_example(study, include_excluded)
+    by_setting: dict[int, list[StudyItem]] = defaultdict(list)
+    for item in items:
+        by_setting[item.example.setting_id].append(item)
+    return [_summarise(group, votes) for group in by_setting.values()]
+
+
+def _votes_by_example(study: Study, include_excluded: bool) -> dict[int, list[int]]:
+    labels = Label.objects.filter(item__study=study)
+    if not include_excluded:
+        labels = labels.filter(participant__excluded=False)
+    votes: dict[int, list[int]] = defaultdict(list)
+    for example_id, value in labels.values_list("item__example_id", "value"):
+        votes[example_id].append(value)
+    return votes
+
+
+def _summarise(items: list[StudyItem], votes: dict[int, list[int]]) -> SettingSummary:
+    summary = SettingSummary(setting=items[0].example.setting, examples=len(items))
+    majorities: dict[int, int] = {}
+    for item in items:
+        example_votes = votes.get(item.example_id, [])
+        summary.labels += len(example_votes)
+        summary.examples_labelled += bool(example_votes)
+        majority = majority_label(example_votes)
+        if example_votes and majority is None:
+            summary.ties += 1
+        if majority is not None:
+            majorities[item.example_id] = majority
+            summary.changed += majority != item.example.source_label
+    summary.with_majority = len(majorities)
+    summary.models = _model_agreements(majorities)
+    return summary
+
+
+def _model_agreements(majorities: dict[int, int]) -> list[ModelAgreement]:
+    predictions: dict[int, dict[int, int]] = defaultdict(dict)
+    rows = Prediction.objects.filter(example_id__in=list(majorities)).values_list(
+        "model_id", "example_id", "label"
+    )
+    for model_id, example_id, label in rows:
+        predictions[model_id][example_id] = label
+    models = ClassifierModel.objects.filter(pk__in=list(predictions)).order_by("id")
+    return [ModelAgreement(model, agreement(predictions[model.pk], majorities)) for model in models]
+
+
+def study_progress(study: Study) -> dict[str, int]:
+    items = StudyItem.objects.filter(study=study)
+    return {
+        "items": items.count(),
+        "labels": Label.objects.filter(item__study=study).count(),
+        "labels_needed": items.count() * study.labels_per_item,
+        "participants": study.participants.count(),
+        "completed": study.participants.exclude(completed_at=None).count(),
+    }

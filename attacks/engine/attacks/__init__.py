@@ -1,0 +1,35 @@
+"""Attacks by name. Importing this package registers every attack."""
+
+from attacks.engine.attacks import clean, invariance, pgd
+from attacks.engine.attacks.base import (
+    CLEAN,
+    INVARIANCE,
+    NO_TARGET,
+    SENSITIVITY,
+    Attack,
+    AttackConfigError,
+    AttackContext,
+    AttackOutput,
+    attack_names,
+    build_attack,
+    config_as_dict,
+    get_attack_class,
+)
+
+__all__ = [
+    "CLEAN",
+    "INVARIANCE",
+    "NO_TARGET",
+    "SENSITIVITY",
+    "Attack",
+    "AttackConfigError",
+    "AttackContext",
+    "AttackOutput",
+    "attack_names",
+    "build_attack",
+    "clean",
+    "config_as_dict",
+    "get_attack_class",
+    "invariance",
+    "pgd",
+]

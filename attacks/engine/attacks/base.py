@@ -1,0 +1,172 @@
+"""Attack driver, registry and shared pieces (after foolbox 3's ``attacks/base.py``).
+
+An attack is a frozen dataclass config plus a class. ``Attack.__call__`` is the
+final driver: it checks inputs, freezes the model for the attack and restores it
+afterwards, and checks the output; subclasses fill ``_attack`` (or, for gradient
+attacks, the small per-norm hooks of ``GradientAttack``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar, final
+
+import torch
+from torch import nn
+
+ConfigT = TypeVar("ConfigT")
+
+SENSITIVITY = "sensitivity"
+INVARIANCE = "invariance"
+CLEAN = "clean"
+NO_TARGET = -1
+
+
+@dataclass(frozen=True)
+class AttackContext:
+    """Data an attack may need besides the model: the pool of reference images."""
+
+    pool_images: torch.Tensor | None = None  # uint8 (N, C, H, W)
+    pool_labels: torch.Tensor | None = None  # int64 (N,)
+    num_classes: int = 10
+
+
+@dataclass(frozen=True)
+class AttackOutput:
+    x_adv: torch.Tensor  # float in [0, 1], same shape as the input
+    target: torch.Tensor  # int64, NO_TARGET where the attack has no target
+
+
+class AttackConfigError(ValueError):
+    """An attack's name or configuration is not valid."""
+
+
+@contextmanager
+def frozen_for_attack(model: nn.Module | None) -> Iterator[None]:
+    """Eval mode and frozen parameters during the attack; both restored afterwards."""
+    if model is None:
+        yield
+        return
+    was_training = model.training
+    requires_grad = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    model.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in zip(model.parameters(), requires_grad, strict=True):
+            parameter.requires_grad_(flag)
+        model.train(was_training)
+
+
+class Attack(ABC, Generic[ConfigT]):
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    config_class: ClassVar[type[Any]]
+    needs_model: ClassVar[bool] = True
+
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+
+    @final
+    def __call__(
+        self,
+        model: nn.Module | None,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        generator: torch.Generator,
+        context: AttackContext | None = None,
+    ) -> AttackOutput:
+        if model is None and self.needs_model:
+            raise AttackConfigError(f"attack {self.name!r} needs a model")
+        if x.ndim != 4 or y.shape != x.shape[:1]:
+            raise ValueError(
+                f"expected x of shape (N, C, H, W) and y of shape (N,), got "
+                f"{tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ValueError("inputs must lie in [0, 1]")
+        with frozen_for_attack(model):
+            output = self._attack(model, x, y, generator, context or AttackContext())
+        if output.x_adv.shape != x.shape:
+            raise AssertionError(f"{self.name} changed the input's shape")
+        return AttackOutput(output.x_adv.detach().clamp(0.0, 1.0), output.target)
+
+    @abstractmethod
+    def _attack(
+        self,
+        model: nn.Module | None,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator,
+        context: AttackContext,
+    ) -> AttackOutput: ...
+
+
+_ATTACKS: dict[str, type[Attack[Any]]] = {}
+AttackClass = TypeVar("AttackClass", bound=type[Attack[Any]])
+
+
+def register_attack(cls: AttackClass) -> AttackClass:
+    """Register an attack class under its ``name``; a second class with that name is refused."""
+    if cls.name in _ATTACKS:
+        raise ValueError(f"attack {cls.name!r} is already registered")
+    _ATTACKS[cls.name] = cls
+    return cls
+
+
+def attack_names() -> list[str]:
+    return sorted(_ATTACKS)
+
+
+def get_attack_class(name: str) -> type[Attack[Any]]:
+    try:
+        return _ATTACKS[name]
+    except KeyError:
+        raise AttackConfigError(
+            f"unknown attack {name!r}; known: {', '.join(attack_names())}"
+        ) from None
+
+
+def build_attack(name: str, config: Mapping[str, Any] | None = None) -> Attack[Any]:
+    """The attack ``name`` with ``config`` (missing keys take their defaults)."""
+    cls = get_attack_class(name)
+    return cls(make_config(cls.config_class, config or {}))
+
+
+def make_config(config_class: type[ConfigT], values: Mapping[str, Any]) -> ConfigT:
+    known = {field.name for field in dataclasses.fields(config_class)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise AttackConfigError(
+            f"unknown option(s) {', '.join(unknown)} for {config_class.__name__}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    try:
+        return config_class(**values)
+    except (TypeError, ValueError) as error:
+        raise AttackConfigError(f"{config_class.__name__}: {error}") from error
+
+
+def config_as_dict(config: Any) -> dict[str, Any]:
+    """The full config, defaults included, as JSON-ready data (provenance)."""
+    return json_ready(dataclasses.asdict(config))
+
+
+def json_ready(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    return value
+
+
+def require_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}")

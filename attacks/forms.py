@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+
+from attacks.engine.architectures import architecture_names
+from attacks.engine.attacks import attack_names
+from attacks.engine.datasets import DATASET_NAMES, SPLITS
+from attacks.models import ClassifierModel, JobStatus
+
+_DATASETS = [(name, name) for name in DATASET_NAMES]
+_SPLITS = [(split, split) for split in SPLITS]
+
+
+class TrainModelForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    architecture = forms.ChoiceField(choices=[(n, n) for n in architecture_names()])
+    dataset = forms.ChoiceField(choices=_DATASETS)
+    training_split = forms.ChoiceField(choices=_SPLITS, initial="train")
+    training_start = forms.IntegerField(min_value=0, initial=0)
+    training_stop = forms.IntegerField(min_value=1, initial=60000)
+    evaluation_split = forms.ChoiceField(choices=_SPLITS, initial="test")
+    evaluation_start = forms.IntegerField(min_value=0, initial=0)
+    evaluation_stop = forms.IntegerField(min_value=1, initial=10000)
+    epochs = forms.IntegerField(min_value=1, max_value=1000, initial=2)
+    batch_size = forms.IntegerField(min_value=1, max_value=65536, initial=128)
+    learning_rate = forms.FloatField(min_value=1e-8, max_value=10.0, initial=1e-3)
+    seed = forms.IntegerField(min_value=0, initial=0)
+
+
+class AttackSettingForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    attack_name = forms.ChoiceField(choices=[(n, n) for n in attack_names()])
+    config = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        initial="{}",
+        required=False,
+        help_text="JSON; missing options take defaults",
+    )
+    dataset = forms.ChoiceField(choices=_DATASETS)
+    source_split = forms.ChoiceField(choices=_SPLITS, initial="test")
+    source_start = forms.IntegerField(min_value=0, initial=0)
+    source_stop = forms.IntegerField(min_value=1, initial=10000)
+    target_model = forms.ModelChoiceField(
+        queryset=ClassifierModel.objects.filter(status=JobStatus.SUCCEEDED), required=False
+    )
+    seed = forms.IntegerField(min_value=0, initial=0)
+
+    def clean_config(self) -> dict[str, Any]:
+        text = self.cleaned_data.get("config") or "{}"
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise forms.ValidationError(f"not valid JSON: {error}") from error
+        if not isinstance(value, dict):
+            raise forms.ValidationError("the config must be a JSON object")
+        return value
+
+
+class GenerationJobForm(forms.Form):
+    count = forms.IntegerField(min_value=1, max_value=100_000, initial=32)
+    chunk_size = forms.IntegerField(min_value=1, max_value=4096, initial=64)

@@ -1,0 +1,172 @@
+"""Classifiers, attack settings, generation jobs and the examples they produce."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+def opaque_png_name(instance: object, filename: str) -> str:
+    """A random file name: nothing about the example can be read from it (core rule 2)."""
+    return f"examples/{uuid.uuid4().hex}.png"
+
+
+def weights_name(instance: object, filename: str) -> str:
+    return f"weights/{uuid.uuid4().hex}.pt"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ClassifierModel(models.Model):
+    """A trained classifier; its row is also the state of its training job."""
+
+    name = models.CharField(max_length=100, unique=True)
+    architecture = models.CharField(max_length=50)
+    dataset = models.CharField(max_length=50)
+    training_split = models.CharField(max_length=20)
+    training_start = models.PositiveIntegerField()
+    training_stop = models.PositiveIntegerField()
+    training_config = models.JSONField(default=dict)
+    weights = models.FileField(upload_to=weights_name, blank=True)
+    weights_sha256 = models.CharField(max_length=64, blank=True)
+    clean_accuracy = models.FloatField(null=True, blank=True)
+    evaluation_split = models.CharField(max_length=20, blank=True)
+    evaluation_start = models.PositiveIntegerField(null=True, blank=True)
+    evaluation_stop = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    worker_host = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == JobStatus.SUCCEEDED
+
+
+class AttackSetting(models.Model):
+    """One attack with its full configuration, source images and target model."""
+
+    class Kind(models.TextChoices):
+        SENSITIVITY = "sensitivity"
+        INVARIANCE = "invariance"
+        CLEAN = "clean"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    attack_name = models.CharField(max_length=50)
+    config = models.JSONField(default=dict, help_text="The attack's full config, defaults included")
+    dataset = models.CharField(max_length=50)
+    source_split = models.CharField(max_length=20)
+    source_start = models.PositiveIntegerField()
+    source_stop = models.PositiveIntegerField()
+    target_model = models.ForeignKey(
+        ClassifierModel, null=True, blank=True, on_delete=models.PROTECT, related_name="settings"
+    )
+    seed = models.BigIntegerField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def source_count(self) -> int:
+        return self.source_stop - self.source_start
+
+
+class GenerationJob(models.Model):
+    """Generates ``count`` examples at positions [offset, offset + count) of its setting."""
+
+    setting = models.ForeignKey(AttackSetting, on_delete=models.PROTECT, related_name="jobs")
+    offset = models.PositiveIntegerField()
+    count = models.PositiveIntegerField()
+    chunk_size = models.PositiveIntegerField(default=64)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    worker_host = models.CharField(max_length=255, blank=True)
+    device = models.CharField(max_length=50, blank=True)
+    code_version = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} of {self.setting}"
+
+    @property
+    def progress(self) -> float:
+        return self.done / self.count if self.count else 1.0
+
+
+class Example(models.Model):
+    """One stored 8-bit image, as humans will see it, with everything measured on it."""
+
+    setting = models.ForeignKey(AttackSetting, on_delete=models.PROTECT, related_name="examples")
+    job = models.ForeignKey(GenerationJob, on_delete=models.PROTECT, related_name="examples")
+    position = models.PositiveIntegerField(help_text="Place in the setting's seeded source order")
+    source_index = models.PositiveIntegerField()
+    source_label = models.PositiveSmallIntegerField()
+    target_label = models.PositiveSmallIntegerField(null=True, blank=True)
+    image = models.FileField(upload_to=opaque_png_name)
+    image_sha256 = models.CharField(max_length=64)
+    linf_distance = models.FloatField()
+    l2_distance = models.FloatField()
+    l0_distance = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["setting_id", "position"]
+        constraints = [
+            # A re-run chunk must never write an example twice (core rule 4).
+            models.UniqueConstraint(fields=["setting", "position"], name="unique_example_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"example {self.pk}"
+
+
+class Prediction(models.Model):
+    """A model's predicted class on an example's stored image."""
+
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="predictions")
+    model = models.ForeignKey(ClassifierModel, on_delete=models.PROTECT, related_name="predictions")
+    label = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["example", "model"], name="unique_prediction"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} predicts {self.label} on example {self.example_id}"

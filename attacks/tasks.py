@@ -1,0 +1,145 @@
+"""Celery tasks: they take ids, claim their row first, and are idempotent (core rule 4).
+
+Training and generation go to the ``gpu`` queue (see CELERY_TASK_ROUTES). Models
+and datasets are loaded once per worker process and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from functools import lru_cache
+
+import torch
+from celery import shared_task
+from torch import nn
+
+from attacks import progress, services
+from attacks.engine.architectures import build_architecture
+from attacks.engine.attacks import AttackContext, build_attack
+from attacks.engine.datasets import ImageDataset
+from attacks.engine.generation import chunk_seed, generate_examples, source_order
+from attacks.engine.training import (
+    TrainingConfig,
+    accuracy,
+    load_weights,
+    serialize_weights,
+    train_standard,
+)
+from attacks.models import AttackSetting, ClassifierModel, GenerationJob
+
+logger = logging.getLogger(__name__)
+_PROGRESS_INTERVAL_S = 1.0
+
+
+def compute_device() -> torch.device:
+    wanted = os.environ.get("ADVSTUDY_DEVICE")
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@lru_cache(maxsize=16)
+def _load_classifier(model_id: int, sha256: str, device: str) -> nn.Module:
+    row = ClassifierModel.objects.get(pk=model_id)
+    with row.weights.open("rb") as handle:
+        payload = handle.read()
+    if hashlib.sha256(payload).hexdigest() != sha256:
+        raise RuntimeError(f"weights of model {row} do not match their SHA-256")
+    network = build_architecture(row.architecture)
+    return load_weights(network, payload).to(device)
+
+
+def load_classifier(row: ClassifierModel, device: torch.device) -> nn.Module:
+    return _load_classifier(row.pk, row.weights_sha256, str(device))
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def train_model(model_id: int) -> None:
+    row = services.claim_training(model_id)
+    if row is None:
+        logger.info("training %s: missing or finished, nothing to do", model_id)
+        return
+    try:
+        _train(row)
+    except Exception as error:
+        logger.exception("training %s failed", model_id)
+        services.fail_training(model_id, f"{type(error).__name__}: {error}")
+
+
+def _train(row: ClassifierModel) -> None:
+    device = compute_device()
+    config = TrainingConfig(**row.training_config)
+    train = services.configured_dataset(row.dataset, row.training_split)
+    span = slice(row.training_start, row.training_stop)
+    network = build_architecture(row.architecture)
+    last_report = time.monotonic()
+
+    def report(step: int, total: int) -> None:
+        nonlocal last_report
+        progress.report("training", row.pk, step / total)
+        if time.monotonic() - last_report >= _PROGRESS_INTERVAL_S or step == total:
+            services.record_training_progress(row.pk, step / total)
+            last_report = time.monotonic()
+
+    torch.manual_seed(config.seed)  # weight initialisation draws from the global RNG
+    train_standard(
+        network, train.as_float(span), train.labels[span], config, device=device, on_progress=report
+    )
+    evaluation = services.configured_dataset(row.dataset, row.evaluation_split)
+    held_out = slice(row.evaluation_start, row.evaluation_stop)
+    clean_accuracy = accuracy(network, evaluation.as_float(held_out), evaluation.labels[held_out])
+    payload, sha256 = serialize_weights(network)
+    services.finish_training(row.pk, payload, sha256, clean_accuracy)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_generation_job(job_id: int) -> None:
+    device = compute_device()
+    job = services.claim_generation_job(job_id, str(device))
+    if job is None:
+        logger.info("generation job %s: missing or finished, nothing to do", job_id)
+        return
+    try:
+        _generate(job, device)
+    except Exception as error:
+        logger.exception("generation job %s failed", job_id)
+        services.fail_generation_job(job_id, f"{type(error).__name__}: {error}")
+        return
+    services.finish_generation_job(job_id)
+
+
+def _generate(job: GenerationJob, device: torch.device) -> None:
+    setting = job.setting
+    attack = build_attack(setting.attack_name, setting.config)
+    source = services.configured_dataset(setting.dataset, setting.source_split)
+    order = source_order(setting.seed, setting.source_start, setting.source_stop).tolist()
+    target = load_classifier(setting.target_model, device) if setting.target_model else None
+    predictors = {row.pk: load_classifier(row, device) for row in _models_to_predict(setting)}
+    context = _attack_context(setting, source)
+    for first in range(job.offset, job.offset + job.count, job.chunk_size):
+        positions = list(range(first, min(first + job.chunk_size, job.offset + job.count)))
+        if len(services.existing_positions(setting.pk, positions)) == len(positions):
+            continue  # done before a crash or redelivery
+        generator = torch.Generator(device).manual_seed(chunk_seed(setting.seed, first))
+        generated = generate_examples(
+            attack, target, source, positions, [order[p] for p in positions],
+            generator=generator, device=device, context=context, models_to_predict=predictors,
+        )  # fmt: skip
+        done = services.record_examples(job, generated)
+        progress.report("generation", job.pk, done / job.count)
+
+
+def _models_to_predict(setting: AttackSetting) -> list[ClassifierModel]:
+    return list(ClassifierModel.objects.filter(dataset=setting.dataset, status="succeeded"))
+
+
+def _attack_context(setting: AttackSetting, source: ImageDataset) -> AttackContext:
+    num_classes = len(source.classes)
+    if "pool_split" not in setting.config:
+        return AttackContext(num_classes=num_classes)
+    pool = services.configured_dataset(setting.dataset, setting.config["pool_split"])
+    span = slice(setting.config["pool_start"], setting.config["pool_stop"])
+    return AttackContext(pool.images[span], pool.labels[span], num_classes)

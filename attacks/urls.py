@@ -1,0 +1,15 @@
+from django.urls import path
+
+from attacks import views
+
+urlpatterns = [
+    path("models/new/", views.model_create, name="model-create"),
+    path("models/<int:model_id>/", views.model_detail, name="model-detail"),
+    path("models/<int:model_id>/status.json", views.model_status, name="model-status"),
+    path("settings/new/", views.setting_create, name="setting-create"),
+    path("settings/<int:setting_id>/", views.setting_detail, name="setting-detail"),
+    path("settings/<int:setting_id>/jobs/", views.job_create, name="job-create"),
+    path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
+    path("jobs/<int:job_id>/status.json", views.job_status, name="job-status"),
+    path("examples/<int:example_id>.png", views.example_image, name="example-image"),
+]

@@ -1,0 +1,155 @@
+"""Researcher pages for models, attack settings and generation jobs. Thin: form, service, page."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.forms import Form
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from attacks import services
+from attacks.forms import AttackSettingForm, GenerationJobForm, TrainModelForm
+from attacks.models import AttackSetting, ClassifierModel, Example, GenerationJob
+from config.auth import researcher_required, signed_in_user
+
+
+def render_invalid(
+    request: HttpRequest, template: str, form: Form, **context: object
+) -> HttpResponse:
+    return render(request, template, {"form": form, **context}, status=400)
+
+
+def apply_service_error(form: Form, error: ValidationError) -> None:
+    for message in error.messages:
+        form.add_error(None, message)
+
+
+@researcher_required
+@require_http_methods(["GET", "POST"])
+def model_create(request: HttpRequest) -> HttpResponse:
+    form = TrainModelForm(request.POST or None)
+    if request.method == "GET" or not form.is_valid():
+        return render(
+            request,
+            "attacks/model_form.html",
+            {"form": form},
+            status=400 if request.method == "POST" else 200,
+        )
+    data = form.cleaned_data
+    try:
+        model = services.request_training(
+            name=data["name"], architecture=data["architecture"], dataset=data["dataset"],
+            training_split=data["training_split"],
+            training_range=(data["training_start"], data["training_stop"]),
+            evaluation_split=data["evaluation_split"],
+            evaluation_range=(data["evaluation_start"], data["evaluation_stop"]),
+            config={key: data[key] for key in ("epochs", "batch_size", "learning_rate", "seed")},
+            created_by=signed_in_user(request),
+        )  # fmt: skip
+    except ValidationError as error:
+        apply_service_error(form, error)
+        return render_invalid(request, "attacks/model_form.html", form)
+    return redirect("model-detail", model_id=model.pk)
+
+
+@researcher_required
+@require_GET
+def model_detail(request: HttpRequest, model_id: int) -> HttpResponse:
+    model = get_object_or_404(ClassifierModel, pk=model_id)
+    return render(request, "attacks/model_detail.html", {"model": model})
+
+
+@researcher_required
+@require_GET
+def model_status(request: HttpRequest, model_id: int) -> JsonResponse:
+    model = get_object_or_404(ClassifierModel, pk=model_id)
+    return JsonResponse({
+        "status": model.status, "progress": model.progress, "error": model.error,
+        "clean_accuracy": model.clean_accuracy, "weights_sha256": model.weights_sha256,
+    })  # fmt: skip
+
+
+@researcher_required
+@require_http_methods(["GET", "POST"])
+def setting_create(request: HttpRequest) -> HttpResponse:
+    form = AttackSettingForm(request.POST or None)
+    if request.method == "GET" or not form.is_valid():
+        return render(
+            request,
+            "attacks/setting_form.html",
+            {"form": form},
+            status=400 if request.method == "POST" else 200,
+        )
+    data = form.cleaned_data
+    try:
+        setting = services.create_attack_setting(
+            name=data["name"], attack_name=data["attack_name"], config=data["config"],
+            dataset=data["dataset"], source_split=data["source_split"],
+            source_range=(data["source_start"], data["source_stop"]), seed=data["seed"],
+            target_model=data["target_model"], created_by=signed_in_user(request),
+        )  # fmt: skip
+    except ValidationError as error:
+        apply_service_error(form, error)
+        return render_invalid(request, "attacks/setting_form.html", form)
+    return redirect("setting-detail", setting_id=setting.pk)
+
+
+@researcher_required
+@require_GET
+def setting_detail(request: HttpRequest, setting_id: int) -> HttpResponse:
+    setting = get_object_or_404(AttackSetting, pk=setting_id)
+    examples = setting.examples.prefetch_related("predictions__model")[:48]
+    return render(request, "attacks/setting_detail.html", {
+        "setting": setting, "jobs": setting.jobs.all(), "examples": examples,
+        "job_form": GenerationJobForm(),
+    })  # fmt: skip
+
+
+@researcher_required
+@require_POST
+def job_create(request: HttpRequest, setting_id: int) -> HttpResponse:
+    setting = get_object_or_404(AttackSetting, pk=setting_id)
+    form = GenerationJobForm(request.POST)
+    context = {"setting": setting, "jobs": setting.jobs.all(), "examples": []}
+    if not form.is_valid():
+        return render(
+            request, "attacks/setting_detail.html", {**context, "job_form": form}, status=400
+        )
+    try:
+        job = services.create_generation_job(
+            setting,
+            form.cleaned_data["count"],
+            chunk_size=form.cleaned_data["chunk_size"],
+            created_by=signed_in_user(request),
+        )
+    except ValidationError as error:
+        apply_service_error(form, error)
+        return render(
+            request, "attacks/setting_detail.html", {**context, "job_form": form}, status=400
+        )
+    return redirect("job-detail", job_id=job.pk)
+
+
+@researcher_required
+@require_GET
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(GenerationJob.objects.select_related("setting"), pk=job_id)
+    return render(request, "attacks/job_detail.html", {"job": job})
+
+
+@researcher_required
+@require_GET
+def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
+    job = get_object_or_404(GenerationJob, pk=job_id)
+    return JsonResponse({
+        "status": job.status, "done": job.done, "count": job.count, "progress": job.progress,
+        "error": job.error, "worker_host": job.worker_host, "device": job.device,
+    })  # fmt: skip
+
+
+@researcher_required
+@require_GET
+def example_image(request: HttpRequest, example_id: int) -> FileResponse:
+    example = get_object_or_404(Example, pk=example_id)
+    return FileResponse(example.image.open("rb"), content_type="image/png")

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="researcher-home"), name="root"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+    path("researcher/", include("study.urls")),
+    path("researcher/", include("attacks.urls")),
+    path("researcher/", include("analysis.urls")),
+    path("s/", include("labeling.urls")),
+]
