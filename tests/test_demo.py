@@ -1,0 +1,42 @@
+"""The demo command sets everything up on SQLite with in-process tasks, without serving."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def test_demo_runs_on_sqlite_without_a_broker(tmp_path: Path) -> None:
+    database = tmp_path / "demo.sqlite3"
+    environment = {
+        key: value for key, value in os.environ.items()
+        if key not in {"CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "ADVSTUDY_DATA_DIR"}
+    }  # fmt: skip
+    environment.update(
+        DEBUG="1", DATABASE_URL=f"sqlite:///{database}", MEDIA_ROOT=str(tmp_path / "media")
+    )
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "demo", "--no-serve", "--examples", "6", "--epochs", "1"],
+        cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Annotators join at:  http://127.0.0.1:8000/s/" in result.stdout
+    assert "Researchers sign in: http://127.0.0.1:8000/researcher/" in result.stdout
+    with sqlite3.connect(database) as db:
+        counts = dict(
+            db.execute(
+                "select s.name, count(e.id) from attacks_attacksetting s "
+                "join attacks_example e on e.setting_id = s.id group by s.name"
+            ).fetchall()
+        )
+        items = db.execute("select count(*) from study_studyitem").fetchone()[0]
+        accuracy = db.execute("select clean_accuracy from attacks_classifiermodel").fetchone()[0]
+    assert counts == {"demo-pgd-linf-0.3": 6, "demo-nn-invariance-linf-0.3": 6, "demo-clean": 6}
+    assert items == 6 + 6 + 3
+    assert accuracy > 0.85
+    assert len(list((tmp_path / "media" / "examples").glob("*.png"))) == 18

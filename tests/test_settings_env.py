@@ -1,0 +1,74 @@
+"""Settings come only from the environment, and a bad value stops the process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config.env import ImproperEnvironment, env_bool, env_int
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+SHOW_SETTINGS = (
+    "from config import settings; "
+    "print(settings.DATABASES['default']['ENGINE'], settings.CELERY_TASK_ALWAYS_EAGER)"
+)
+
+
+def load_settings(**environment: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"}
+    }
+    return subprocess.run(
+        [sys.executable, "-c", SHOW_SETTINGS],
+        cwd=REPOSITORY, env={**clean, **environment}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_secret_key_is_required_when_debug_is_off() -> None:
+    result = load_settings(DEBUG="0")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_defaults_are_sqlite_and_in_process_tasks() -> None:
+    result = load_settings(DEBUG="1")
+    assert result.stdout.split() == ["django.db.backends.sqlite3", "True"]
+
+
+def test_a_broker_url_turns_eager_tasks_off() -> None:
+    result = load_settings(
+        SECRET_KEY="x" * 50,
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/advstudy",
+    )
+    assert result.stdout.split() == ["django.db.backends.postgresql", "False"]
+
+
+@pytest.mark.parametrize("raw", ["ture", "2", "enabled"])
+def test_a_mistyped_boolean_fails_loudly(monkeypatch, raw: str) -> None:
+    monkeypatch.setenv("SOME_FLAG", raw)
+    with pytest.raises(ImproperEnvironment, match="SOME_FLAG"):
+        env_bool("SOME_FLAG", False)
+
+
+def test_an_integer_below_its_minimum_fails_loudly(monkeypatch) -> None:
+    monkeypatch.setenv("SOME_NUMBER", "0")
+    with pytest.raises(ImproperEnvironment, match="at least 1"):
+        env_int("SOME_NUMBER", 5, minimum=1)
+
+
+def test_the_engine_never_imports_django() -> None:
+    modules = [
+        path.relative_to(REPOSITORY).with_suffix("").as_posix().replace("/", ".")
+        for path in (REPOSITORY / "attacks" / "engine").rglob("*.py")
+    ]
+    code = "import sys\n" + "".join(f"import {name}\n" for name in modules)
+    code += "print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
