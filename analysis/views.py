@@ -14,7 +14,13 @@ from study.queries import owned_study
 def study_analysis(request: HttpRequest, study_id: int) -> HttpResponse:
     study = owned_study(request.user, study_id)
     include_excluded = request.GET.get("include_excluded") == "1"
-    return render(request, "analysis/study_analysis.html", {
-        "study": study, "summaries": setting_summaries(study, include_excluded=include_excluded),
-        "progress": study_progress(study), "include_excluded": include_excluded,
-    })  # fmt: skip
+    return render(
+        request,
+        "analysis/study_analysis.html",
+        {
+            "study": study,
+            "summaries": setting_summaries(study, include_excluded=include_excluded),
+            "progress": study_progress(study),
+            "include_excluded": include_excluded,
+        },
+    )

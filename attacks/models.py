@@ -37,6 +37,13 @@ class ClassifierModel(models.Model):
     weights = models.FileField(upload_to=weights_name, blank=True)
     weights_sha256 = models.CharField(max_length=64, blank=True)
     clean_accuracy = models.FloatField(null=True, blank=True)
+    robust_accuracy = models.FloatField(
+        null=True, blank=True, help_text="Under L-inf PGD, as set in evaluation_config"
+    )
+    certified_accuracy = models.FloatField(
+        null=True, blank=True, help_text="IBP-certified at the evaluation eps, where it applies"
+    )
+    evaluation_config = models.JSONField(default=dict)
     evaluation_split = models.CharField(max_length=20, blank=True)
     evaluation_start = models.PositiveIntegerField(null=True, blank=True)
     evaluation_stop = models.PositiveIntegerField(null=True, blank=True)

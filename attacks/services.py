@@ -19,7 +19,7 @@ from attacks.engine.architectures import architecture_names
 from attacks.engine.attacks import AttackConfigError, build_attack, config_as_dict
 from attacks.engine.datasets import DatasetUnavailable, ImageDataset, load_dataset
 from attacks.engine.generation import GeneratedExample
-from attacks.engine.training import TrainingConfig
+from attacks.engine.training import Evaluation, EvaluationConfig, TrainingConfig
 from attacks.models import (
     AttackSetting,
     ClassifierModel,
@@ -78,6 +78,7 @@ def request_training(
     evaluation_split: str,
     evaluation_range: tuple[int, int],
     config: Mapping[str, Any],
+    evaluation: Mapping[str, Any] | None = None,
     created_by: User | None = None,
 ) -> ClassifierModel:
     """Create a classifier row and queue its training on the gpu queue."""
@@ -85,19 +86,27 @@ def request_training(
         raise ValidationError(f"unknown architecture {architecture!r}")
     try:
         training_config = TrainingConfig(**config)
+        evaluation_config = EvaluationConfig(**(evaluation or {}))
     except (TypeError, ValueError) as error:
-        raise ValidationError(f"training config: {error}") from error
+        raise ValidationError(f"training or evaluation config: {error}") from error
     _check_range(dataset, training_split, *training_range, what="training")
     _check_range(dataset, evaluation_split, *evaluation_range, what="evaluation")
     if training_split == evaluation_split and _overlap(training_range, evaluation_range):
         raise ValidationError("the evaluation range overlaps the training range")
     model = ClassifierModel.objects.create(
-        name=name, architecture=architecture, dataset=dataset,
-        training_split=training_split, training_start=training_range[0],
-        training_stop=training_range[1], evaluation_split=evaluation_split,
-        evaluation_start=evaluation_range[0], evaluation_stop=evaluation_range[1],
-        training_config=vars(training_config), created_by=created_by,
-    )  # fmt: skip
+        name=name,
+        architecture=architecture,
+        dataset=dataset,
+        training_split=training_split,
+        training_start=training_range[0],
+        training_stop=training_range[1],
+        evaluation_split=evaluation_split,
+        evaluation_start=evaluation_range[0],
+        evaluation_stop=evaluation_range[1],
+        training_config=vars(training_config),
+        evaluation_config=vars(evaluation_config),
+        created_by=created_by,
+    )
     _on_commit_send("train_model", model.pk)
     return model
 
@@ -119,11 +128,13 @@ def record_training_progress(model_id: int, progress: float) -> None:
 
 
 @transaction.atomic
-def finish_training(model_id: int, weights: bytes, sha256: str, clean_accuracy: float) -> None:
+def finish_training(model_id: int, weights: bytes, sha256: str, evaluation: Evaluation) -> None:
     model = ClassifierModel.objects.select_for_update().get(pk=model_id)
     model.weights.save("weights.pt", ContentFile(weights), save=False)
     model.weights_sha256 = sha256
-    model.clean_accuracy = clean_accuracy
+    model.clean_accuracy = evaluation.clean_accuracy
+    model.robust_accuracy = evaluation.robust_accuracy
+    model.certified_accuracy = evaluation.certified_accuracy
     model.status = JobStatus.SUCCEEDED
     model.progress = 1.0
     model.finished_at = timezone.now()
@@ -132,6 +143,8 @@ def finish_training(model_id: int, weights: bytes, sha256: str, clean_accuracy: 
             "weights",
             "weights_sha256",
             "clean_accuracy",
+            "robust_accuracy",
+            "certified_accuracy",
             "status",
             "progress",
             "finished_at",
@@ -173,11 +186,18 @@ def create_attack_setting(
     full_config = config_as_dict(attack.config)
     _check_pool(full_config, dataset, source_split, source_range)
     return AttackSetting.objects.create(
-        name=name, kind=attack.kind, attack_name=attack_name, config=full_config,
-        dataset=dataset, source_split=source_split, source_start=source_range[0],
-        source_stop=source_range[1], target_model=target_model, seed=seed,
+        name=name,
+        kind=attack.kind,
+        attack_name=attack_name,
+        config=full_config,
+        dataset=dataset,
+        source_split=source_split,
+        source_start=source_range[0],
+        source_stop=source_range[1],
+        target_model=target_model,
+        seed=seed,
         created_by=created_by,
-    )  # fmt: skip
+    )
 
 
 def _check_pool(
@@ -260,12 +280,17 @@ def record_examples(job: GenerationJob, generated: Sequence[GeneratedExample]) -
 
 def _store_example(job: GenerationJob, item: GeneratedExample) -> None:
     example = Example(
-        setting_id=job.setting_id, job=job, position=item.position,
-        source_index=item.source_index, source_label=item.source_label,
-        target_label=item.target_label, image_sha256=hashlib.sha256(item.png).hexdigest(),
-        linf_distance=item.distances.linf, l2_distance=item.distances.l2,
+        setting_id=job.setting_id,
+        job=job,
+        position=item.position,
+        source_index=item.source_index,
+        source_label=item.source_label,
+        target_label=item.target_label,
+        image_sha256=hashlib.sha256(item.png).hexdigest(),
+        linf_distance=item.distances.linf,
+        l2_distance=item.distances.l2,
         l0_distance=item.distances.l0,
-    )  # fmt: skip
+    )
     # The file is written before the row commits; a crash in between leaves an
     # orphan file, never a row without its image.
     example.image.save("example.png", ContentFile(item.png), save=False)

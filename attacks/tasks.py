@@ -20,13 +20,14 @@ from attacks import progress, services
 from attacks.engine.architectures import build_architecture
 from attacks.engine.attacks import AttackContext, build_attack
 from attacks.engine.datasets import ImageDataset
-from attacks.engine.generation import chunk_seed, generate_examples, source_order
+from attacks.engine.generation import generate_examples, source_order
 from attacks.engine.training import (
+    EvaluationConfig,
     TrainingConfig,
-    accuracy,
+    evaluate,
     load_weights,
     serialize_weights,
-    train_standard,
+    train,
 )
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 
@@ -72,7 +73,7 @@ def train_model(model_id: int) -> None:
 def _train(row: ClassifierModel) -> None:
     device = compute_device()
     config = TrainingConfig(**row.training_config)
-    train = services.configured_dataset(row.dataset, row.training_split)
+    train_set = services.configured_dataset(row.dataset, row.training_split)
     span = slice(row.training_start, row.training_stop)
     network = build_architecture(row.architecture)
     last_report = time.monotonic()
@@ -85,14 +86,24 @@ def _train(row: ClassifierModel) -> None:
             last_report = time.monotonic()
 
     torch.manual_seed(config.seed)  # weight initialisation draws from the global RNG
-    train_standard(
-        network, train.as_float(span), train.labels[span], config, device=device, on_progress=report
+    train(
+        network,
+        train_set.as_float(span),
+        train_set.labels[span],
+        config,
+        device=device,
+        on_progress=report,
     )
-    evaluation = services.configured_dataset(row.dataset, row.evaluation_split)
+    held_out_set = services.configured_dataset(row.dataset, row.evaluation_split)
     held_out = slice(row.evaluation_start, row.evaluation_stop)
-    clean_accuracy = accuracy(network, evaluation.as_float(held_out), evaluation.labels[held_out])
+    evaluation = evaluate(
+        network,
+        held_out_set.as_float(held_out),
+        held_out_set.labels[held_out],
+        EvaluationConfig(**row.evaluation_config),
+    )
     payload, sha256 = serialize_weights(network)
-    services.finish_training(row.pk, payload, sha256, clean_accuracy)
+    services.finish_training(row.pk, payload, sha256, evaluation)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -123,11 +134,19 @@ def _generate(job: GenerationJob, device: torch.device) -> None:
         positions = list(range(first, min(first + job.chunk_size, job.offset + job.count)))
         if len(services.existing_positions(setting.pk, positions)) == len(positions):
             continue  # done before a crash or redelivery
-        generator = torch.Generator(device).manual_seed(chunk_seed(setting.seed, first))
+        # Randomness is per example (keyed by source index): chunking does not change a byte.
+        generator = torch.Generator(device).manual_seed(setting.seed)
         generated = generate_examples(
-            attack, target, source, positions, [order[p] for p in positions],
-            generator=generator, device=device, context=context, models_to_predict=predictors,
-        )  # fmt: skip
+            attack,
+            target,
+            source,
+            positions,
+            [order[p] for p in positions],
+            generator=generator,
+            device=device,
+            context=context,
+            models_to_predict=predictors,
+        )
         done = services.record_examples(job, generated)
         progress.report("generation", job.pk, done / job.count)
 

@@ -39,14 +39,16 @@ def model_create(request: HttpRequest) -> HttpResponse:
     data = form.cleaned_data
     try:
         model = services.request_training(
-            name=data["name"], architecture=data["architecture"], dataset=data["dataset"],
+            name=data["name"],
+            architecture=data["architecture"],
+            dataset=data["dataset"],
             training_split=data["training_split"],
             training_range=(data["training_start"], data["training_stop"]),
             evaluation_split=data["evaluation_split"],
             evaluation_range=(data["evaluation_start"], data["evaluation_stop"]),
             config={key: data[key] for key in ("epochs", "batch_size", "learning_rate", "seed")},
             created_by=signed_in_user(request),
-        )  # fmt: skip
+        )
     except ValidationError as error:
         apply_service_error(form, error)
         return render_invalid(request, "attacks/model_form.html", form)
@@ -64,10 +66,15 @@ def model_detail(request: HttpRequest, model_id: int) -> HttpResponse:
 @require_GET
 def model_status(request: HttpRequest, model_id: int) -> JsonResponse:
     model = get_object_or_404(ClassifierModel, pk=model_id)
-    return JsonResponse({
-        "status": model.status, "progress": model.progress, "error": model.error,
-        "clean_accuracy": model.clean_accuracy, "weights_sha256": model.weights_sha256,
-    })  # fmt: skip
+    return JsonResponse(
+        {
+            "status": model.status,
+            "progress": model.progress,
+            "error": model.error,
+            "clean_accuracy": model.clean_accuracy,
+            "weights_sha256": model.weights_sha256,
+        }
+    )
 
 
 @researcher_required
@@ -84,11 +91,16 @@ def setting_create(request: HttpRequest) -> HttpResponse:
     data = form.cleaned_data
     try:
         setting = services.create_attack_setting(
-            name=data["name"], attack_name=data["attack_name"], config=data["config"],
-            dataset=data["dataset"], source_split=data["source_split"],
-            source_range=(data["source_start"], data["source_stop"]), seed=data["seed"],
-            target_model=data["target_model"], created_by=signed_in_user(request),
-        )  # fmt: skip
+            name=data["name"],
+            attack_name=data["attack_name"],
+            config=data["config"],
+            dataset=data["dataset"],
+            source_split=data["source_split"],
+            source_range=(data["source_start"], data["source_stop"]),
+            seed=data["seed"],
+            target_model=data["target_model"],
+            created_by=signed_in_user(request),
+        )
     except ValidationError as error:
         apply_service_error(form, error)
         return render_invalid(request, "attacks/setting_form.html", form)
@@ -100,10 +112,16 @@ def setting_create(request: HttpRequest) -> HttpResponse:
 def setting_detail(request: HttpRequest, setting_id: int) -> HttpResponse:
     setting = get_object_or_404(AttackSetting, pk=setting_id)
     examples = setting.examples.prefetch_related("predictions__model")[:48]
-    return render(request, "attacks/setting_detail.html", {
-        "setting": setting, "jobs": setting.jobs.all(), "examples": examples,
-        "job_form": GenerationJobForm(),
-    })  # fmt: skip
+    return render(
+        request,
+        "attacks/setting_detail.html",
+        {
+            "setting": setting,
+            "jobs": setting.jobs.all(),
+            "examples": examples,
+            "job_form": GenerationJobForm(),
+        },
+    )
 
 
 @researcher_required
@@ -142,10 +160,17 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 @require_GET
 def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
     job = get_object_or_404(GenerationJob, pk=job_id)
-    return JsonResponse({
-        "status": job.status, "done": job.done, "count": job.count, "progress": job.progress,
-        "error": job.error, "worker_host": job.worker_host, "device": job.device,
-    })  # fmt: skip
+    return JsonResponse(
+        {
+            "status": job.status,
+            "done": job.done,
+            "count": job.count,
+            "progress": job.progress,
+            "error": job.error,
+            "worker_host": job.worker_host,
+            "device": job.device,
+        }
+    )
 
 
 @researcher_required

@@ -159,10 +159,14 @@ def _store_label(
 ) -> Label:
     now = timezone.now()
     label = Label.objects.create(
-        assignment=assignment, participant=assignment.participant, item=assignment.item,
-        value=value, client_key=client_key, client_response_ms=client_response_ms,
+        assignment=assignment,
+        participant=assignment.participant,
+        item=assignment.item,
+        value=value,
+        client_key=client_key,
+        client_response_ms=client_response_ms,
         server_response_ms=int((now - assignment.served_at).total_seconds() * 1000),
-    )  # fmt: skip
+    )
     assignment.status = Assignment.Status.LABELLED
     assignment.save(update_fields=["status"])
     StudyItem.objects.filter(pk=assignment.item_id).update(labelled_count=F("labelled_count") + 1)

@@ -70,10 +70,18 @@ def label(request: HttpRequest, join_token: str) -> HttpResponse:
     if assignment is None:
         services.complete_participation(participant)
         return redirect("done", join_token=join_token)
-    return render(request, "labeling/label.html", {
-        "study": study, "assignment": assignment, "client_key": uuid.uuid4(), "error": error,
-        "done": services.labelled_count(participant),
-    }, status=400 if error else 200)  # fmt: skip
+    return render(
+        request,
+        "labeling/label.html",
+        {
+            "study": study,
+            "assignment": assignment,
+            "client_key": uuid.uuid4(),
+            "error": error,
+            "done": services.labelled_count(participant),
+        },
+        status=400 if error else 200,
+    )
 
 
 def _submit(request: HttpRequest, participant: Participant) -> str | None:

@@ -56,11 +56,14 @@ def create_study(
         raise ValidationError("items per participant and labels per item must be at least 1")
     picked = [(_pick_examples(sample), sample is controls) for sample in all_samples]
     study = Study.objects.create(
-        owner=owner, title=title, instructions=instructions,
+        owner=owner,
+        title=title,
+        instructions=instructions,
         label_choices=label_choices_for(*sorted(datasets)[0]),
-        items_per_participant=items_per_participant, labels_per_item=labels_per_item,
+        items_per_participant=items_per_participant,
+        labels_per_item=labels_per_item,
         seed=seed,
-    )  # fmt: skip
+    )
     _create_items(study, picked, seed)
     return study
 

@@ -21,12 +21,16 @@ from study.queries import owned_study
 @researcher_required
 @require_GET
 def researcher_home(request: HttpRequest) -> HttpResponse:
-    return render(request, "study/home.html", {
-        "models": ClassifierModel.objects.all(),
-        "settings": AttackSetting.objects.select_related("target_model"),
-        "jobs": GenerationJob.objects.select_related("setting").order_by("-id")[:20],
-        "studies": Study.objects.filter(owner=signed_in_user(request)),
-    })  # fmt: skip
+    return render(
+        request,
+        "study/home.html",
+        {
+            "models": ClassifierModel.objects.all(),
+            "settings": AttackSetting.objects.select_related("target_model"),
+            "jobs": GenerationJob.objects.select_related("setting").order_by("-id")[:20],
+            "studies": Study.objects.filter(owner=signed_in_user(request)),
+        },
+    )
 
 
 @researcher_required
@@ -44,13 +48,18 @@ def study_create(request: HttpRequest) -> HttpResponse:
     control = data["control_setting"]
     try:
         study = services.create_study(
-            owner=signed_in_user(request), title=data["title"], instructions=data["instructions"],
-            samples=[services.SettingSample(setting, data["examples_per_setting"])
-                     for setting in data["settings"]],
+            owner=signed_in_user(request),
+            title=data["title"],
+            instructions=data["instructions"],
+            samples=[
+                services.SettingSample(setting, data["examples_per_setting"])
+                for setting in data["settings"]
+            ],
             controls=services.SettingSample(control, data["control_count"]) if control else None,
             items_per_participant=data["items_per_participant"],
-            labels_per_item=data["labels_per_item"], seed=data["seed"],
-        )  # fmt: skip
+            labels_per_item=data["labels_per_item"],
+            seed=data["seed"],
+        )
     except ValidationError as error:
         apply_service_error(form, error)
         return render_invalid(request, "study/study_form.html", form)
@@ -62,6 +71,12 @@ def study_create(request: HttpRequest) -> HttpResponse:
 def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
     study = owned_study(request.user, study_id)
     join_url = request.build_absolute_uri(reverse("join", args=[study.join_token]))
-    return render(request, "study/study_detail.html", {
-        "study": study, "join_url": join_url, "progress": study_progress(study),
-    })  # fmt: skip
+    return render(
+        request,
+        "study/study_detail.html",
+        {
+            "study": study,
+            "join_url": join_url,
+            "progress": study_progress(study),
+        },
+    )

@@ -21,7 +21,7 @@ from django.test import Client
 from attacks import services as attack_services
 from attacks.engine.architectures import build_architecture
 from attacks.engine.datasets import load_dataset
-from attacks.engine.training import TrainingConfig, accuracy, serialize_weights, train_standard
+from attacks.engine.training import Evaluation, TrainingConfig, accuracy, serialize_weights, train
 from attacks.models import ClassifierModel
 from config.celery import app as celery_app
 
@@ -42,7 +42,7 @@ def tiny_weights() -> TrainedWeights:
     data = load_dataset("mnist", "test")
     torch.manual_seed(0)
     network = build_architecture("small_cnn")
-    train_standard(
+    train(
         network,
         data.as_float(slice(0, 2000)),
         data.labels[:2000],
@@ -58,13 +58,19 @@ def tiny_weights() -> TrainedWeights:
 @pytest.fixture
 def trained_model(db: None, tiny_weights: TrainedWeights) -> ClassifierModel:
     model = attack_services.request_training(
-        name="tiny-cnn", architecture="small_cnn", dataset="mnist", training_split="test",
-        training_range=(0, 2000), evaluation_split="test", evaluation_range=(9000, 10000),
+        name="tiny-cnn",
+        architecture="small_cnn",
+        dataset="mnist",
+        training_split="test",
+        training_range=(0, 2000),
+        evaluation_split="test",
+        evaluation_range=(9000, 10000),
         config={"epochs": 2},
-    )  # fmt: skip
-    attack_services.finish_training(
-        model.pk, tiny_weights.payload, tiny_weights.sha256, tiny_weights.clean_accuracy
     )
+    evaluation = Evaluation(
+        tiny_weights.clean_accuracy, robust_accuracy=0.0, certified_accuracy=None
+    )
+    attack_services.finish_training(model.pk, tiny_weights.payload, tiny_weights.sha256, evaluation)
     model.refresh_from_db()
     return model
 
@@ -102,10 +108,26 @@ def celery_worker_process(
     log_path = Path(tempfile.mkdtemp(prefix="advstudy-worker-")) / "worker.log"
     environment = {**os.environ, "DATABASE_URL": _worker_database_url()}
     command = [
-        sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu,default",
-        "-P", "solo", "-c", "1", "-n", "advstudy-test@%h", "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-Q",
+        "gpu,default",
+        "-P",
+        "solo",
+        "-c",
+        "1",
+        "-n",
+        "advstudy-test@%h",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
             command, cwd=REPOSITORY, env=environment, stdout=log, stderr=subprocess.STDOUT
@@ -140,15 +162,24 @@ def make_study(researcher: User):
 
     def build(count: int = 4, labels_per_item: int = 2, items_per_participant: int = 4):
         setting = attack_services.create_attack_setting(
-            name=f"clean-{count}-{labels_per_item}", attack_name="clean", config={},
-            dataset="mnist", source_split="test", source_range=(9000, 10000), seed=0,
-        )  # fmt: skip
+            name=f"clean-{count}-{labels_per_item}",
+            attack_name="clean",
+            config={},
+            dataset="mnist",
+            source_split="test",
+            source_range=(9000, 10000),
+            seed=0,
+        )
         job = attack_services.create_generation_job(setting, count)
         tasks.run_generation_job(job.pk)
         return create_study(
-            owner=researcher, title="A study", instructions="Which digit is this?",
-            samples=[SettingSample(setting, count)], controls=None,
-            items_per_participant=items_per_participant, labels_per_item=labels_per_item,
-        )  # fmt: skip
+            owner=researcher,
+            title="A study",
+            instructions="Which digit is this?",
+            samples=[SettingSample(setting, count)],
+            controls=None,
+            items_per_participant=items_per_participant,
+            labels_per_item=labels_per_item,
+        )
 
     return build

@@ -20,9 +20,13 @@ def require_services(config: Mapping[str, Any], broker_url: str) -> None:
     problems = []
     try:
         psycopg2.connect(
-            dbname="postgres", user=config["USER"], password=config["PASSWORD"] or None,
-            host=config["HOST"], port=config["PORT"] or 5432, connect_timeout=5,
-        ).close()  # fmt: skip
+            dbname="postgres",
+            user=config["USER"],
+            password=config["PASSWORD"] or None,
+            host=config["HOST"],
+            port=config["PORT"] or 5432,
+            connect_timeout=5,
+        ).close()
     except psycopg2.OperationalError as error:
         problems.append(
             f"PostgreSQL at {config['HOST']}:{config['PORT']} is unreachable ({error}).\n"

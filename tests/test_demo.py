@@ -12,17 +12,23 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 def test_demo_runs_on_sqlite_without_a_broker(tmp_path: Path) -> None:
     database = tmp_path / "demo.sqlite3"
     environment = {
-        key: value for key, value in os.environ.items()
+        key: value
+        for key, value in os.environ.items()
         if key not in {"CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "ADVSTUDY_DATA_DIR"}
-    }  # fmt: skip
+    }
     environment.update(
         DEBUG="1", DATABASE_URL=f"sqlite:///{database}", MEDIA_ROOT=str(tmp_path / "media")
     )
 
     result = subprocess.run(
         [sys.executable, "manage.py", "demo", "--no-serve", "--examples", "6", "--epochs", "1"],
-        cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        cwd=REPOSITORY,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Annotators join at:  http://127.0.0.1:8000/s/" in result.stdout

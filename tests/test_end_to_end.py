@@ -57,11 +57,21 @@ def sign_in(base: str) -> requests.Session:
 
 
 def create_setting(session, base, name, attack, config, model_id="") -> int:
-    response = form_post(session, f"{base}/researcher/settings/new/", {
-        "name": name, "attack_name": attack, "config": config, "dataset": "mnist",
-        "source_split": "test", "source_start": 9000, "source_stop": 10000,
-        "target_model": model_id, "seed": 11,
-    })  # fmt: skip
+    response = form_post(
+        session,
+        f"{base}/researcher/settings/new/",
+        {
+            "name": name,
+            "attack_name": attack,
+            "config": config,
+            "dataset": "mnist",
+            "source_split": "test",
+            "source_start": 9000,
+            "source_stop": 10000,
+            "target_model": model_id,
+            "seed": 11,
+        },
+    )
     return created_id(response, r"/settings/(\d+)/$")
 
 
@@ -89,10 +99,17 @@ def label_all(base: str, join_token: str, choose) -> str:
         assert image.status_code == 200
         assert image.content.startswith(b"\x89PNG")
         example = Assignment.objects.get(public_id=assignment_id).item.example
-        page = annotator.post(page.url, data={
-            "assignment": assignment_id, "value": choose(example), "client_key": client_key,
-            "client_response_ms": "654.5", "csrfmiddlewaretoken": annotator.cookies["csrftoken"],
-        }, headers={"Referer": page.url})  # fmt: skip
+        page = annotator.post(
+            page.url,
+            data={
+                "assignment": assignment_id,
+                "value": choose(example),
+                "client_key": client_key,
+                "client_response_ms": "654.5",
+                "csrfmiddlewaretoken": annotator.cookies["csrftoken"],
+            },
+            headers={"Referer": page.url},
+        )
     return re.search(r'id="completion-code">([^<]+)<', page.text).group(1)
 
 
@@ -100,12 +117,25 @@ def test_whole_loop_over_http(live_server, celery_worker_process, researcher) ->
     base = live_server.url
     session = sign_in(base)
 
-    response = form_post(session, f"{base}/researcher/models/new/", {
-        "name": "e2e-cnn", "architecture": "small_cnn", "dataset": "mnist",
-        "training_split": "test", "training_start": 0, "training_stop": 3000,
-        "evaluation_split": "test", "evaluation_start": 8000, "evaluation_stop": 9000,
-        "epochs": 1, "batch_size": 64, "learning_rate": 0.001, "seed": 0,
-    })  # fmt: skip
+    response = form_post(
+        session,
+        f"{base}/researcher/models/new/",
+        {
+            "name": "e2e-cnn",
+            "architecture": "small_cnn",
+            "dataset": "mnist",
+            "training_split": "test",
+            "training_start": 0,
+            "training_stop": 3000,
+            "evaluation_split": "test",
+            "evaluation_start": 8000,
+            "evaluation_stop": 9000,
+            "epochs": 1,
+            "batch_size": 64,
+            "learning_rate": 0.001,
+            "seed": 0,
+        },
+    )
     model_id = created_id(response, r"/models/(\d+)/$")
     trained = wait_for(session, f"{base}/researcher/models/{model_id}/status.json")
     assert trained["clean_accuracy"] > 0.8
@@ -125,11 +155,21 @@ def test_whole_loop_over_http(live_server, celery_worker_process, researcher) ->
     assert Example.objects.count() == 16
     assert set(Example.objects.values_list("job__worker_host", flat=True)) != {""}
 
-    response = form_post(session, f"{base}/researcher/studies/new/", {
-        "title": "E2E", "instructions": "Which digit?", "settings": [pgd, invariance],
-        "examples_per_setting": 6, "control_setting": clean, "control_count": 4,
-        "items_per_participant": 16, "labels_per_item": 2, "seed": 5,
-    })  # fmt: skip
+    response = form_post(
+        session,
+        f"{base}/researcher/studies/new/",
+        {
+            "title": "E2E",
+            "instructions": "Which digit?",
+            "settings": [pgd, invariance],
+            "examples_per_setting": 6,
+            "control_setting": clean,
+            "control_count": 4,
+            "items_per_participant": 16,
+            "labels_per_item": 2,
+            "seed": 5,
+        },
+    )
     study = Study.objects.get(pk=created_id(response, r"/studies/(\d+)/$"))
 
     def first_annotator(example: Example) -> int:

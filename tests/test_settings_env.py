@@ -24,8 +24,12 @@ def load_settings(**environment: str) -> subprocess.CompletedProcess[str]:
     }
     return subprocess.run(
         [sys.executable, "-c", SHOW_SETTINGS],
-        cwd=REPOSITORY, env={**clean, **environment}, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=REPOSITORY,
+        env={**clean, **environment},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_secret_key_is_required_when_debug_is_off() -> None:

@@ -6,7 +6,6 @@ quantised image (core rule 1), never on the attack's float output.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,12 +33,6 @@ def source_order(seed: int, start: int, stop: int) -> torch.Tensor:
     """The setting's fixed order of source indices: a seeded permutation of [start, stop)."""
     generator = torch.Generator().manual_seed(seed)
     return start + torch.randperm(stop - start, generator=generator)
-
-
-def chunk_seed(seed: int, chunk_index: int) -> int:
-    """A stable per-chunk seed, so that a re-run chunk gives the same bytes."""
-    digest = hashlib.sha256(f"advstudy:{seed}:{chunk_index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def predict_stored(
@@ -70,6 +63,7 @@ def generate_examples(
         labels.to(device),
         generator=generator,
         context=context,
+        keys=index,
     )
     stored = quantize_toward(clean_uint8, output.x_adv.cpu())
     measured = distances(clean_uint8, stored)

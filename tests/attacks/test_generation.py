@@ -15,9 +15,15 @@ from attacks.models import AttackSetting, Example, GenerationJob, JobStatus, Pre
 
 def make_setting(model, name: str = "pgd", seed: int = 3) -> AttackSetting:
     return services.create_attack_setting(
-        name=name, attack_name="pgd_linf", config={"eps": 0.3, "steps": 10}, dataset="mnist",
-        source_split="test", source_range=(9000, 10000), seed=seed, target_model=model,
-    )  # fmt: skip
+        name=name,
+        attack_name="pgd_linf",
+        config={"eps": 0.3, "steps": 10},
+        dataset="mnist",
+        source_split="test",
+        source_range=(9000, 10000),
+        seed=seed,
+        target_model=model,
+    )
 
 
 def run_job(setting: AttackSetting, count: int, chunk_size: int = 4) -> GenerationJob:
@@ -110,9 +116,15 @@ def test_job_for_more_sources_than_the_setting_has_is_refused(trained_model) -> 
 )
 def test_bad_settings_are_refused_and_nothing_is_stored(trained_model, changes, message) -> None:
     arguments = dict(
-        name="bad", attack_name="pgd_linf", config={"eps": 0.3}, dataset="mnist",
-        source_split="test", source_range=(9000, 10000), seed=0, target_model=trained_model,
-    )  # fmt: skip
+        name="bad",
+        attack_name="pgd_linf",
+        config={"eps": 0.3},
+        dataset="mnist",
+        source_split="test",
+        source_range=(9000, 10000),
+        seed=0,
+        target_model=trained_model,
+    )
     arguments.update(changes)
     with pytest.raises(ValidationError, match=message):
         services.create_attack_setting(**arguments)
@@ -122,22 +134,35 @@ def test_bad_settings_are_refused_and_nothing_is_stored(trained_model, changes, 
 def test_neighbour_pool_may_not_contain_the_sources(db) -> None:
     with pytest.raises(ValidationError, match="overlaps the source images"):
         services.create_attack_setting(
-            name="leaky", attack_name="nn_invariance_linf",
+            name="leaky",
+            attack_name="nn_invariance_linf",
             config={"pool_split": "test", "pool_start": 0, "pool_stop": 9500},
-            dataset="mnist", source_split="test", source_range=(9000, 10000), seed=0,
-        )  # fmt: skip
+            dataset="mnist",
+            source_split="test",
+            source_range=(9000, 10000),
+            seed=0,
+        )
 
 
 def test_invariance_and_clean_jobs_record_targets_only_where_they_exist(trained_model) -> None:
     invariance = services.create_attack_setting(
-        name="nn", attack_name="nn_invariance_linf",
+        name="nn",
+        attack_name="nn_invariance_linf",
         config={"pool_split": "test", "pool_start": 0, "pool_stop": 3000},
-        dataset="mnist", source_split="test", source_range=(9000, 10000), seed=0,
-    )  # fmt: skip
+        dataset="mnist",
+        source_split="test",
+        source_range=(9000, 10000),
+        seed=0,
+    )
     clean = services.create_attack_setting(
-        name="clean", attack_name="clean", config={}, dataset="mnist", source_split="test",
-        source_range=(9000, 10000), seed=0,
-    )  # fmt: skip
+        name="clean",
+        attack_name="clean",
+        config={},
+        dataset="mnist",
+        source_split="test",
+        source_range=(9000, 10000),
+        seed=0,
+    )
     run_job(invariance, 3)
     run_job(clean, 3)
 

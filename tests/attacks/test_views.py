@@ -8,10 +8,16 @@ from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 
 def setting_form(model, **changes) -> dict:
     form = {
-        "name": "pgd", "attack_name": "pgd_linf", "config": '{"eps": 0.3}', "dataset": "mnist",
-        "source_split": "test", "source_start": 9000, "source_stop": 10000,
-        "target_model": model.pk, "seed": 1,
-    }  # fmt: skip
+        "name": "pgd",
+        "attack_name": "pgd_linf",
+        "config": '{"eps": 0.3}',
+        "dataset": "mnist",
+        "source_split": "test",
+        "source_start": 9000,
+        "source_stop": 10000,
+        "target_model": model.pk,
+        "seed": 1,
+    }
     form.update(changes)
     return form
 
@@ -62,12 +68,24 @@ def test_bad_job_count_is_a_400(researcher_client: Client, trained_model) -> Non
 
 
 def test_bad_training_request_is_a_400(researcher_client: Client) -> None:
-    response = researcher_client.post("/researcher/models/new/", {
-        "name": "m", "architecture": "small_cnn", "dataset": "mnist", "training_split": "test",
-        "training_start": 0, "training_stop": 5000, "evaluation_split": "test",
-        "evaluation_start": 4000, "evaluation_stop": 6000, "epochs": 1, "batch_size": 64,
-        "learning_rate": 0.001, "seed": 0,
-    })  # fmt: skip
+    response = researcher_client.post(
+        "/researcher/models/new/",
+        {
+            "name": "m",
+            "architecture": "small_cnn",
+            "dataset": "mnist",
+            "training_split": "test",
+            "training_start": 0,
+            "training_stop": 5000,
+            "evaluation_split": "test",
+            "evaluation_start": 4000,
+            "evaluation_stop": 6000,
+            "epochs": 1,
+            "batch_size": 64,
+            "learning_rate": 0.001,
+            "seed": 0,
+        },
+    )
 
     assert response.status_code == 400
     assert "overlaps the training range" in response.content.decode()

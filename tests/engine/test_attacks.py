@@ -1,4 +1,4 @@
-"""The whole attack registry on a tiny model, quantisation, and Tramèr et al.'s released set."""
+"""The whole attack registry on a tiny model, closed-form optima, projections, quantisation."""
 
 from pathlib import Path
 
@@ -12,9 +12,20 @@ from attacks.engine.attacks.base import Attack, register_attack
 from attacks.engine.attacks.invariance import TRAMER_TARGETS, ink_removed, project_towards
 from attacks.engine.datasets import load_dataset
 from attacks.engine.images import decode_png, distances, encode_png, quantize_toward
+from attacks.engine.threats import project_l0, project_l2
 
 TRAMER = Path(__file__).resolve().parent.parent / "data" / "tramer2020"
-EPS = 0.3
+
+# Every registered attack, a small config for it, and the budget its output must respect.
+REGISTRY_CASES: dict[str, tuple[dict, str, float]] = {
+    "clean": ({}, "l0", 0),
+    "fgsm": ({"eps": 0.3}, "linf", 0.3),
+    "pgd_linf": ({"eps": 0.3, "steps": 5, "restarts": 2}, "linf", 0.3),
+    "pgd_l2": ({"eps": 2.0, "step_size": 0.5, "steps": 5}, "l2", 2.0),
+    "pgd_l2_large_targeted": ({"eps": 5.0, "step_size": 1.0, "steps": 5}, "l2", 5.0),
+    "pgd_l0": ({"pixels": 12, "steps": 5}, "l0", 12),
+    "nn_invariance_linf": ({"eps": 0.3}, "linf", 0.3),
+}
 
 
 def tiny_model() -> nn.Module:
@@ -30,35 +41,148 @@ def batch() -> tuple[torch.Tensor, torch.Tensor, AttackContext]:
     return x, data.labels[9000:9012], pool
 
 
-@pytest.mark.parametrize("name", attack_names())
+def test_every_registered_attack_has_a_registry_case() -> None:
+    assert sorted(REGISTRY_CASES) == attack_names()
+
+
+def budget_used(norm: str, clean: torch.Tensor, changed: torch.Tensor) -> float:
+    measured = distances((clean * 255).round().to(torch.uint8), changed)
+    return max(getattr(d, norm) for d in measured)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY_CASES))
 def test_every_attack_stays_in_its_ball_and_box_after_quantisation(name: str, batch) -> None:
     x, y, context = batch
-    attack = build_attack(name, {"eps": EPS} if name != "clean" else {})
-    generator = torch.Generator().manual_seed(0)
+    config, norm, radius = REGISTRY_CASES[name]
+    attack = build_attack(name, config)
 
-    output = attack(tiny_model(), x, y, generator=generator, context=context)
+    output = attack(tiny_model(), x, y, generator=torch.Generator().manual_seed(0), context=context)
     stored = quantize_toward((x * 255).round().to(torch.uint8), output.x_adv)
 
     assert output.x_adv.min() >= 0
     assert output.x_adv.max() <= 1
-    assert (output.x_adv - x).abs().max() <= EPS + 1e-6
-    assert max(d.linf for d in distances((x * 255).round().to(torch.uint8), stored)) <= EPS
+    float_delta = (output.x_adv - x).flatten(1)
+    float_used = {
+        "linf": float_delta.abs().max(),
+        "l2": float_delta.norm(dim=1).max(),
+        "l0": (float_delta != 0).sum(dim=1).max(),
+    }[norm]
+    assert float_used <= radius + 1e-5
+    assert budget_used(norm, x, stored) <= radius + 1e-9
     assert output.target.shape == y.shape
 
 
-@pytest.mark.parametrize("name", attack_names())
+@pytest.mark.parametrize("name", sorted(REGISTRY_CASES))
 def test_attacks_leave_model_state_gradients_and_global_rng_alone(name: str, batch) -> None:
     x, y, context = batch
     model = tiny_model().train()
     before = {key: value.clone() for key, value in model.state_dict().items()}
     rng_before = torch.get_rng_state()
 
-    build_attack(name)(model, x, y, generator=torch.Generator().manual_seed(0), context=context)
+    attack = build_attack(name, REGISTRY_CASES[name][0])
+    attack(model, x, y, generator=torch.Generator().manual_seed(0), context=context)
 
     assert model.training
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
     assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
     assert torch.equal(rng_before, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY_CASES))
+def test_an_example_attacked_alone_equals_it_attacked_in_a_batch(name: str, batch) -> None:
+    x, y, context = batch
+    keys = torch.arange(100, 112)
+    attack = build_attack(name, REGISTRY_CASES[name][0])
+
+    together = attack(
+        tiny_model(), x, y, generator=torch.Generator().manual_seed(5), context=context, keys=keys
+    )
+    for i in (0, 5, 11):
+        alone = attack(
+            tiny_model(),
+            x[i : i + 1],
+            y[i : i + 1],
+            context=context,
+            generator=torch.Generator().manual_seed(5),
+            keys=keys[i : i + 1],
+        )
+        torch.testing.assert_close(alone.x_adv[0], together.x_adv[i], atol=1e-6, rtol=0)
+        assert int(alone.target[0]) == int(together.target[i])
+
+
+def linear_two_class(direction: torch.Tensor) -> nn.Module:
+    """logit_1 - logit_0 = <direction, x>: the loss of class 0 rises along ``direction``."""
+    linear = nn.Linear(direction.numel(), 2, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.stack([-direction.flatten(), direction.flatten()]) / 2)
+    return nn.Sequential(nn.Flatten(), linear)
+
+
+def test_linf_attacks_find_the_closed_form_optimum_of_a_linear_model() -> None:
+    """For a linear model the worst L-inf perturbation is eps * sign(w), whatever the loss."""
+    generator = torch.Generator().manual_seed(0)
+    direction = torch.randn(1, 1, 8, 8, generator=generator)
+    x, y = torch.full((1, 1, 8, 8), 0.5), torch.tensor([0])
+    optimum = x + 0.1 * direction.sign()
+
+    for name, config in (
+        ("fgsm", {"eps": 0.1}),
+        ("pgd_linf", {"eps": 0.1, "step_size": 0.03, "steps": 10}),
+    ):
+        x_adv = build_attack(name, config)(
+            linear_two_class(direction), x, y, generator=generator
+        ).x_adv
+        torch.testing.assert_close(x_adv, optimum, atol=1e-6, rtol=0)
+
+
+def test_l2_pgd_finds_the_closed_form_optimum_of_a_linear_model() -> None:
+    """The worst L2 perturbation is eps * w / ||w||."""
+    generator = torch.Generator().manual_seed(0)
+    direction = torch.randn(1, 1, 8, 8, generator=generator)
+    x, y = torch.full((1, 1, 8, 8), 0.5), torch.tensor([0])
+    optimum = x + 0.4 * direction / direction.norm()
+
+    from_clean = build_attack(
+        "pgd_l2", {"eps": 0.4, "step_size": 0.1, "steps": 20, "random_start": False}
+    )
+    # From a random start the part off the optimal direction shrinks by about
+    # eps / (eps + step) per step: 80 steps leave it below 1e-7.
+    from_random = build_attack("pgd_l2", {"eps": 0.4, "step_size": 0.1, "steps": 80})
+
+    for attack in (from_clean, from_random):
+        x_adv = attack(linear_two_class(direction), x, y, generator=generator).x_adv
+        torch.testing.assert_close(x_adv, optimum, atol=1e-5, rtol=0)
+
+
+def test_l2_projection_is_the_nearest_feasible_point() -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 1, 6, 6, generator=generator)
+    y = x + 3 * torch.randn(x.shape, generator=generator)  # far outside, box binding
+
+    projected = project_l2(x, y, 1.0)
+
+    assert ((projected - x).flatten(1).norm(dim=1) <= 1.0 + 1e-5).all()
+    assert projected.min() >= 0
+    assert projected.max() <= 1
+    # No feasible point is nearer: sample many and compare.
+    samples = project_l2(
+        x.repeat(200, 1, 1, 1), torch.rand(3200, 1, 6, 6, generator=generator), 1.0
+    )
+    sample_distance = (samples - y.repeat(200, 1, 1, 1)).flatten(1).norm(dim=1).view(200, 16)
+    projected_distance = (projected - y).flatten(1).norm(dim=1)
+    assert (projected_distance <= sample_distance.min(dim=0).values + 1e-5).all()
+
+
+def test_l0_projection_keeps_exactly_the_k_most_valuable_in_box_changes() -> None:
+    x = torch.tensor([[[[0.0, 0.5, 1.0, 0.2]]]])
+    wanted = torch.tensor([[[[0.9, 0.4, 0.0, 0.25]]]])  # changes: +0.9, -0.1, -1.0, +0.05
+
+    projected = project_l0(x, wanted, 2)
+
+    torch.testing.assert_close(projected, torch.tensor([[[[0.9, 0.5, 0.0, 0.2]]]]))
+    # A change that leaves the box is worth only its in-box part.
+    outside = project_l0(x, torch.tensor([[[[-0.8, 0.5, 1.6, 0.9]]]]), 1)
+    torch.testing.assert_close(outside, torch.tensor([[[[0.0, 0.5, 1.0, 0.9]]]]))
 
 
 def test_pgd_drives_a_trained_models_accuracy_near_zero() -> None:
@@ -71,22 +195,22 @@ def test_pgd_drives_a_trained_models_accuracy_near_zero() -> None:
         loss.backward()
         optimiser.step()
     x, y = data.as_float(slice(9000, 9200)), data.labels[9000:9200]
-    attack = build_attack("pgd_linf", {"eps": EPS, "steps": 20, "step_size": 0.03})
+    attack = build_attack("pgd_linf", {"eps": 0.3, "steps": 20, "step_size": 0.03})
 
     x_adv = attack(model, x, y, generator=torch.Generator().manual_seed(0)).x_adv
 
-    clean_accuracy = (model(x).argmax(1) == y).float().mean()
-    robust_accuracy = (model(x_adv).argmax(1) == y).float().mean()
-    assert clean_accuracy >= 0.8
-    assert robust_accuracy <= 0.05
+    assert (model(x).argmax(1) == y).float().mean() >= 0.8
+    assert (model(x_adv).argmax(1) == y).float().mean() <= 0.05
 
 
 def test_same_generator_seed_gives_the_same_examples(batch) -> None:
     x, y, _ = batch
-    attack = build_attack("pgd_linf", {"eps": EPS, "steps": 5})
+    attack = build_attack("pgd_linf", {"eps": 0.3, "steps": 5})
     first = attack(tiny_model(), x, y, generator=torch.Generator().manual_seed(7)).x_adv
     second = attack(tiny_model(), x, y, generator=torch.Generator().manual_seed(7)).x_adv
+    other = attack(tiny_model(), x, y, generator=torch.Generator().manual_seed(8)).x_adv
     assert torch.equal(first, second)
+    assert not torch.equal(first, other)
 
 
 def test_registry_refuses_a_second_attack_with_a_taken_name() -> None:
@@ -103,6 +227,8 @@ def test_registry_refuses_a_second_attack_with_a_taken_name() -> None:
         ("pgd_linf", {"epsilon": 0.3}, "unknown option"),
         ("pgd_linf", {"eps": -1}, "eps must be positive"),
         ("pgd_linf", {"steps": 0}, "at least 1"),
+        ("pgd_l0", {"pixels": 0}, "at least 1"),
+        ("pgd_l2_large_targeted", {"targeted": False}, "targeted"),
         ("nn_invariance_linf", {"targets": {"3": [3]}}, "own target"),
         ("no_such_attack", {}, "unknown attack"),
     ],
@@ -159,7 +285,7 @@ def test_projection_and_target_rule_reproduce_the_released_eps_03_set_exactly() 
 
 def test_nearest_neighbour_attack_changes_the_image_toward_another_class(batch) -> None:
     x, y, context = batch
-    attack = build_attack("nn_invariance_linf", {"eps": EPS})
+    attack = build_attack("nn_invariance_linf", {"eps": 0.3})
 
     output = attack(None, x, y, generator=torch.Generator(), context=context)
 

@@ -26,8 +26,17 @@ def test_shipped_sample_loads_without_any_data_dir() -> None:
     assert data.images.dtype == torch.uint8
     assert data.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert torch.bincount(data.labels).tolist() == [
-        980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009,
-    ]  # fmt: skip
+        980,
+        1135,
+        1032,
+        1010,
+        982,
+        892,
+        958,
+        1028,
+        974,
+        1009,
+    ]
 
 
 def test_offline_folder_is_read_gzipped_or_not(tmp_path: Path) -> None:

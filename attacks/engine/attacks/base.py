@@ -81,7 +81,14 @@ class Attack(ABC, Generic[ConfigT]):
         *,
         generator: torch.Generator,
         context: AttackContext | None = None,
+        keys: torch.Tensor | None = None,
     ) -> AttackOutput:
+        """Attack float images ``x`` in [0, 1] with labels ``y``.
+
+        ``keys`` name the examples (e.g. their dataset indices): each example's
+        randomness is drawn from ``generator`` and its key alone, so its result
+        does not depend on the batch it is in. Default: positions in the batch.
+        """
         if model is None and self.needs_model:
             raise AttackConfigError(f"attack {self.name!r} needs a model")
         if x.ndim != 4 or y.shape != x.shape[:1]:
@@ -91,8 +98,12 @@ class Attack(ABC, Generic[ConfigT]):
             )
         if x.numel() and (x.min() < 0 or x.max() > 1):
             raise ValueError("inputs must lie in [0, 1]")
+        if keys is None:
+            keys = torch.arange(x.shape[0])
+        if keys.shape != y.shape:
+            raise ValueError("keys must hold one key per example")
         with frozen_for_attack(model):
-            output = self._attack(model, x, y, generator, context or AttackContext())
+            output = self._attack(model, x, y, generator, context or AttackContext(), keys)
         if output.x_adv.shape != x.shape:
             raise AssertionError(f"{self.name} changed the input's shape")
         return AttackOutput(output.x_adv.detach().clamp(0.0, 1.0), output.target)
@@ -105,6 +116,7 @@ class Attack(ABC, Generic[ConfigT]):
         y: torch.Tensor,
         generator: torch.Generator,
         context: AttackContext,
+        keys: torch.Tensor,
     ) -> AttackOutput: ...
 
 

@@ -36,5 +36,6 @@ class Clean(Attack[CleanConfig]):
         y: torch.Tensor,
         generator: torch.Generator,
         context: AttackContext,
+        keys: torch.Tensor,
     ) -> AttackOutput:
         return AttackOutput(x.clone(), torch.full_like(y, NO_TARGET))

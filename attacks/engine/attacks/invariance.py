@@ -33,9 +33,17 @@ from attacks.engine.attacks.base import (
 # Allowed target classes per source class, from Tramèr et al.'s code: pairs a
 # human can plausibly turn one into the other within the budget.
 TRAMER_TARGETS: dict[int, tuple[int, ...]] = {
-    0: (4, 6, 8, 9), 1: (4, 6, 7, 9), 2: (8,), 3: (8,), 4: (8, 9),
-    5: (3, 8), 6: (0,), 7: (2, 3), 8: (3,), 9: (3, 4, 5),
-}  # fmt: skip
+    0: (4, 6, 8, 9),
+    1: (4, 6, 7, 9),
+    2: (8,),
+    3: (8,),
+    4: (8, 9),
+    5: (3, 8),
+    6: (0,),
+    7: (2, 3),
+    8: (3,),
+    9: (3, 4, 5),
+}
 
 
 def _tramer_targets() -> dict[int, tuple[int, ...]]:
@@ -147,6 +155,7 @@ class NearestNeighbourInvariance(Attack[NearestNeighbourConfig]):
         y: torch.Tensor,
         generator: torch.Generator,
         context: AttackContext,
+        keys: torch.Tensor,
     ) -> AttackOutput:
         if context.pool_images is None or context.pool_labels is None:
             raise AttackConfigError(f"{self.name} needs a pool of training images")

@@ -1,33 +1,134 @@
-"""Projected gradient descent (Madry et al. 2018) and FGSM's per-norm hooks."""
+"""FGSM and PGD (Madry et al. 2018) for L-inf, L2 and L0, and Tsipras et al.'s large-eps PGD.
+
+Each class fills the driver's three hooks with its norm's kernels from
+``attacks.engine.threats``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from attacks.engine.attacks.base import register_attack
-from attacks.engine.attacks.gradient import GradientAttack
-
-
-def project_linf(x: torch.Tensor, x_adv: torch.Tensor, eps: float) -> torch.Tensor:
-    """Exact projection onto the L-inf ball of radius ``eps`` around ``x`` and the [0, 1] box."""
-    return torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
-
-
-def random_start_linf(x: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
-    """A point drawn uniformly in the L-inf ball, then clipped to the box."""
-    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return (x + (2 * noise - 1) * eps).clamp_(0.0, 1.0)
+from attacks.engine.attacks.base import register_attack, require_positive
+from attacks.engine.attacks.gradient import GradientAttack, GradientAttackConfig
+from attacks.engine.threats import (
+    normalized_l1,
+    normalized_l2,
+    project_l0,
+    project_l2,
+    project_linf,
+    random_start_l0,
+    random_start_l2,
+    random_start_linf,
+)
 
 
 @register_attack
 class LinfPGD(GradientAttack):
     name = "pgd_linf"
 
-    def random_start(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return random_start_linf(x, self.config.eps, generator)
+    def random_start(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+        return random_start_linf(x, self.config.eps, generators)
 
     def step(self, x_adv: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
         return x_adv + self.config.step_size * gradient.sign()
 
     def project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         return project_linf(x, x_adv, self.config.eps)
+
+
+@dataclass(frozen=True)
+class FGSMConfig:
+    """Goodfellow et al. 2015: one signed-gradient step of size eps from the clean image."""
+
+    eps: float = 0.3
+    targeted: bool = False
+
+    def __post_init__(self) -> None:
+        require_positive(eps=self.eps)
+
+    @property
+    def step_size(self) -> float:
+        return self.eps
+
+    steps = 1
+    restarts = 1
+    random_start = False
+
+
+@register_attack
+class FGSM(LinfPGD):
+    name = "fgsm"
+    config_class = FGSMConfig
+
+
+@register_attack
+class L2PGD(GradientAttack):
+    name = "pgd_l2"
+
+    def random_start(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+        return random_start_l2(x, self.config.eps, generators)
+
+    def step(self, x_adv: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        return x_adv + self.config.step_size * normalized_l2(gradient)
+
+    def project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        return project_l2(x, x_adv, self.config.eps)
+
+
+@dataclass(frozen=True)
+class LargeEpsilonConfig(GradientAttackConfig):
+    """Tsipras et al. 2019: far outside the training budget, targeted, from the clean image.
+
+    On robust models the result takes on the target class's features.
+    """
+
+    eps: float = 4.0
+    step_size: float = 0.1
+    steps: int = 100
+    random_start: bool = False
+    targeted: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.targeted:
+            raise ValueError("the large-epsilon attack is targeted")
+
+
+@register_attack
+class LargeEpsilonTargetedPGD(L2PGD):
+    name = "pgd_l2_large_targeted"
+    config_class = LargeEpsilonConfig
+
+
+@dataclass(frozen=True)
+class L0PGDConfig:
+    """PGD with Croce & Hein's (ICCV 2019) sparse projection: at most ``pixels`` pixels change."""
+
+    pixels: int = 20
+    step_size: float = 0.2
+    steps: int = 40
+    restarts: int = 1
+    random_start: bool = True
+    targeted: bool = False
+
+    def __post_init__(self) -> None:
+        require_positive(step_size=self.step_size)
+        if self.pixels < 1 or self.steps < 1 or self.restarts < 1:
+            raise ValueError("pixels, steps and restarts must be at least 1")
+
+
+@register_attack
+class L0PGD(GradientAttack):
+    name = "pgd_l0"
+    config_class = L0PGDConfig
+
+    def random_start(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+        return random_start_l0(x, self.config.pixels, generators)
+
+    def step(self, x_adv: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        return x_adv + self.config.step_size * normalized_l1(gradient)
+
+    def project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        return project_l0(x, x_adv, self.config.pixels)

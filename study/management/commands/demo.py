@@ -76,10 +76,15 @@ class Command(BaseCommand):
         ClassifierModel.objects.filter(name=MODEL_NAME).delete()
         with self._bar("training", f"Training {MODEL_NAME}"):
             model = services.request_training(
-                name=MODEL_NAME, architecture="small_cnn", dataset="mnist",
-                training_split="test", training_range=TRAIN_RANGE, evaluation_split="test",
-                evaluation_range=ATTACK_RANGE, config={"epochs": epochs},
-            )  # fmt: skip
+                name=MODEL_NAME,
+                architecture="small_cnn",
+                dataset="mnist",
+                training_split="test",
+                training_range=TRAIN_RANGE,
+                evaluation_split="test",
+                evaluation_range=ATTACK_RANGE,
+                config={"epochs": epochs},
+            )
             model = self._wait(model, lambda row: row.progress)
         if model.status != JobStatus.SUCCEEDED:
             raise CommandError(f"training failed: {model.error}")
@@ -140,13 +145,16 @@ class Command(BaseCommand):
             return existing
         attacked, clean = settings[:-1], settings[-1]
         return create_study(
-            owner=owner, title="Demo: which digit is this?",
+            owner=owner,
+            title="Demo: which digit is this?",
             instructions="Which digit do you see? If it is none of them, or you cannot tell, "
-                         "choose \"None / can't tell\".",
+            'choose "None / can\'t tell".',
             samples=[SettingSample(setting, count) for setting in attacked],
             controls=SettingSample(clean, max(1, count // 2)),
-            items_per_participant=min(30, count * 2), labels_per_item=3, seed=2020,
-        )  # fmt: skip
+            items_per_participant=min(30, count * 2),
+            labels_per_item=3,
+            seed=2020,
+        )
 
     def _researcher(self) -> str:
         user = get_user_model().objects.get(username=RESEARCHER)
