@@ -2,13 +2,17 @@
 
 Core rule 5: no label is lost or doubled. An item's ``assigned_count`` (leases
 plus labels) only grows through a conditional UPDATE that checks it stays below
-k, so two annotators racing for the last slot cannot both win; candidate rows
-are read ``FOR UPDATE SKIP LOCKED`` so that racers pick different items rather
-than queue on one.
+k, so two annotators racing for the last slot cannot both win; a candidate row
+is read ``FOR NO KEY UPDATE SKIP LOCKED`` so that racers pick different items
+rather than queue on one. NO KEY: a plain FOR UPDATE conflicts with the KEY
+SHARE lock that inserting a label takes on its item (the foreign-key check),
+and a submitter upgrading that lock to bump the item's counter then deadlocks
+with a queued claimer.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -20,11 +24,16 @@ from django.utils import timezone
 from labeling.models import Assignment, Label, Participant
 from study.models import Study, StudyItem
 
-_CANDIDATES_PER_CLAIM = 8
+_CLAIM_ATTEMPTS = 12
+_CLAIM_BACKOFF_S = 0.02  # 12 attempts back off for about 1.6 s in all
 
 
 class LabelRejected(ValueError):
     """A submission that cannot be stored; nothing was changed."""
+
+
+class AssignmentBusy(RuntimeError):
+    """Items are free but all locked by concurrent claims; the caller should retry."""
 
 
 class StudyNotOpen(ValueError):
@@ -45,11 +54,14 @@ def _lease_deadline() -> timedelta:
 def release_expired_leases(study: Study) -> int:
     """Return items whose lease ran out to the pool."""
     expired = list(
-        Assignment.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(
             item__study=study,
             status=Assignment.Status.ACTIVE,
             lease_expires_at__lt=timezone.now(),
         )
+        # One lock order for items across concurrent releasers: no deadlock between them.
+        .order_by("item_id")
     )
     for assignment in expired:
         assignment.status = Assignment.Status.EXPIRED
@@ -64,28 +76,39 @@ def labelled_count(participant: Participant) -> int:
     return Label.objects.filter(participant=participant).count()
 
 
-@transaction.atomic
 def next_assignment(participant: Participant) -> Assignment | None:
     """The participant's current item, or a newly claimed one; None when they are done."""
-    study = participant.study
-    release_expired_leases(study)
-    current = participant.assignments.filter(status=Assignment.Status.ACTIVE).first()
-    if current is not None:
-        return current  # a reload resumes the same item
-    if participant.completed_at or labelled_count(participant) >= study.items_per_participant:
-        return None
-    return _claim_item(participant)
+    # Its own transaction: holding expired items' locks while claiming could deadlock.
+    release_expired_leases(participant.study)
+    with transaction.atomic():
+        current = participant.assignments.filter(status=Assignment.Status.ACTIVE).first()
+        if current is not None:
+            return current  # a reload resumes the same item
+        if participant.completed_at or labelled_count(participant) >= (
+            participant.study.items_per_participant
+        ):
+            return None
+        return _claim_item(participant)
 
 
 def _claim_item(participant: Participant) -> Assignment | None:
     study = participant.study
     candidates = (
-        StudyItem.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(study=study, assigned_count__lt=study.labels_per_item)
+        StudyItem.objects.filter(study=study, assigned_count__lt=study.labels_per_item)
         .exclude(assignments__participant=participant)
         .order_by("assigned_count", "shuffle_key")
     )
-    for item in candidates[:_CANDIDATES_PER_CLAIM]:
+    for attempt in range(_CLAIM_ATTEMPTS):
+        # Lock one row only: locking every candidate would hide them all from racers.
+        item = candidates.select_for_update(skip_locked=True, no_key=True, of=("self",)).first()
+        if item is None:
+            if not candidates.exists():
+                return None  # truly nothing left for this participant
+            # Every candidate is locked by a racer for a few milliseconds. Waiting on
+            # the lock instead could deadlock: a waiting FOR UPDATE ... LIMIT 1 keeps
+            # the locks of rows it passes that fail the recheck.
+            time.sleep(_CLAIM_BACKOFF_S * (attempt + 1))
+            continue
         if _take_slot(item, study.labels_per_item):
             now = timezone.now()
             return Assignment.objects.create(
@@ -94,7 +117,7 @@ def _claim_item(participant: Participant) -> Assignment | None:
                 served_at=now,
                 lease_expires_at=now + _lease_deadline(),
             )
-    return None
+    raise AssignmentBusy("every free item is being claimed right now; try again in a moment")
 
 
 def _take_slot(item: StudyItem, labels_per_item: int) -> bool:

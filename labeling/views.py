@@ -66,7 +66,12 @@ def label(request: HttpRequest, join_token: str) -> HttpResponse:
         error = _submit(request, participant)
         if error is None:
             return redirect("label", join_token=join_token)
-    assignment = services.next_assignment(participant)
+    try:
+        assignment = services.next_assignment(participant)
+    except services.AssignmentBusy:
+        busy = render(request, "labeling/busy.html", {"study": study}, status=503)
+        busy["Retry-After"] = "2"
+        return busy
     if assignment is None:
         services.complete_participation(participant)
         return redirect("done", join_token=join_token)

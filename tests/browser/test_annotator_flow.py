@@ -20,6 +20,7 @@ def test_annotator_labels_everything_with_number_keys(live_server, page: Page, m
         expect(page.get_by_text(f"Image {number} of 3")).to_be_visible()
         image = page.get_by_alt_text("The image to label")
         expect(image).to_be_visible()
+        page.wait_for_function("document.getElementById('stimulus').complete")
         assert page.evaluate("document.getElementById('stimulus').naturalWidth") == 28
         if number == 1:
             screenshot(page, "annotator-label")
