@@ -152,6 +152,37 @@ def finish_training(model_id: int, weights: bytes, sha256: str, evaluation: Eval
     )
 
 
+@transaction.atomic
+def register_zoo_model(entry: Mapping[str, Any], weights: bytes) -> tuple[ClassifierModel, bool]:
+    """A shipped, already trained model as a classifier row (idempotent by name)."""
+    existing = ClassifierModel.objects.filter(name=entry["name"]).first()
+    if existing is not None:
+        if existing.weights_sha256 != entry["weights_sha256"]:
+            raise ValidationError(f"a different model is already called {entry['name']!r}")
+        return existing, False
+    training, evaluation = entry["training"], entry["evaluation"]
+    model = ClassifierModel.objects.create(
+        name=entry["name"],
+        architecture=entry["architecture"],
+        dataset=entry["dataset"],
+        training_split=training["split"],
+        training_start=training["range"][0],
+        training_stop=training["range"][1],
+        training_config=training["config"],
+        evaluation_split=evaluation["split"],
+        evaluation_start=evaluation["range"][0],
+        evaluation_stop=evaluation["range"][1],
+        evaluation_config=evaluation["config"],
+        started_at=timezone.now(),
+    )
+    result = Evaluation(
+        entry["clean_accuracy"], entry["robust_accuracy"], entry["certified_accuracy"]
+    )
+    finish_training(model.pk, weights, entry["weights_sha256"], result)
+    model.refresh_from_db()
+    return model, True
+
+
 def fail_training(model_id: int, error: str) -> None:
     ClassifierModel.objects.filter(pk=model_id).update(
         status=JobStatus.FAILED, error=error[:10_000], finished_at=timezone.now()

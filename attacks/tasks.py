@@ -19,7 +19,7 @@ from torch import nn
 from attacks import progress, services
 from attacks.engine.architectures import build_architecture
 from attacks.engine.attacks import AttackContext, build_attack
-from attacks.engine.datasets import ImageDataset
+from attacks.engine.datasets import DATASETS, ImageDataset
 from attacks.engine.generation import generate_examples, source_order
 from attacks.engine.training import (
     EvaluationConfig,
@@ -42,6 +42,12 @@ def compute_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def build_for(row: ClassifierModel) -> nn.Module:
+    """The row's architecture, shaped for its dataset's images and classes."""
+    spec = DATASETS[row.dataset]
+    return build_architecture(row.architecture, spec.channels, len(spec.classes), spec.size)
+
+
 @lru_cache(maxsize=16)
 def _load_classifier(model_id: int, sha256: str, device: str) -> nn.Module:
     row = ClassifierModel.objects.get(pk=model_id)
@@ -49,8 +55,7 @@ def _load_classifier(model_id: int, sha256: str, device: str) -> nn.Module:
         payload = handle.read()
     if hashlib.sha256(payload).hexdigest() != sha256:
         raise RuntimeError(f"weights of model {row} do not match their SHA-256")
-    network = build_architecture(row.architecture)
-    return load_weights(network, payload).to(device)
+    return load_weights(build_for(row), payload).to(device)
 
 
 def load_classifier(row: ClassifierModel, device: torch.device) -> nn.Module:
@@ -75,7 +80,7 @@ def _train(row: ClassifierModel) -> None:
     config = TrainingConfig(**row.training_config)
     train_set = services.configured_dataset(row.dataset, row.training_split)
     span = slice(row.training_start, row.training_stop)
-    network = build_architecture(row.architecture)
+    network = build_for(row)
     last_report = time.monotonic()
 
     def report(step: int, total: int) -> None:

@@ -7,6 +7,8 @@ Images are kept as uint8 (N, C, H, W): they are what humans see, and the
 from __future__ import annotations
 
 import gzip
+import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +25,9 @@ _IDX_FILES = {
 }
 # IDX type codes (LeCun's format); MNIST only uses unsigned bytes.
 _IDX_UBYTE = 0x08
+
+
+OfflineLoader = Callable[[Path, str], "ImageDataset | None"]
 
 
 class DatasetUnavailable(LookupError):
@@ -67,40 +72,118 @@ def read_idx(path: Path) -> np.ndarray:
     return body.reshape(shape)
 
 
-def _find_idx(directory: Path, stem: str) -> Path | None:
-    for candidate in (
-        directory / stem,
-        directory / f"{stem}.gz",
-        directory / "MNIST" / "raw" / stem,
-        directory / "MNIST" / "raw" / f"{stem}.gz",
-    ):
-        if candidate.is_file():
-            return candidate
+def _find_file(directories: list[Path], stem: str) -> Path | None:
+    for directory in directories:
+        for candidate in (directory / stem, directory / f"{stem}.gz"):
+            if candidate.is_file():
+                return candidate
     return None
 
 
-def _load_mnist_idx(directory: Path, split: str) -> ImageDataset | None:
-    image_stem, label_stem = _IDX_FILES[split]
-    image_path, label_path = _find_idx(directory, image_stem), _find_idx(directory, label_stem)
-    if image_path is None or label_path is None:
+def _idx_loader(name: str, layouts: tuple[str, ...], classes: tuple[str, ...]) -> OfflineLoader:
+    """IDX files (MNIST's format, also Fashion-MNIST's) in any of ``layouts`` under a folder."""
+
+    def load(directory: Path, split: str) -> ImageDataset | None:
+        folders = [directory / layout for layout in layouts]
+        image_stem, label_stem = _IDX_FILES[split]
+        image_path, label_path = _find_file(folders, image_stem), _find_file(folders, label_stem)
+        if image_path is None or label_path is None:
+            return None
+        images = torch.from_numpy(read_idx(image_path).copy()).unsqueeze(1)
+        labels = torch.from_numpy(read_idx(label_path).astype(np.int64))
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(f"{directory}: {images.shape[0]} images but {labels.shape[0]} labels")
+        return ImageDataset(name, split, images, labels, classes)
+
+    return load
+
+
+def _load_cifar10(directory: Path, split: str) -> ImageDataset | None:
+    """The python-pickle batches of CIFAR-10 (torchvision's ``cifar-10-batches-py`` layout)."""
+    folder = directory / "cifar-10-batches-py"
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    if not all((folder / name).is_file() for name in names):
         return None
-    images = torch.from_numpy(read_idx(image_path).copy()).unsqueeze(1)
-    labels = torch.from_numpy(read_idx(label_path).astype(np.int64))
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{directory}: {images.shape[0]} images but {labels.shape[0]} labels")
-    return ImageDataset("mnist", split, images, labels, MNIST_CLASSES)
-
-
-def _download_mnist(root: Path, split: str) -> ImageDataset:
-    import torchvision
-
-    dataset = torchvision.datasets.MNIST(root=str(root), train=split == "train", download=True)
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    for name in names:
+        with (folder / name).open("rb") as handle:
+            batch = pickle.load(
+                handle, encoding="bytes"
+            )  # the format is a pickle; local files only
+        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(int(label) for label in batch[b"labels"])
     return ImageDataset(
-        "mnist", split, dataset.data.unsqueeze(1).clone(), dataset.targets.clone(), MNIST_CLASSES
+        "cifar10",
+        split,
+        torch.from_numpy(np.concatenate(images)),
+        torch.tensor(labels, dtype=torch.int64),
+        CIFAR10_CLASSES,
     )
 
 
-DATASET_NAMES = ("mnist",)
+def _download(name: str, root: Path, split: str) -> ImageDataset:
+    import torchvision
+
+    train = split == "train"
+    if name == "cifar10":
+        dataset = torchvision.datasets.CIFAR10(root=str(root), train=train, download=True)
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+        return ImageDataset(name, split, images, torch.tensor(dataset.targets), CIFAR10_CLASSES)
+    source = {
+        "mnist": torchvision.datasets.MNIST,
+        "fashion_mnist": torchvision.datasets.FashionMNIST,
+    }[name]
+    dataset = source(root=str(root), train=train, download=True)
+    images = dataset.data.unsqueeze(1).clone()
+    return ImageDataset(name, split, images, dataset.targets.clone(), DATASETS[name].classes)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    classes: tuple[str, ...]
+    channels: int
+    size: int
+    offline: OfflineLoader
+
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        MNIST_CLASSES, 1, 28, _idx_loader("mnist", ("", "MNIST/raw"), MNIST_CLASSES)
+    ),
+    "fashion_mnist": DatasetSpec(
+        FASHION_MNIST_CLASSES,
+        1,
+        28,
+        _idx_loader("fashion_mnist", ("fashion_mnist", "FashionMNIST/raw"), FASHION_MNIST_CLASSES),
+    ),
+    "cifar10": DatasetSpec(CIFAR10_CLASSES, 3, 32, _load_cifar10),
+}
+DATASET_NAMES = tuple(DATASETS)
 SPLITS = tuple(_IDX_FILES)
 
 
@@ -112,20 +195,20 @@ def load_dataset(
 
     Cached per process: a GPU worker loads each split once.
     """
-    if name not in DATASET_NAMES:
+    if name not in DATASETS:
         raise DatasetUnavailable(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
     if split not in SPLITS:
         raise DatasetUnavailable(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     searched = [Path(data_dir)] if data_dir else []
     searched.append(SAMPLE_DIR / name)
     for directory in searched:
-        dataset = _load_mnist_idx(directory, split)
+        dataset = DATASETS[name].offline(directory, split)
         if dataset is not None:
             return dataset
     if download and data_dir:
-        return _download_mnist(Path(data_dir), split)
+        return _download(name, Path(data_dir), split)
     where = ", ".join(str(d) for d in searched)
     raise DatasetUnavailable(
-        f"{name}/{split} not found in {where}; set ADVSTUDY_DATA_DIR to a folder with its IDX "
+        f"{name}/{split} not found in {where}; set ADVSTUDY_DATA_DIR to a folder with its "
         "files, or ADVSTUDY_DOWNLOAD_DATASETS=1 to download it there"
     )

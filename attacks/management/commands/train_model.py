@@ -1,0 +1,113 @@
+"""Train a classifier with a recipe, evaluate it, and optionally export it to the zoo."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from attacks import services
+from attacks.engine.architectures import architecture_names
+from attacks.engine.training import RECIPES
+from attacks.management.progress import progress_bar, wait_for
+from attacks.models import ClassifierModel, JobStatus
+
+ZOO_MANIFEST = "zoo.json"
+
+
+def index_range(text: str) -> tuple[int, int]:
+    start, _, stop = text.partition(":")
+    return int(start), int(stop)
+
+
+class Command(BaseCommand):
+    help = "Train a model (standard, pgd_at, fgsm_rs or ibp), evaluate it, optionally export it."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--architecture", default="small_cnn", choices=architecture_names())
+        parser.add_argument("--recipe", default="standard", choices=RECIPES)
+        parser.add_argument("--eps", type=float, default=0.3, help="training budget (L-inf)")
+        parser.add_argument("--epochs", type=int, default=2)
+        parser.add_argument("--batch-size", type=int, default=128)
+        parser.add_argument("--learning-rate", type=float, default=1e-3)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--dataset", default="mnist")
+        parser.add_argument("--train-split", default="train")
+        parser.add_argument("--train-range", type=index_range, default=(0, 60000))
+        parser.add_argument("--eval-split", default="test")
+        parser.add_argument("--eval-range", type=index_range, default=(0, 10000))
+        parser.add_argument("--eval-eps", type=float, help="default: the training eps")
+        parser.add_argument("--eval-steps", type=int, default=100)
+        parser.add_argument("--eval-restarts", type=int, default=1)
+        parser.add_argument("--export", type=Path, help="a zoo folder to copy the weights into")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        config = {
+            "recipe": options["recipe"],
+            "eps": options["eps"],
+            "epochs": options["epochs"],
+            "batch_size": options["batch_size"],
+            "seed": options["seed"],
+            "learning_rate": options["learning_rate"],
+        }
+        evaluation = {
+            "eps": options["eval_eps"] or options["eps"],
+            "steps": options["eval_steps"],
+            "restarts": options["eval_restarts"],
+        }
+        with progress_bar("training", f"Training {options['name']}") as show:
+            model = services.request_training(
+                name=options["name"],
+                architecture=options["architecture"],
+                dataset=options["dataset"],
+                training_split=options["train_split"],
+                training_range=options["train_range"],
+                evaluation_split=options["eval_split"],
+                evaluation_range=options["eval_range"],
+                config=config,
+                evaluation=evaluation,
+            )
+            model = wait_for(model, show)
+        if model.status != JobStatus.SUCCEEDED:
+            raise CommandError(f"training failed: {model.error}")
+        self.stdout.write(json.dumps(model_card_entry(model), indent=2))
+        if options["export"]:
+            export(model, options["export"])
+
+
+def model_card_entry(model: ClassifierModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "architecture": model.architecture,
+        "dataset": model.dataset,
+        "weights": f"{model.name}.pt",
+        "weights_sha256": model.weights_sha256,
+        "training": {
+            "split": model.training_split,
+            "range": [model.training_start, model.training_stop],
+            "config": model.training_config,
+        },
+        "evaluation": {
+            "split": model.evaluation_split,
+            "range": [model.evaluation_start, model.evaluation_stop],
+            "config": model.evaluation_config,
+        },
+        "clean_accuracy": model.clean_accuracy,
+        "robust_accuracy": model.robust_accuracy,
+        "certified_accuracy": model.certified_accuracy,
+    }
+
+
+def export(model: ClassifierModel, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with model.weights.open("rb") as source, (folder / f"{model.name}.pt").open("wb") as target:
+        shutil.copyfileobj(source, target)
+    manifest_path = folder / ZOO_MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
+    manifest = [entry for entry in manifest if entry["name"] != model.name]
+    manifest.append(model_card_entry(model))
+    manifest_path.write_text(json.dumps(sorted(manifest, key=lambda e: e["name"]), indent=2) + "\n")
