@@ -8,6 +8,7 @@ from django import forms
 from attacks.engine.architectures import architecture_names
 from attacks.engine.attacks import attack_names
 from attacks.engine.datasets import DATASET_NAMES, SPLITS
+from attacks.engine.training import RECIPES
 from attacks.models import ClassifierModel, JobStatus
 
 _DATASETS = [(name, name) for name in DATASET_NAMES]
@@ -24,6 +25,13 @@ class TrainModelForm(forms.Form):
     evaluation_split = forms.ChoiceField(choices=_SPLITS, initial="test")
     evaluation_start = forms.IntegerField(min_value=0, initial=0)
     evaluation_stop = forms.IntegerField(min_value=1, initial=10000)
+    recipe = forms.ChoiceField(choices=[(r, r) for r in RECIPES], initial="standard")
+    eps = forms.FloatField(
+        min_value=0.001,
+        max_value=1.0,
+        initial=0.3,
+        help_text="L-inf training budget of pgd_at, fgsm_rs and ibp",
+    )
     epochs = forms.IntegerField(min_value=1, max_value=1000, initial=2)
     batch_size = forms.IntegerField(min_value=1, max_value=65536, initial=128)
     learning_rate = forms.FloatField(min_value=1e-8, max_value=10.0, initial=1e-3)

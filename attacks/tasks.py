@@ -80,7 +80,11 @@ def _train(row: ClassifierModel) -> None:
     config = TrainingConfig(**row.training_config)
     train_set = services.configured_dataset(row.dataset, row.training_split)
     span = slice(row.training_start, row.training_stop)
-    network = build_for(row)
+    # Weight initialisation draws from the global RNG: seed it, inside a fork so that
+    # the process's own stream (an eager task runs in the web process) is left alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        network = build_for(row)
     last_report = time.monotonic()
 
     def report(step: int, total: int) -> None:
@@ -90,7 +94,6 @@ def _train(row: ClassifierModel) -> None:
             services.record_training_progress(row.pk, step / total)
             last_report = time.monotonic()
 
-    torch.manual_seed(config.seed)  # weight initialisation draws from the global RNG
     train(
         network,
         train_set.as_float(span),

@@ -46,7 +46,11 @@ def model_create(request: HttpRequest) -> HttpResponse:
             training_range=(data["training_start"], data["training_stop"]),
             evaluation_split=data["evaluation_split"],
             evaluation_range=(data["evaluation_start"], data["evaluation_stop"]),
-            config={key: data[key] for key in ("epochs", "batch_size", "learning_rate", "seed")},
+            config={
+                key: data[key]
+                for key in ("recipe", "eps", "epochs", "batch_size", "learning_rate", "seed")
+            },
+            evaluation={"eps": data["eps"]},
             created_by=signed_in_user(request),
         )
     except ValidationError as error:

@@ -129,16 +129,18 @@ def test_whole_loop_over_http(live_server, celery_worker_process, researcher) ->
             "training_stop": 3000,
             "evaluation_split": "test",
             "evaluation_start": 8000,
-            "evaluation_stop": 9000,
+            "evaluation_stop": 8500,
             "epochs": 1,
             "batch_size": 64,
             "learning_rate": 0.001,
+            "recipe": "standard",
+            "eps": 0.3,
             "seed": 0,
         },
     )
     model_id = created_id(response, r"/models/(\d+)/$")
     trained = wait_for(session, f"{base}/researcher/models/{model_id}/status.json")
-    assert trained["clean_accuracy"] > 0.8
+    assert trained["clean_accuracy"] > 0.7
     assert len(trained["weights_sha256"]) == 64
 
     pgd = create_setting(session, base, "pgd", "pgd_linf", '{"eps": 0.3, "steps": 20}', model_id)

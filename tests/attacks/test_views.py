@@ -83,6 +83,8 @@ def test_bad_training_request_is_a_400(researcher_client: Client) -> None:
             "epochs": 1,
             "batch_size": 64,
             "learning_rate": 0.001,
+            "recipe": "standard",
+            "eps": 0.3,
             "seed": 0,
         },
     )

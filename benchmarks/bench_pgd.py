@@ -1,0 +1,135 @@
+"""PGD-40 L-inf throughput: advstudy's PGD against torchattacks' and the bound of both.
+
+    .venv/bin/python benchmarks/bench_pgd.py [--device cuda] [--batch-size 1024]
+
+The bound is the bare loop every PGD runs: 40 x (forward, input gradient, signed
+step, projection) on a frozen model. Contenders run interleaved, on the same
+trained model, inputs and batch; the table gives the median of the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torchattacks
+from torch import nn
+
+from attacks.engine.architectures import build_architecture
+from attacks.engine.attacks import build_attack
+from attacks.engine.datasets import load_dataset
+from attacks.engine.training import TrainingConfig, train
+from attacks.engine.zoo import load_zoo_model
+
+EPS, STEP, STEPS = 0.3, 0.01, 40
+
+
+def trained(architecture: str, device: torch.device) -> nn.Module:
+    """The shipped standard small CNN; other architectures trained here for one epoch."""
+    if architecture == "small_cnn":
+        return load_zoo_model("mnist-small-cnn-standard").to(device)
+    data = load_dataset("mnist", "test")
+    torch.manual_seed(0)
+    model = build_architecture(architecture)
+    return train(
+        model,
+        data.as_float(slice(0, 8000)),
+        data.labels[:8000],
+        TrainingConfig(epochs=1),
+        device=device,
+    )
+
+
+def bound_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    x_adv = (x + torch.empty_like(x).uniform_(-EPS, EPS)).clamp(0, 1)
+    for _ in range(STEPS):
+        x_adv.requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(x_adv), y)
+        (gradient,) = torch.autograd.grad(loss, x_adv)
+        x_adv = x_adv.detach() + STEP * gradient.sign()
+        x_adv = torch.minimum(torch.maximum(x_adv, x - EPS), x + EPS).clamp(0, 1)
+    return x_adv
+
+
+def contenders(model: nn.Module) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    ours = build_attack("pgd_linf", {"eps": EPS, "step_size": STEP, "steps": STEPS})
+    theirs = torchattacks.PGD(model, eps=EPS, alpha=STEP, steps=STEPS, random_start=True)
+    device = next(model.parameters()).device
+
+    def run_ours(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return ours(model, x, y, generator=torch.Generator(device).manual_seed(0)).x_adv
+
+    def run_bound(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        requires_grad = [p.requires_grad for p in model.parameters()]
+        model.requires_grad_(False)
+        try:
+            return bound_loop(model, x, y)
+        finally:
+            for parameter, flag in zip(model.parameters(), requires_grad, strict=True):
+                parameter.requires_grad_(flag)
+
+    return {"advstudy": run_ours, "torchattacks": theirs, "bound": run_bound}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(architecture: str, device: torch.device, batch_size: int, repeats: int) -> dict:
+    model = trained(architecture, device).eval()
+    data = load_dataset("mnist", "test")
+    x = data.as_float(slice(0, batch_size)).to(device)
+    y = data.labels[:batch_size].to(device)
+    runs = contenders(model)
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    accuracy: dict[str, float] = {}
+    for repeat in range(repeats + 1):  # the first round warms up and is not counted
+        for name, run in runs.items():
+            synchronize(device)
+            start = time.perf_counter()
+            x_adv = run(x, y)
+            synchronize(device)
+            if repeat:
+                seconds[name].append(time.perf_counter() - start)
+            with torch.no_grad():
+                accuracy[name] = float((model(x_adv).argmax(1) == y).float().mean())
+    rate = {name: batch_size / statistics.median(times) for name, times in seconds.items()}
+    return {"architecture": architecture, "rate": rate, "accuracy": accuracy}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--architectures", default="small_cnn,madry_cnn")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    threads = torch.get_num_threads()
+    print(
+        f"PGD-40 L-inf eps {EPS}, batch {args.batch_size}, {device} "
+        f"({threads} threads), median of {args.repeats}; torch {torch.__version__}"
+    )
+    print()
+    print(
+        "| model | advstudy ex/s | torchattacks ex/s | bound ex/s | advstudy / torchattacks "
+        "| advstudy / bound | robust acc. advstudy / torchattacks |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for architecture in args.architectures.split(","):
+        result = measure(architecture, device, args.batch_size, args.repeats)
+        rate, accuracy = result["rate"], result["accuracy"]
+        print(
+            f"| {architecture} | {rate['advstudy']:.0f} | {rate['torchattacks']:.0f} "
+            f"| {rate['bound']:.0f} | {rate['advstudy'] / rate['torchattacks']:.2f}x "
+            f"| {rate['advstudy'] / rate['bound']:.2f} "
+            f"| {accuracy['advstudy']:.3f} / {accuracy['torchattacks']:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
