@@ -110,4 +110,42 @@ def export(model: ClassifierModel, folder: Path) -> None:
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
     manifest = [entry for entry in manifest if entry["name"] != model.name]
     manifest.append(model_card_entry(model))
-    manifest_path.write_text(json.dumps(sorted(manifest, key=lambda e: e["name"]), indent=2) + "\n")
+    manifest = sorted(manifest, key=lambda entry: entry["name"])
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    (folder / "MODEL_CARD.md").write_text(model_card(manifest))
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def model_card(manifest: list[dict[str, Any]]) -> str:
+    """The zoo's model card, written from zoo.json so that the two never disagree."""
+    lines = [
+        "# Shipped models",
+        "",
+        "Written by `manage.py train_model --export` from `zoo.json`; do not edit by hand.",
+        "MNIST: LeCun, Cortes and Burges, CC BY-SA 3.0. Weights: state dicts for",
+        "`attacks.engine.architectures`, inputs in [0, 1], no normalisation.",
+        "",
+        "| model | recipe | trained on | clean | PGD robust | IBP certified | evaluated on |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for entry in manifest:
+        training, evaluation = entry["training"], entry["evaluation"]
+        config, measured = training["config"], evaluation["config"]
+        recipe = config["recipe"] + (
+            "" if config["recipe"] == "standard" else f" eps {config['eps']}"
+        )
+        lines.append(
+            f"| `{entry['name']}` ({entry['architecture']}) | {recipe}, {config['epochs']} epochs "
+            f"| {entry['dataset']} {training['split']} [{training['range'][0]}, "
+            f"{training['range'][1]}) | {_percent(entry['clean_accuracy'])} "
+            f"| {_percent(entry['robust_accuracy'])} | {_percent(entry['certified_accuracy'])} "
+            f"| {entry['dataset']} {evaluation['split']} [{evaluation['range'][0]}, "
+            f"{evaluation['range'][1]}): PGD-{measured['steps']} L-inf eps {measured['eps']}, "
+            f"step {measured['step_size']}, {measured['restarts']} restarts |"
+        )
+    lines += ["", "SHA-256 of each weights file:", ""]
+    lines += [f"- `{entry['weights']}`: `{entry['weights_sha256']}`" for entry in manifest]
+    return "\n".join(lines) + "\n"
