@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/bench_pgd.py [--device cuda] [--batch-size 1024]
 
 The bound is the bare loop every PGD runs: 40 x (forward, input gradient, signed
-step, projection) on a frozen model. Contenders run interleaved, on the same
-trained model, inputs and batch; the table gives the median of the repeats.
+step, projection) on a frozen model, in PyTorch's default layout (the plain
+bound) and in the channels-last layout that advstudy's driver uses (its own
+bound). Contenders run interleaved, on the same trained model, inputs and batch;
+the table gives the median of the repeats.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torchattacks
@@ -28,9 +31,9 @@ EPS, STEP, STEPS = 0.3, 0.01, 40
 
 
 def trained(architecture: str, device: torch.device) -> nn.Module:
-    """The shipped standard small CNN; other architectures trained here for one epoch."""
+    """The shipped FGSM-RS small CNN; other architectures trained here for one epoch."""
     if architecture == "small_cnn":
-        return load_zoo_model("mnist-small-cnn-standard").to(device)
+        return load_zoo_model("mnist-small-cnn-fgsm-rs-0.3").to(device)
     data = load_dataset("mnist", "test")
     torch.manual_seed(0)
     model = build_architecture(architecture)
@@ -63,15 +66,31 @@ def contenders(model: nn.Module) -> dict[str, Callable[[torch.Tensor, torch.Tens
         return ours(model, x, y, generator=torch.Generator(device).manual_seed(0)).x_adv
 
     def run_bound(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        requires_grad = [p.requires_grad for p in model.parameters()]
-        model.requires_grad_(False)
-        try:
+        with frozen(model, channels_last=False):
             return bound_loop(model, x, y)
-        finally:
-            for parameter, flag in zip(model.parameters(), requires_grad, strict=True):
-                parameter.requires_grad_(flag)
 
-    return {"advstudy": run_ours, "torchattacks": theirs, "bound": run_bound}
+    def run_bound_channels_last(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with frozen(model, channels_last=True):
+            return bound_loop(model, x, y)
+
+    return {
+        "advstudy": run_ours,
+        "torchattacks": theirs,
+        "bound": run_bound,
+        "bound_channels_last": run_bound_channels_last,
+    }
+
+
+@contextmanager
+def frozen(model: nn.Module, *, channels_last: bool) -> Iterator[None]:
+    model.requires_grad_(False)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+        model.requires_grad_(True)
 
 
 def synchronize(device: torch.device) -> None:
@@ -101,34 +120,50 @@ def measure(architecture: str, device: torch.device, batch_size: int, repeats: i
     return {"architecture": architecture, "rate": rate, "accuracy": accuracy}
 
 
+def table_row(architecture: str, rate: dict[str, float]) -> str:
+    ours = rate["advstudy"]
+    cells = [
+        architecture,
+        f"{ours:.0f}",
+        f"{rate['torchattacks']:.0f}",
+        f"{rate['bound']:.0f}",
+        f"{rate['bound_channels_last']:.0f}",
+        f"{ours / rate['torchattacks']:.2f}x",
+        f"{ours / rate['bound']:.2f}",
+        f"{ours / rate['bound_channels_last']:.2f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--architectures", default="small_cnn,madry_cnn")
     args = parser.parse_args()
     device = torch.device(args.device)
-    threads = torch.get_num_threads()
     print(
         f"PGD-40 L-inf eps {EPS}, batch {args.batch_size}, {device} "
-        f"({threads} threads), median of {args.repeats}; torch {torch.__version__}"
+        f"({torch.get_num_threads()} threads), median of {args.repeats}; torch {torch.__version__}"
     )
     print()
     print(
-        "| model | advstudy ex/s | torchattacks ex/s | bound ex/s | advstudy / torchattacks "
-        "| advstudy / bound | robust acc. advstudy / torchattacks |"
+        "| model | advstudy ex/s | torchattacks ex/s | plain bound ex/s | channels-last bound "
+        "ex/s | advstudy / torchattacks | advstudy / plain bound | advstudy / channels-last "
+        "bound |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
+    accuracies = []
     for architecture in args.architectures.split(","):
         result = measure(architecture, device, args.batch_size, args.repeats)
-        rate, accuracy = result["rate"], result["accuracy"]
-        print(
-            f"| {architecture} | {rate['advstudy']:.0f} | {rate['torchattacks']:.0f} "
-            f"| {rate['bound']:.0f} | {rate['advstudy'] / rate['torchattacks']:.2f}x "
-            f"| {rate['advstudy'] / rate['bound']:.2f} "
-            f"| {accuracy['advstudy']:.3f} / {accuracy['torchattacks']:.3f} |"
-        )
+        print(table_row(architecture, result["rate"]))
+        accuracy = ", ".join(f"{name} {value:.3f}" for name, value in result["accuracy"].items())
+        accuracies.append(f"{architecture}: {accuracy}")
+    print()
+    print("Accuracy on the attacked batch (the same model and inputs for every contender):")
+    for line in accuracies:
+        print(f"- {line}")
 
 
 if __name__ == "__main__":

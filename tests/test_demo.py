@@ -41,8 +41,14 @@ def test_demo_runs_on_sqlite_without_a_broker(tmp_path: Path) -> None:
             ).fetchall()
         )
         items = db.execute("select count(*) from study_studyitem").fetchone()[0]
-        accuracy = db.execute("select clean_accuracy from attacks_classifiermodel").fetchone()[0]
+        accuracy = db.execute(
+            "select clean_accuracy from attacks_classifiermodel where name = 'demo-small-cnn'"
+        ).fetchone()[0]
+        predictions_per_example = db.execute(
+            "select count(*) * 1.0 / count(distinct example_id) from attacks_prediction"
+        ).fetchone()[0]
     assert counts == {"demo-pgd-linf-0.3": 6, "demo-nn-invariance-linf-0.3": 6, "demo-clean": 6}
     assert items == 6 + 6 + 3
     assert accuracy > 0.85
+    assert predictions_per_example == 4  # the demo's model and the three shipped ones
     assert len(list((tmp_path / "media" / "examples").glob("*.png"))) == 18

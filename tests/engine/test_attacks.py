@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from attacks.engine.architectures import build_architecture
 from attacks.engine.attacks import AttackConfigError, AttackContext, attack_names, build_attack
 from attacks.engine.attacks.base import Attack, register_attack
 from attacks.engine.attacks.invariance import TRAMER_TARGETS, ink_removed, project_towards
@@ -298,3 +299,17 @@ def test_nearest_neighbour_attack_needs_a_pool(batch) -> None:
     x, y, _ = batch
     with pytest.raises(AttackConfigError, match="pool"):
         build_attack("nn_invariance_linf")(None, x, y, generator=torch.Generator())
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_a_conv_models_memory_layout_and_values_are_restored(layout, batch) -> None:
+    x, y, _ = batch
+    torch.manual_seed(0)
+    model = build_architecture("small_cnn").to(memory_format=layout)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+
+    build_attack("pgd_linf", {"steps": 3})(model, x, y, generator=torch.Generator())
+
+    weight = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).weight
+    assert weight.is_contiguous(memory_format=layout)
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())

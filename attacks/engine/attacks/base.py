@@ -45,18 +45,55 @@ class AttackConfigError(ValueError):
     """An attack's name or configuration is not valid."""
 
 
+def _has_convolutions(model: nn.Module) -> bool:
+    return any(isinstance(module, nn.Conv2d) for module in model.modules())
+
+
 @contextmanager
-def frozen_for_attack(model: nn.Module | None) -> Iterator[None]:
-    """Eval mode and frozen parameters during the attack; both restored afterwards."""
-    if model is None:
+def _channels_last(model: nn.Module) -> Iterator[None]:
+    """Channels-last weights during the attack; the very same tensors are put back after.
+
+    It makes oneDNN's and cuDNN's convolutions faster (about 20% for the small
+    CNN's forward+backward on a CPU here) and changes no value, only the layout.
+    """
+    parameters = list(model.parameters())
+    saved_data = [parameter.data for parameter in parameters]
+    saved_buffers = [
+        (module, name, buffer)
+        for module in model.modules()
+        for name, buffer in module._buffers.items()
+        if buffer is not None
+    ]
+    model.to(memory_format=torch.channels_last)
+    try:
         yield
+    finally:
+        for parameter, data in zip(parameters, saved_data, strict=True):
+            parameter.data = data
+        for module, name, buffer in saved_buffers:
+            module._buffers[name] = buffer
+
+
+@contextmanager
+def frozen_for_attack(model: nn.Module | None) -> Iterator[bool]:
+    """Eval mode, frozen parameters and channels-last convolutions during the attack.
+
+    All three are restored afterwards. Yields whether channels-last is in use.
+    """
+    if model is None:
+        yield False
         return
     was_training = model.training
     requires_grad = [p.requires_grad for p in model.parameters()]
     model.eval()
     model.requires_grad_(False)
+    convolutional = _has_convolutions(model)
     try:
-        yield
+        if convolutional:
+            with _channels_last(model):
+                yield True
+        else:
+            yield False
     finally:
         for parameter, flag in zip(model.parameters(), requires_grad, strict=True):
             parameter.requires_grad_(flag)
@@ -102,11 +139,14 @@ class Attack(ABC, Generic[ConfigT]):
             keys = torch.arange(x.shape[0])
         if keys.shape != y.shape:
             raise ValueError("keys must hold one key per example")
-        with frozen_for_attack(model):
+        with frozen_for_attack(model) as channels_last:
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             output = self._attack(model, x, y, generator, context or AttackContext(), keys)
         if output.x_adv.shape != x.shape:
             raise AssertionError(f"{self.name} changed the input's shape")
-        return AttackOutput(output.x_adv.detach().clamp(0.0, 1.0), output.target)
+        x_adv = output.x_adv.detach().clamp(0.0, 1.0).contiguous()
+        return AttackOutput(x_adv, output.target)
 
     @abstractmethod
     def _attack(
