@@ -110,7 +110,7 @@ def test_job_for_more_sources_than_the_setting_has_is_refused(trained_model) -> 
     [
         ({"source_range": (9000, 20000)}, "inside mnist/test"),
         ({"attack_name": "nope"}, "unknown attack"),
-        ({"config": {"eps": "big"}}, "PGD|GradientAttackConfig|not supported"),
+        ({"config": {"eps": "big"}}, "eps must be a number, got 'big'"),
         ({"target_model": None}, "needs a target model"),
     ],
 )

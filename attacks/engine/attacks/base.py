@@ -220,5 +220,7 @@ def json_ready(value: Any) -> Any:
 
 def require_positive(**values: float) -> None:
     for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number, got {value!r}")
         if not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
