@@ -81,6 +81,9 @@ def next_assignment(participant: Participant) -> Assignment | None:
     # Its own transaction: holding expired items' locks while claiming could deadlock.
     release_expired_leases(participant.study)
     with transaction.atomic():
+        # One claim at a time per participant (two tabs must not hold two items). NO KEY:
+        # it must not wait on the KEY SHARE locks that storing their labels takes.
+        Participant.objects.select_for_update(no_key=True).filter(pk=participant.pk).first()
         current = participant.assignments.filter(status=Assignment.Status.ACTIVE).first()
         if current is not None:
             return current  # a reload resumes the same item

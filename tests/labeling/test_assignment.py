@@ -161,3 +161,28 @@ def test_label_page_reveals_nothing_about_the_example(make_study, client: Client
         example.image.name.lower(),
     ):
         assert secret not in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_tabs_of_one_participant_hold_one_item(make_study) -> None:
+    study = make_study(count=4, labels_per_item=2, items_per_participant=4)
+    participant = services.join_study(study)
+    barrier = threading.Barrier(4)
+    claimed: list[int] = []
+
+    def open_tab() -> None:
+        try:
+            barrier.wait()
+            assignment = services.next_assignment(Participant.objects.get(pk=participant.pk))
+            claimed.append(assignment.pk)
+        finally:
+            connection.close()
+
+    tabs = [threading.Thread(target=open_tab) for _ in range(4)]
+    for tab in tabs:
+        tab.start()
+    for tab in tabs:
+        tab.join()
+
+    assert len(set(claimed)) == 1
+    assert Assignment.objects.filter(participant=participant).count() == 1
