@@ -29,7 +29,7 @@ from attacks.engine.training import (
     serialize_weights,
     train,
 )
-from attacks.models import AttackSetting, ClassifierModel, GenerationJob
+from attacks.models import AttackSetting, ClassifierModel, GenerationJob, JobStatus
 
 logger = logging.getLogger(__name__)
 _PROGRESS_INTERVAL_S = 1.0
@@ -160,7 +160,7 @@ def _generate(job: GenerationJob, device: torch.device) -> None:
 
 
 def _models_to_predict(setting: AttackSetting) -> list[ClassifierModel]:
-    return list(ClassifierModel.objects.filter(dataset=setting.dataset, status="succeeded"))
+    return list(ClassifierModel.objects.filter(dataset=setting.dataset, status=JobStatus.SUCCEEDED))
 
 
 def _attack_context(setting: AttackSetting, source: ImageDataset) -> AttackContext:

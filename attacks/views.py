@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.forms import Form
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -12,17 +11,7 @@ from attacks import services
 from attacks.forms import AttackSettingForm, GenerationJobForm, TrainModelForm
 from attacks.models import AttackSetting, ClassifierModel, Example, GenerationJob
 from config.auth import researcher_required, signed_in_user
-
-
-def render_invalid(
-    request: HttpRequest, template: str, form: Form, **context: object
-) -> HttpResponse:
-    return render(request, template, {"form": form, **context}, status=400)
-
-
-def apply_service_error(form: Form, error: ValidationError) -> None:
-    for message in error.messages:
-        form.add_error(None, message)
+from config.form_pages import add_service_error, render_form, render_service_error
 
 
 @researcher_required
@@ -30,12 +19,7 @@ def apply_service_error(form: Form, error: ValidationError) -> None:
 def model_create(request: HttpRequest) -> HttpResponse:
     form = TrainModelForm(request.POST or None)
     if request.method == "GET" or not form.is_valid():
-        return render(
-            request,
-            "attacks/model_form.html",
-            {"form": form},
-            status=400 if request.method == "POST" else 200,
-        )
+        return render_form(request, "attacks/model_form.html", form)
     data = form.cleaned_data
     try:
         model = services.request_training(
@@ -54,8 +38,7 @@ def model_create(request: HttpRequest) -> HttpResponse:
             created_by=signed_in_user(request),
         )
     except ValidationError as error:
-        apply_service_error(form, error)
-        return render_invalid(request, "attacks/model_form.html", form)
+        return render_service_error(request, "attacks/model_form.html", form, error)
     return redirect("model-detail", model_id=model.pk)
 
 
@@ -86,12 +69,7 @@ def model_status(request: HttpRequest, model_id: int) -> JsonResponse:
 def setting_create(request: HttpRequest) -> HttpResponse:
     form = AttackSettingForm(request.POST or None)
     if request.method == "GET" or not form.is_valid():
-        return render(
-            request,
-            "attacks/setting_form.html",
-            {"form": form},
-            status=400 if request.method == "POST" else 200,
-        )
+        return render_form(request, "attacks/setting_form.html", form)
     data = form.cleaned_data
     try:
         setting = services.create_attack_setting(
@@ -106,8 +84,7 @@ def setting_create(request: HttpRequest) -> HttpResponse:
             created_by=signed_in_user(request),
         )
     except ValidationError as error:
-        apply_service_error(form, error)
-        return render_invalid(request, "attacks/setting_form.html", form)
+        return render_service_error(request, "attacks/setting_form.html", form, error)
     return redirect("setting-detail", setting_id=setting.pk)
 
 
@@ -146,7 +123,7 @@ def job_create(request: HttpRequest, setting_id: int) -> HttpResponse:
             created_by=signed_in_user(request),
         )
     except ValidationError as error:
-        apply_service_error(form, error)
+        add_service_error(form, error)
         return render(
             request, "attacks/setting_detail.html", {**context, "job_form": form}, status=400
         )

@@ -10,8 +10,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from analysis.queries import study_progress
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
-from attacks.views import apply_service_error, render_invalid
 from config.auth import researcher_required, signed_in_user
+from config.form_pages import render_form, render_service_error
 from study import services
 from study.forms import StudyForm
 from study.models import Study
@@ -38,12 +38,7 @@ def researcher_home(request: HttpRequest) -> HttpResponse:
 def study_create(request: HttpRequest) -> HttpResponse:
     form = StudyForm(request.POST or None)
     if request.method == "GET" or not form.is_valid():
-        return render(
-            request,
-            "study/study_form.html",
-            {"form": form},
-            status=400 if request.method == "POST" else 200,
-        )
+        return render_form(request, "study/study_form.html", form)
     data = form.cleaned_data
     control = data["control_setting"]
     try:
@@ -61,8 +56,7 @@ def study_create(request: HttpRequest) -> HttpResponse:
             seed=data["seed"],
         )
     except ValidationError as error:
-        apply_service_error(form, error)
-        return render_invalid(request, "study/study_form.html", form)
+        return render_service_error(request, "study/study_form.html", form, error)
     return redirect("study-detail", study_id=study.pk)
 
 
