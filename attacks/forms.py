@@ -8,6 +8,7 @@ from django import forms
 from attacks.engine.architectures import architecture_names
 from attacks.engine.attacks import attack_names
 from attacks.engine.datasets import DATASET_NAMES, SPLITS
+from attacks.engine.example_sets import NORMS
 from attacks.engine.training import RECIPES
 from attacks.models import ClassifierModel, JobStatus
 
@@ -70,3 +71,55 @@ class AttackSettingForm(forms.Form):
 class GenerationJobForm(forms.Form):
     count = forms.IntegerField(min_value=1, max_value=100_000, initial=32)
     chunk_size = forms.IntegerField(min_value=1, max_value=4096, initial=64)
+
+
+class ImportExamplesForm(forms.Form):
+    MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+
+    file = forms.FileField(
+        help_text=".npz with images and source_indices or source_labels (optional "
+        "target_labels, -1 = none), or a .zip of 8-bit PNGs plus one CSV: file_name, "
+        "source_index and/or source_label, optional target_label"
+    )
+    name = forms.CharField(max_length=100)
+    dataset = forms.ChoiceField(choices=_DATASETS)
+    split = forms.ChoiceField(
+        choices=_SPLITS, initial="test", help_text="the split the source indices point into"
+    )
+    citation = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+        required=False,
+        help_text="where the set comes from, e.g. Tramèr et al. 2020, released "
+        "linf_automated_eps04.npy",
+    )
+    norm = forms.ChoiceField(
+        choices=[("", "no budget claimed"), *((norm, norm) for norm in NORMS)], required=False
+    )
+    eps = forms.FloatField(
+        min_value=0.0,
+        required=False,
+        help_text="the budget the set claims: 0-1 scale for linf and l2, values changed for l0",
+    )
+    pixel_scale = forms.TypedChoiceField(
+        choices=[("", "infer from the values"), ("1", "0-1"), ("255", "0-255")],
+        coerce=int,
+        empty_value=None,
+        required=False,
+        help_text="for float images only",
+    )
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        if upload.size > self.MAX_UPLOAD_BYTES:
+            raise forms.ValidationError(
+                f"files of at most {self.MAX_UPLOAD_BYTES // (1024 * 1024)} MB; import larger "
+                "sets with manage.py import_examples"
+            )
+        return upload
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if bool(data.get("norm")) != (data.get("eps") is not None):
+            raise forms.ValidationError("a claimed budget needs both a norm and an eps")
+        return data

@@ -76,6 +76,9 @@ class AttackSetting(models.Model):
         SENSITIVITY = "sensitivity"
         INVARIANCE = "invariance"
         CLEAN = "clean"
+        # Examples someone else published, read from a file (attacks/imports.py);
+        # such a setting has no attack to run and never gets a generation job.
+        IMPORTED = "imported"
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -106,7 +109,11 @@ class AttackSetting(models.Model):
 
 
 class GenerationJob(models.Model):
-    """Generates ``count`` examples at positions [offset, offset + count) of its setting."""
+    """Generates ``count`` examples at positions [offset, offset + count) of its setting.
+
+    An imported setting has one job too, created already succeeded: it records who
+    imported the file, when, and with which code, as a generation job does.
+    """
 
     setting = models.ForeignKey(AttackSetting, on_delete=models.PROTECT, related_name="jobs")
     offset = models.PositiveIntegerField()
@@ -140,16 +147,21 @@ class Example(models.Model):
     """One stored 8-bit image, as humans will see it, with everything measured on it."""
 
     setting = models.ForeignKey(AttackSetting, on_delete=models.PROTECT, related_name="examples")
+    # An imported example's job is the import's own (see attacks/imports.py).
     job = models.ForeignKey(GenerationJob, on_delete=models.PROTECT, related_name="examples")
-    position = models.PositiveIntegerField(help_text="Place in the setting's seeded source order")
-    source_index = models.PositiveIntegerField()
+    position = models.PositiveIntegerField(
+        help_text="Place in the setting's seeded source order; for an import, the file's order"
+    )
+    # Null only for an imported set that gives source labels but not source images:
+    # with no clean image there is nothing to measure a distance against.
+    source_index = models.PositiveIntegerField(null=True, blank=True)
     source_label = models.PositiveSmallIntegerField()
     target_label = models.PositiveSmallIntegerField(null=True, blank=True)
     image = models.FileField(upload_to=opaque_png_name)
     image_sha256 = models.CharField(max_length=64)
-    linf_distance = models.FloatField()
-    l2_distance = models.FloatField()
-    l0_distance = models.PositiveIntegerField()
+    linf_distance = models.FloatField(null=True, blank=True)
+    l2_distance = models.FloatField(null=True, blank=True)
+    l0_distance = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -249,6 +249,8 @@ def create_generation_job(
     setting: AttackSetting, count: int, *, chunk_size: int = 64, created_by: User | None = None
 ) -> GenerationJob:
     """Queue ``count`` more examples of ``setting``, after those of its earlier jobs."""
+    if setting.kind == AttackSetting.Kind.IMPORTED:
+        raise ValidationError(f"{setting} was imported from a file: it has no attack to run")
     if not 1 <= count <= MAX_JOB_COUNT:
         raise ValidationError(f"count must be between 1 and {MAX_JOB_COUNT}")
     if not 1 <= chunk_size <= 4096:
@@ -274,14 +276,20 @@ def create_generation_job(
 
 
 def claim_generation_job(job_id: int, device: str) -> GenerationJob | None:
-    """Queued, or running and redelivered after a crash: (re)start it. Else None."""
-    claimed = GenerationJob.objects.filter(
-        pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-    ).update(
-        status=JobStatus.RUNNING,
-        worker_host=socket.gethostname(),
-        device=device,
-        started_at=timezone.now(),
+    """Queued, or running and redelivered after a crash: (re)start it. Else None.
+
+    The job of an import is never claimed, whatever its status: its examples came
+    from a file and there is no attack to generate them with.
+    """
+    claimed = (
+        GenerationJob.objects.filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+        .exclude(setting__kind=AttackSetting.Kind.IMPORTED)
+        .update(
+            status=JobStatus.RUNNING,
+            worker_host=socket.gethostname(),
+            device=device,
+            started_at=timezone.now(),
+        )
     )
     if claimed != 1:
         return None

@@ -136,7 +136,9 @@ def _generate(job: GenerationJob, device: torch.device) -> None:
     source = services.configured_dataset(setting.dataset, setting.source_split)
     order = source_order(setting.seed, setting.source_start, setting.source_stop).tolist()
     target = load_classifier(setting.target_model, device) if setting.target_model else None
-    predictors = {row.pk: load_classifier(row, device) for row in _models_to_predict(setting)}
+    predictors = {
+        row.pk: load_classifier(row, device) for row in models_to_predict(setting.dataset)
+    }
     context = _attack_context(setting, source)
     for first in range(job.offset, job.offset + job.count, job.chunk_size):
         positions = list(range(first, min(first + job.chunk_size, job.offset + job.count)))
@@ -159,8 +161,9 @@ def _generate(job: GenerationJob, device: torch.device) -> None:
         progress.report("generation", job.pk, done / job.count)
 
 
-def _models_to_predict(setting: AttackSetting) -> list[ClassifierModel]:
-    return list(ClassifierModel.objects.filter(dataset=setting.dataset, status=JobStatus.SUCCEEDED))
+def models_to_predict(dataset: str) -> list[ClassifierModel]:
+    """Every trained model of the dataset: each predicts on every stored example."""
+    return list(ClassifierModel.objects.filter(dataset=dataset, status=JobStatus.SUCCEEDED))
 
 
 def _attack_context(setting: AttackSetting, source: ImageDataset) -> AttackContext:

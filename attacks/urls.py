@@ -7,6 +7,7 @@ urlpatterns = [
     path("models/<int:model_id>/", views.model_detail, name="model-detail"),
     path("models/<int:model_id>/status.json", views.model_status, name="model-status"),
     path("settings/new/", views.setting_create, name="setting-create"),
+    path("settings/import/", views.examples_import, name="examples-import"),
     path("settings/<int:setting_id>/", views.setting_detail, name="setting-detail"),
     path("settings/<int:setting_id>/jobs/", views.job_create, name="job-create"),
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),

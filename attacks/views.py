@@ -7,8 +7,9 @@ from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from attacks import services
-from attacks.forms import AttackSettingForm, GenerationJobForm, TrainModelForm
+from attacks import imports, services
+from attacks.forms import AttackSettingForm, GenerationJobForm, ImportExamplesForm, TrainModelForm
+from attacks.import_report import describe_import
 from attacks.models import AttackSetting, ClassifierModel, Example, GenerationJob
 from config.auth import researcher_required, signed_in_user
 from config.form_pages import add_service_error, render_form, render_service_error
@@ -89,6 +90,30 @@ def setting_create(request: HttpRequest) -> HttpResponse:
 
 
 @researcher_required
+@require_http_methods(["GET", "POST"])
+def examples_import(request: HttpRequest) -> HttpResponse:
+    form = ImportExamplesForm(request.POST or None, request.FILES or None)
+    if request.method == "GET" or not form.is_valid():
+        return render_form(request, "attacks/import_form.html", form)
+    data = form.cleaned_data
+    try:
+        setting = imports.import_examples(
+            data["file"],
+            name=data["name"],
+            dataset=data["dataset"],
+            split=data["split"],
+            citation=data["citation"],
+            norm=data["norm"] or None,
+            eps=data["eps"],
+            pixel_scale=data["pixel_scale"],
+            created_by=signed_in_user(request),
+        )
+    except ValidationError as error:
+        return render_service_error(request, "attacks/import_form.html", form, error)
+    return redirect("setting-detail", setting_id=setting.pk)
+
+
+@researcher_required
 @require_GET
 def setting_detail(request: HttpRequest, setting_id: int) -> HttpResponse:
     setting = get_object_or_404(AttackSetting, pk=setting_id)
@@ -101,8 +126,14 @@ def setting_detail(request: HttpRequest, setting_id: int) -> HttpResponse:
             "jobs": setting.jobs.all(),
             "examples": examples,
             "job_form": GenerationJobForm(),
+            "import_summary": _import_summary(setting),
         },
     )
+
+
+def _import_summary(setting: AttackSetting) -> list[str]:
+    imported = setting.kind == AttackSetting.Kind.IMPORTED
+    return describe_import(setting) if imported else []
 
 
 @researcher_required
@@ -110,7 +141,12 @@ def setting_detail(request: HttpRequest, setting_id: int) -> HttpResponse:
 def job_create(request: HttpRequest, setting_id: int) -> HttpResponse:
     setting = get_object_or_404(AttackSetting, pk=setting_id)
     form = GenerationJobForm(request.POST)
-    context = {"setting": setting, "jobs": setting.jobs.all(), "examples": []}
+    context = {
+        "setting": setting,
+        "jobs": setting.jobs.all(),
+        "examples": [],
+        "import_summary": _import_summary(setting),
+    }
     if not form.is_valid():
         return render(
             request, "attacks/setting_detail.html", {**context, "job_form": form}, status=400

@@ -176,14 +176,14 @@ def test_whole_loop_over_http(live_server, celery_worker_process, researcher) ->
 
     def first_annotator(example: Example) -> int:
         """Sees the target in invariance examples with an even source index, else the source."""
-        if example.setting_id == invariance and example.source_index % 2 == 0:
+        if example.setting_id == invariance and (example.source_index or 0) % 2 == 0:
             assert example.target_label is not None
             return example.target_label
         return example.source_label
 
     def second_annotator(example: Example) -> int:
         """Agrees with the first, except on odd invariance examples (ties)."""
-        if example.setting_id == invariance and example.source_index % 2 == 1:
+        if example.setting_id == invariance and (example.source_index or 0) % 2 == 1:
             return (example.source_label + 1) % 10
         return first_annotator(example)
 

@@ -53,6 +53,7 @@ def test_job_stores_examples_with_measures_taken_on_the_stored_png(trained_model
         assert example.linf_distance == pytest.approx(
             (stored.float() - clean.float()).abs().max() / 255
         )
+        assert example.linf_distance is not None
         assert example.linf_distance <= 0.3
         assert hashlib.sha256(example.image.open("rb").read()).hexdigest() == example.image_sha256
         prediction = Prediction.objects.get(example=example, model=trained_model)
