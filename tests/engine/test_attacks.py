@@ -26,6 +26,7 @@ REGISTRY_CASES: dict[str, tuple[dict, str, float]] = {
     "pgd_l2_large_targeted": ({"eps": 5.0, "step_size": 1.0, "steps": 5}, "l2", 5.0),
     "pgd_l0": ({"pixels": 12, "steps": 5}, "l0", 12),
     "nn_invariance_linf": ({"eps": 0.3}, "linf", 0.3),
+    "nn_invariance_l2": ({"eps": 2.0}, "l2", 2.0),
 }
 
 

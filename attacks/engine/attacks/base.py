@@ -12,7 +12,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar, final
 
 import torch
@@ -28,11 +28,16 @@ NO_TARGET = -1
 
 @dataclass(frozen=True)
 class AttackContext:
-    """Data an attack may need besides the model: the pool of reference images."""
+    """Data an attack may need besides the model: the pool of reference images.
+
+    ``prepared`` keeps what an attack derives from the pool (e.g. a search
+    index) across the chunks of one job: the context lives as long as the job.
+    """
 
     pool_images: torch.Tensor | None = None  # uint8 (N, C, H, W)
     pool_labels: torch.Tensor | None = None  # int64 (N,)
     num_classes: int = 10
+    prepared: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
