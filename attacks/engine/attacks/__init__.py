@@ -1,6 +1,6 @@
 """Attacks by name. Importing this package registers every attack."""
 
-from attacks.engine.attacks import clean, invariance, pgd
+from attacks.engine.attacks import clean, invariance, invariance_l0, pgd
 from attacks.engine.attacks.base import (
     CLEAN,
     INVARIANCE,
@@ -31,5 +31,6 @@ __all__ = [
     "config_as_dict",
     "get_attack_class",
     "invariance",
+    "invariance_l0",
     "pgd",
 ]
