@@ -28,6 +28,8 @@ import torch
 
 # Pairs whose lower bound is checked exactly to find the first upper bound.
 _SEED_PAIRS = 8
+# Rows sketched at once (float64 copies of them are made).
+_SKETCH_ROWS = 8192
 # Lower-bound entries held at once (queries x pool), to bound memory.
 _MAX_ENTRIES = 1 << 24
 
@@ -43,8 +45,19 @@ class Projection:
         """(M, rank + 1) sketches (projection, residual norm) and (M,) squared norms, float64.
 
         float64 because the bound must hold: the residual norm comes from a
-        difference of squares that float32 would spoil.
+        difference of squares that float32 would spoil. A chunk of rows at a time,
+        to keep float64 copies of a large pool out of memory.
         """
+        parts = [
+            self._sketch_rows(values[i : i + _SKETCH_ROWS])
+            for i in range(0, len(values), _SKETCH_ROWS)
+        ]
+        if not parts:
+            empty = torch.zeros(0, dtype=torch.float64, device=values.device)
+            return empty.view(0, self.basis.shape[1] + 1), empty
+        return torch.cat([p for p, _ in parts]), torch.cat([q for _, q in parts])
+
+    def _sketch_rows(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         centred = values.to(torch.float64) - self.mean
         projected = centred @ self.basis
         squared = centred.pow(2).sum(dim=1)
@@ -94,13 +107,12 @@ class Nearest:
 
 def fit_projection(images: torch.Tensor, rank: int = 128, sample: int = 4096) -> Projection:
     """Principal directions of (N, ...) images, from an evenly strided sample of ``sample``."""
-    values = images.flatten(1).to(torch.float64)
-    sampled = values[:: max(1, values.shape[0] // sample)]
-    mean = values.mean(dim=0)
-    centred = sampled - mean
+    flat = images.flatten(1)
+    mean = flat.sum(dim=0, dtype=torch.float64) / max(1, flat.shape[0])
+    centred = flat[:: max(1, flat.shape[0] // sample)].to(torch.float64) - mean
     # Any orthonormal basis gives a valid bound; the principal one gives a tight bound.
     _, vectors = torch.linalg.eigh(centred.T @ centred)
-    rank = min(rank, values.shape[1])
+    rank = min(rank, flat.shape[1])
     return Projection(mean, vectors[:, -rank:].contiguous())
 
 
