@@ -16,8 +16,33 @@ class Participant(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     excluded = models.BooleanField(default=False)
 
+    source = models.CharField(
+        max_length=20, choices=Study.Recruitment.choices, default=Study.Recruitment.OPEN
+    )
+    # HMAC of the recruiter's participant id (Prolific PID, MTurk worker id, lab code):
+    # one participation per person per study, and no raw id in the database.
+    external_id_hash = models.CharField(max_length=64, blank=True)
+    # What the recruiter's return trip needs (Prolific STUDY_ID / SESSION_ID; MTurk
+    # assignmentId, hitId, turkSubmitTo): no personal data.
+    recruiter_session = models.JSONField(default=dict, blank=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    declined_at = models.DateTimeField(null=True, blank=True)  # declined consent: screened out
+    instructions_read_at = models.DateTimeField(null=True, blank=True)
+    practice_done_at = models.DateTimeField(null=True, blank=True)
+    attention_failures = models.PositiveIntegerField(default=0)
+    fast_responses = models.PositiveIntegerField(default=0)
+    # Why they are excluded, in words a researcher reads: ["failed 2 of 3 attention checks"].
+    exclusion_reasons = models.JSONField(default=list, blank=True)
+
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "external_id_hash"],
+                condition=~models.Q(external_id_hash=""),
+                name="one_participation_per_external_id",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"participant {self.pk} of study {self.study_id}"
@@ -65,6 +90,9 @@ class Label(models.Model):
     )
     server_response_ms = models.PositiveIntegerField(help_text="From serving to receiving")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Attention and practice items: whether the answer was the expected one.
+    is_correct = models.BooleanField(null=True, blank=True)
+    too_fast = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]

@@ -22,9 +22,20 @@ def new_completion_code() -> str:
 
 class Study(models.Model):
     class Status(models.TextChoices):
-        DRAFT = "draft"
-        LIVE = "live"
-        CLOSED = "closed"
+        DRAFT = "draft"  # being designed; only its owner's preview runs
+        LIVE = "live"  # open to participants
+        PAUSED = "paused"  # no new participants or items; labels of leased items still count
+        CLOSED = "closed"  # finished for good
+
+    class Presentation(models.TextChoices):
+        UNLIMITED = "unlimited", "Unlimited: the image stays until the answer"
+        TIMED = "timed", "Timed: the image for a set time, then a mask"
+
+    class Recruitment(models.TextChoices):
+        OPEN = "open", "Open link with anonymous tokens"
+        PROLIFIC = "prolific", "Prolific"
+        MTURK = "mturk", "Amazon Mechanical Turk (ExternalQuestion)"
+        LAB = "lab", "Lab codes handed out in person"
 
     title = models.CharField(max_length=200)
     instructions = models.TextField()
@@ -37,6 +48,29 @@ class Study(models.Model):
     join_token = models.CharField(max_length=64, unique=True, default=new_token)
     completion_code = models.CharField(max_length=32, default=new_completion_code)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    consent_text = models.TextField(blank=True)
+    presentation = models.CharField(
+        max_length=20, choices=Presentation.choices, default=Presentation.UNLIMITED
+    )
+    exposure_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Timed: how long the image shows before the mask"
+    )
+    response_deadline_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Timed: the time to answer, from the image's onset"
+    )
+    recruitment = models.CharField(
+        max_length=20, choices=Recruitment.choices, default=Recruitment.OPEN
+    )
+    # Prolific: the code for participants who decline consent ("screened out").
+    screen_out_code = models.CharField(max_length=32, default=new_completion_code)
+    attention_checks_per_participant = models.PositiveIntegerField(default=0)
+    lease_minutes = models.PositiveIntegerField(default=10)
+    # Exclusion rules: a participant is excluded when they fail more attention checks
+    # than allowed, or answer faster than min_response_ms more often than allowed.
+    max_attention_failures = models.PositiveIntegerField(default=0)
+    min_response_ms = models.PositiveIntegerField(default=250)
+    max_fast_responses = models.PositiveIntegerField(default=3)
 
     class Meta:
         ordering = ["-id"]
@@ -51,9 +85,19 @@ class Study(models.Model):
 
 
 class StudyItem(models.Model):
+    class Kind(models.TextChoices):
+        MAIN = "main"  # an example under study: exactly labels_per_item labels
+        CONTROL = "control"  # a clean image: labelled like a main item
+        ATTENTION = "attention"  # gold item with a known answer: every participant may get it
+        PRACTICE = "practice"  # before the study, with feedback; never analysed
+
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="items")
     example = models.ForeignKey(Example, on_delete=models.PROTECT, related_name="study_items")
-    is_control = models.BooleanField(default=False)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MAIN)
+    # Attention and practice items: the answer expected (the clean image's class).
+    expected_label = models.SmallIntegerField(null=True, blank=True)
+    # Balanced trial lists: items of one (attack setting, source class) share a stratum.
+    stratum = models.PositiveIntegerField(default=0)
     # Seeded random order in which items are handed out among the least-labelled.
     shuffle_key = models.PositiveIntegerField()
     # Active leases plus labels: never above the study's labels_per_item.
@@ -65,7 +109,32 @@ class StudyItem(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["study", "example"], name="unique_study_example"),
         ]
-        indexes = [models.Index(fields=["study", "assigned_count", "shuffle_key"])]
+        indexes = [
+            models.Index(fields=["study", "assigned_count", "shuffle_key"]),
+            models.Index(fields=["study", "kind", "stratum", "assigned_count", "shuffle_key"]),
+        ]
 
     def __str__(self) -> str:
         return f"item {self.pk} of study {self.study_id}"
+
+    @property
+    def is_control(self) -> bool:
+        return self.kind == self.Kind.CONTROL
+
+    @property
+    def is_analysed(self) -> bool:
+        return self.kind in (self.Kind.MAIN, self.Kind.CONTROL)
+
+
+class LabCode(models.Model):
+    """A one-time code a lab hands a participant in person (recruitment "lab")."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="lab_codes")
+    code = models.CharField(max_length=32)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "code"], name="unique_lab_code")]
+
+    def __str__(self) -> str:
+        return self.code

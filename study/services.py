@@ -84,7 +84,15 @@ def _create_items(study: Study, picked: list[tuple[list[Example], bool]], seed: 
     flat = [(example, is_control) for examples, is_control in picked for example in examples]
     keys = list(range(len(flat)))
     random.Random(seed).shuffle(keys)
+    strata = sorted({(example.setting_id, example.source_label) for example, _ in flat})
+    stratum_of = {key: number for number, key in enumerate(strata)}
     StudyItem.objects.bulk_create(
-        StudyItem(study=study, example=example, is_control=is_control, shuffle_key=key)
+        StudyItem(
+            study=study,
+            example=example,
+            kind=StudyItem.Kind.CONTROL if is_control else StudyItem.Kind.MAIN,
+            stratum=stratum_of[(example.setting_id, example.source_label)],
+            shuffle_key=key,
+        )
         for (example, is_control), key in zip(flat, keys, strict=True)
     )
