@@ -10,6 +10,9 @@ from attacks.models import AttackSetting, ClassifierModel, Prediction
 from labeling.models import Label
 from study.models import Study, StudyItem
 
+# Attention and practice items are for quality control and training, never results.
+ANALYSED_KINDS = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
+
 
 @dataclass
 class ModelAgreement:
@@ -34,7 +37,11 @@ class SettingSummary:
 
 
 def setting_summaries(study: Study, *, include_excluded: bool = False) -> list[SettingSummary]:
-    items = list(StudyItem.objects.filter(study=study).select_related("example__setting"))
+    items = list(
+        StudyItem.objects.filter(study=study, kind__in=ANALYSED_KINDS).select_related(
+            "example__setting"
+        )
+    )
     votes = _votes_by_example(study, include_excluded)
     by_setting: dict[int, list[StudyItem]] = defaultdict(list)
     for item in items:
@@ -43,7 +50,7 @@ def setting_summaries(study: Study, *, include_excluded: bool = False) -> list[S
 
 
 def _votes_by_example(study: Study, include_excluded: bool) -> dict[int, list[int]]:
-    labels = Label.objects.filter(item__study=study)
+    labels = Label.objects.filter(item__study=study, item__kind__in=ANALYSED_KINDS)
     if not include_excluded:
         labels = labels.filter(participant__excluded=False)
     votes: dict[int, list[int]] = defaultdict(list)
@@ -82,10 +89,11 @@ def _model_agreements(majorities: dict[int, int]) -> list[ModelAgreement]:
 
 
 def study_progress(study: Study) -> dict[str, int]:
-    items = StudyItem.objects.filter(study=study)
+    """Counts of the items that get exactly k labels (main and controls) and their labels."""
+    items = StudyItem.objects.filter(study=study, kind__in=ANALYSED_KINDS)
     return {
         "items": items.count(),
-        "labels": Label.objects.filter(item__study=study).count(),
+        "labels": Label.objects.filter(item__study=study, item__kind__in=ANALYSED_KINDS).count(),
         "labels_needed": items.count() * study.labels_per_item,
         "participants": study.participants.count(),
         "completed": study.participants.exclude(completed_at=None).count(),

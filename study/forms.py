@@ -1,33 +1,308 @@
+"""The study designer: one form in sections, built for one dataset."""
+
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 from django import forms
 
 from attacks.models import AttackSetting
+from study.design import SettingSample, StudyDesign, class_names
+from study.models import Study
+from study.planning import MAX_LAB_CODES
+from study.queries import settings_with_examples
+
+MAX_COUNT = 100_000
+MAIN_SETTINGS = "main settings"  # stands for the per-setting count fields in SECTIONS
+CLEAN_ROLES = (  # (field prefix, what the items are called in errors)
+    ("control", "controls"),
+    ("attention", "attention checks"),
+    ("practice", "practice items"),
+)
+
+SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Study", "What participants read.", ("title", "consent_text", "instructions")),
+    (
+        "Examples under study",
+        "How many examples of each attack setting; 0 leaves it out. A setting's first "
+        "examples in its seeded source order are taken, so they are a random sample.",
+        (MAIN_SETTINGS,),
+    ),
+    (
+        "Clean controls",
+        "Clean images, labelled like the examples: the human baseline.",
+        ("control_setting", "control_count"),
+    ),
+    (
+        "Attention checks",
+        "Gold items: clean images whose expected answer is their class, mixed in with the "
+        "examples. Never one whose source image the study shows elsewhere.",
+        ("attention_setting", "attention_count", "attention_checks_per_participant"),
+    ),
+    (
+        "Practice",
+        "Shown first, with feedback; never analysed. Every participant gets all of them.",
+        ("practice_setting", "practice_count"),
+    ),
+    (
+        "Labelling",
+        "Items per participant counts main and control items; attention checks and practice "
+        "come on top.",
+        ("items_per_participant", "labels_per_item", "classes", "cant_tell", "seed"),
+    ),
+    (
+        "Presentation",
+        "Timed: the image shows for the exposure time, then a mask; answers after the "
+        "deadline (counted from the image's onset) are not accepted.",
+        ("presentation", "exposure_ms", "response_deadline_ms"),
+    ),
+    ("Recruitment", "How participants arrive.", ("recruitment", "lab_code_count")),
+    (
+        "Exclusion rules",
+        "A participant is excluded who fails more attention checks than allowed, or answers "
+        "faster than the minimum more often than allowed.",
+        ("max_attention_failures", "min_response_ms", "max_fast_responses"),
+    ),
+    (
+        "Leases",
+        "An item handed to a participant returns to the pool if they do not answer in time.",
+        ("lease_minutes",),
+    ),
+)
 
 
-class StudyForm(forms.Form):
+class SettingChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} ({getattr(obj, 'available', '?')} examples)"
+
+
+def _count(
+    label: str, help_text: str = "", *, initial: int = 0, required: bool = False
+) -> forms.IntegerField:
+    """A count; an optional one left empty means 0."""
+    return forms.IntegerField(
+        min_value=0,
+        max_value=MAX_COUNT,
+        initial=initial,
+        required=required,
+        label=label,
+        help_text=help_text,
+    )
+
+
+def _clean_setting(help_text: str) -> SettingChoiceField:
+    return SettingChoiceField(
+        queryset=AttackSetting.objects.none(), required=False, help_text=help_text
+    )
+
+
+def _milliseconds(label: str, help_text: str) -> forms.IntegerField:
+    return forms.IntegerField(
+        min_value=1, max_value=600_000, required=False, label=label, help_text=help_text
+    )
+
+
+@dataclass(frozen=True)
+class FormSection:
+    title: str
+    help_text: str
+    fields: list[forms.BoundField]
+
+
+class StudyDesignForm(forms.Form):
+    # Which dataset the page was built for; a POST without it means the only one there is.
+    dataset = forms.CharField(widget=forms.HiddenInput, required=False)
     title = forms.CharField(max_length=200)
+    consent_text = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        required=False,
+        help_text="Shown before the study; participants agree or decline (screened out).",
+    )
     instructions = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}),
-        initial="Which digit do you see? If it is none of them, or you cannot tell, say so.",
+        initial="Which class do you see? If it is none of them, or you cannot tell, say so.",
     )
-    settings = forms.ModelMultipleChoiceField(
-        queryset=AttackSetting.objects.exclude(kind=AttackSetting.Kind.CLEAN),
-        widget=forms.CheckboxSelectMultiple,
-    )
-    examples_per_setting = forms.IntegerField(min_value=1, max_value=100_000, initial=20)
-    control_setting = forms.ModelChoiceField(
-        queryset=AttackSetting.objects.filter(kind=AttackSetting.Kind.CLEAN),
-        required=False,
-        help_text="Clean images shown as controls",
-    )
-    control_count = forms.IntegerField(min_value=0, max_value=100_000, initial=10)
+    control_setting = _clean_setting("A clean setting of this dataset")
+    control_count = _count("Control count")
+    attention_setting = _clean_setting("A clean setting; the expected answer is the image's class")
+    attention_count = _count("Attention pool size", "Gold items to draw from")
+    attention_checks_per_participant = _count("Attention checks per participant")
+    practice_setting = _clean_setting("A clean setting")
+    practice_count = _count("Practice count")
     items_per_participant = forms.IntegerField(min_value=1, max_value=10_000, initial=40)
-    labels_per_item = forms.IntegerField(min_value=1, max_value=1000, initial=3)
-    seed = forms.IntegerField(min_value=0, initial=0)
+    labels_per_item = forms.IntegerField(
+        min_value=1, max_value=1000, initial=3, label="Labels per item (k)"
+    )
+    classes = forms.TypedMultipleChoiceField(
+        coerce=int,
+        widget=forms.CheckboxSelectMultiple,
+        label="Answers offered",
+        help_text="Untick a class to leave it out.",
+    )
+    cant_tell = forms.BooleanField(
+        required=False, initial=True, label="Offer \u201cNone / can't tell\u201d"
+    )
+    seed = forms.IntegerField(
+        min_value=0, initial=0, label="Randomisation seed", help_text="Orders the items"
+    )
+    presentation = forms.ChoiceField(
+        choices=Study.Presentation.choices,
+        widget=forms.RadioSelect,
+        initial=Study.Presentation.UNLIMITED,
+    )
+    exposure_ms = _milliseconds("Exposure (ms)", "Timed only: how long the image shows")
+    response_deadline_ms = _milliseconds(
+        "Response deadline (ms)", "Timed only: from the image's onset"
+    )
+    recruitment = forms.ChoiceField(
+        choices=Study.Recruitment.choices, widget=forms.RadioSelect, initial="open"
+    )
+    lab_code_count = forms.IntegerField(
+        min_value=0,
+        max_value=MAX_LAB_CODES,
+        initial=20,
+        required=False,
+        label="Lab codes",
+        help_text="Lab only: how many one-time codes to generate",
+    )
+    max_attention_failures = _count("Attention failures allowed", required=True)
+    min_response_ms = _count("Minimum response time (ms)", initial=250, required=True)
+    max_fast_responses = _count("Too-fast answers allowed", initial=3, required=True)
+    lease_minutes = forms.IntegerField(
+        min_value=1, max_value=24 * 60, initial=10, label="Lease (minutes)"
+    )
 
-    def clean(self) -> dict[str, object] | None:
-        data = super().clean()
-        if data and data.get("control_setting") and not data.get("control_count"):
-            self.add_error("control_count", "choose how many controls to show")
+    def __init__(self, dataset: str, *args: Any, editing: Study | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.dataset_name = dataset
+        self.editing = editing  # the draft whose design this form replaces, if any
+        self.fields["dataset"].initial = dataset
+        settings = settings_with_examples(dataset).order_by("name")
+        for prefix, _ in CLEAN_ROLES:
+            field = self.fields[f"{prefix}_setting"]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = settings.filter(kind=AttackSetting.Kind.CLEAN)
+        self.main_settings = list(settings.exclude(kind=AttackSetting.Kind.CLEAN))
+        for setting in self.main_settings:
+            available = getattr(setting, "available", 0)
+            self.fields[count_field(setting)] = _count(
+                setting.name, f"{setting.kind}, {setting.attack_name}: {available} examples"
+            )
+        self._offer_classes(class_names(dataset))
+
+    def _offer_classes(self, names: tuple[str, ...]) -> None:
+        field = self.fields["classes"]
+        assert isinstance(field, forms.TypedMultipleChoiceField)
+        field.choices = list(enumerate(names))
+        field.initial = list(range(len(names)))
+
+    def clean_dataset(self) -> str:
+        if self.cleaned_data["dataset"] not in ("", self.dataset_name):
+            raise forms.ValidationError("the dataset changed; start the design again")
+        return self.dataset_name
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for prefix, what in CLEAN_ROLES:
+            setting, count = data.get(f"{prefix}_setting"), data.get(f"{prefix}_count")
+            if count and not setting:
+                self.add_error(f"{prefix}_setting", f"choose the setting to draw {what} from")
+            if setting and not count:
+                self.add_error(f"{prefix}_count", f"choose how many {what}")
         return data
+
+    def sections(self) -> list[FormSection]:
+        main = [count_field(setting) for setting in self.main_settings]
+        return [
+            FormSection(
+                title,
+                help_text,
+                [
+                    self[name]
+                    for field in names
+                    for name in (main if field == MAIN_SETTINGS else [field])
+                ],
+            )
+            for title, help_text, names in SECTIONS
+        ]
+
+    def to_design(self) -> StudyDesign:
+        data = self.cleaned_data
+        return StudyDesign(
+            title=data["title"],
+            instructions=data["instructions"],
+            consent_text=data["consent_text"],
+            samples=tuple(
+                SettingSample(setting, data[count_field(setting)])
+                for setting in self.main_settings
+                if data.get(count_field(setting))
+            ),
+            controls=_sample(data, "control"),
+            attention=_sample(data, "attention"),
+            attention_checks_per_participant=data["attention_checks_per_participant"] or 0,
+            practice=_sample(data, "practice"),
+            items_per_participant=data["items_per_participant"],
+            labels_per_item=data["labels_per_item"],
+            classes=tuple(data["classes"]),
+            cant_tell=data["cant_tell"],
+            seed=data["seed"],
+            presentation=data["presentation"],
+            exposure_ms=data["exposure_ms"],
+            response_deadline_ms=data["response_deadline_ms"],
+            recruitment=data["recruitment"],
+            lab_code_count=data["lab_code_count"] or 0,
+            max_attention_failures=data["max_attention_failures"],
+            min_response_ms=data["min_response_ms"],
+            max_fast_responses=data["max_fast_responses"],
+            lease_minutes=data["lease_minutes"],
+        )
+
+
+def count_field(setting: AttackSetting) -> str:
+    return f"count_{setting.pk}"
+
+
+def _sample(data: dict[str, Any], prefix: str) -> SettingSample | None:
+    setting = data.get(f"{prefix}_setting")
+    return SettingSample(setting, data[f"{prefix}_count"] or 0) if setting else None
+
+
+def initial_from_design(design: StudyDesign, *, title: str | None = None) -> dict[str, Any]:
+    """The designer's fields filled in from a design (to edit a draft or copy a study)."""
+    initial: dict[str, Any] = {
+        "title": design.title if title is None else title,
+        "instructions": design.instructions,
+        "consent_text": design.consent_text,
+        "attention_checks_per_participant": design.attention_checks_per_participant,
+        "items_per_participant": design.items_per_participant,
+        "labels_per_item": design.labels_per_item,
+        "cant_tell": design.cant_tell,
+        "seed": design.seed,
+        "presentation": design.presentation,
+        "exposure_ms": design.exposure_ms,
+        "response_deadline_ms": design.response_deadline_ms,
+        "recruitment": design.recruitment,
+        "lab_code_count": design.lab_code_count or 20,
+        "max_attention_failures": design.max_attention_failures,
+        "min_response_ms": design.min_response_ms,
+        "max_fast_responses": design.max_fast_responses,
+        "lease_minutes": design.lease_minutes,
+    }
+    if design.classes is not None:
+        initial["classes"] = list(design.classes)
+    for sample in design.samples:
+        initial[count_field(sample.setting)] = sample.count
+    for prefix, clean in (
+        ("control", design.controls),
+        ("attention", design.attention),
+        ("practice", design.practice),
+    ):
+        if clean is not None:
+            initial[f"{prefix}_setting"] = clean.setting.pk
+            initial[f"{prefix}_count"] = clean.count
+    return initial
+
+
+class LabCodesForm(forms.Form):
+    count = forms.IntegerField(min_value=1, max_value=MAX_LAB_CODES, initial=10)

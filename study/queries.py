@@ -1,11 +1,23 @@
-"""Permission-checked getters for studies."""
+"""Reads for studies: permission-checked getters, the design read back, warnings, participants."""
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import ValidationError
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, QuerySet
 from django.http import Http404
 
-from study.models import Study
+from attacks.models import AttackSetting
+from study.design import SettingSample, StudyDesign, class_names
+from study.models import CANT_TELL, LabCode, Study, StudyItem
+
+PARTICIPANTS_PER_PAGE = 100
+ANALYSED_KINDS = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
 
 
 def owned_study(user: User | AnonymousUser, study_id: int) -> Study:
@@ -14,3 +26,176 @@ def owned_study(user: User | AnonymousUser, study_id: int) -> Study:
     if study is None or not (study.owner_id == user.pk or getattr(user, "is_superuser", False)):
         raise Http404("no such study")
     return study
+
+
+def settings_with_examples(dataset: str | None = None) -> QuerySet[AttackSetting]:
+    """Settings a study can draw from, each annotated with ``available`` (its example count)."""
+    settings = AttackSetting.objects.annotate(available=Count("examples")).filter(available__gt=0)
+    return settings.filter(dataset=dataset) if dataset else settings
+
+
+def designable_datasets() -> list[str]:
+    return sorted(set(settings_with_examples().values_list("dataset", flat=True)))
+
+
+@dataclass(frozen=True)
+class ItemGroup:
+    """The items of one kind drawn from one setting."""
+
+    kind: str
+    setting: AttackSetting
+    items: int
+    strata: int
+
+
+def item_groups(study: Study) -> list[ItemGroup]:
+    rows = (
+        study.items.values("kind", "example__setting_id")
+        .annotate(items=Count("id"), strata=Count("stratum", distinct=True))
+        .order_by("example__setting_id")
+    )
+    settings = AttackSetting.objects.in_bulk({row["example__setting_id"] for row in rows})
+    order = list(StudyItem.Kind.values)
+    groups = [
+        ItemGroup(row["kind"], settings[row["example__setting_id"]], row["items"], row["strata"])
+        for row in rows
+    ]
+    return sorted(groups, key=lambda group: order.index(group.kind))
+
+
+def design_of(study: Study) -> StudyDesign:
+    """The design that would make ``study`` again: to edit a draft or copy a study."""
+    by_kind: dict[str, list[SettingSample]] = defaultdict(list)
+    for group in item_groups(study):
+        by_kind[group.kind].append(SettingSample(group.setting, group.items))
+    values = [int(choice["value"]) for choice in study.label_choices]
+    return StudyDesign(
+        title=study.title,
+        instructions=study.instructions,
+        consent_text=study.consent_text,
+        samples=tuple(by_kind[StudyItem.Kind.MAIN]),
+        controls=_only(by_kind[StudyItem.Kind.CONTROL]),
+        attention=_only(by_kind[StudyItem.Kind.ATTENTION]),
+        attention_checks_per_participant=study.attention_checks_per_participant,
+        practice=_only(by_kind[StudyItem.Kind.PRACTICE]),
+        items_per_participant=study.items_per_participant,
+        labels_per_item=study.labels_per_item,
+        classes=tuple(value for value in values if value != CANT_TELL),
+        cant_tell=CANT_TELL in values,
+        seed=study.seed,
+        presentation=study.presentation,
+        exposure_ms=study.exposure_ms,
+        response_deadline_ms=study.response_deadline_ms,
+        recruitment=study.recruitment,
+        lab_code_count=study.lab_codes.count(),
+        max_attention_failures=study.max_attention_failures,
+        min_response_ms=study.min_response_ms,
+        max_fast_responses=study.max_fast_responses,
+        lease_minutes=study.lease_minutes,
+    )
+
+
+def _only(samples: list[SettingSample]) -> SettingSample | None:
+    # The designer draws each clean role from one setting; older studies did too.
+    return samples[0] if samples else None
+
+
+def analysed_item_count(study: Study) -> int:
+    return study.items.filter(kind__in=ANALYSED_KINDS).count()
+
+
+def participants_needed(study: Study, analysed_items: int) -> int:
+    """How many complete participations give every analysed item its k labels."""
+    return math.ceil(analysed_items * study.labels_per_item / study.items_per_participant)
+
+
+def design_warnings(study: Study) -> list[str]:
+    """What is allowed but probably not meant: a researcher should read these before going live."""
+    return [
+        *_agreement_warnings(study),
+        *_left_out_class_warnings(study),
+        *_exclusion_warnings(study),
+        *_recruitment_warnings(study),
+    ]
+
+
+def _agreement_warnings(study: Study) -> list[str]:
+    k = study.labels_per_item
+    if k == 1:
+        return ["Each item gets one label: no majority vote and no inter-annotator agreement."]
+    if k % 2 == 0:
+        return [
+            f"An even number of labels per item (k = {k}) allows ties; a tied item has no "
+            "majority label and is left out of the shares."
+        ]
+    return []
+
+
+def _left_out_class_warnings(study: Study) -> list[str]:
+    offered = study.allowed_values
+    analysed = study.items.filter(kind__in=ANALYSED_KINDS)
+    sources = _count_by(analysed.exclude(example__source_label__in=offered), "source_label")
+    targets = _count_by(
+        analysed.filter(example__target_label__isnull=False).exclude(
+            example__target_label__in=offered
+        ),
+        "target_label",
+    )
+    names = _class_names(study)
+    return [
+        f"Class {names.get(label, label)!r} is not among the answers, but {sources.get(label, 0)} "
+        f"items show a source image of that class and {targets.get(label, 0)} target it."
+        for label in sorted(sources.keys() | targets.keys())
+    ]
+
+
+def _count_by(items: QuerySet[StudyItem], label_field: str) -> dict[int, int]:
+    rows = items.values(f"example__{label_field}").annotate(n=Count("id"))
+    return {row[f"example__{label_field}"]: row["n"] for row in rows}
+
+
+def _class_names(study: Study) -> dict[int, str]:
+    item = study.items.select_related("example__setting").first()
+    if item is None:
+        return {}
+    try:
+        return dict(enumerate(class_names(item.example.setting.dataset)))
+    except ValidationError:  # a dataset this version no longer knows: show indices
+        return {}
+
+
+def _exclusion_warnings(study: Study) -> list[str]:
+    warnings = []
+    checks = study.attention_checks_per_participant
+    if checks and study.max_attention_failures >= checks:
+        warnings.append(
+            f"A participant may fail all {checks} attention checks and stay in: the "
+            "attention rule excludes no one."
+        )
+    answers = study.items_per_participant + checks
+    if study.max_fast_responses >= answers:
+        warnings.append(
+            f"A participant gives at most {answers} answers but may give "
+            f"{study.max_fast_responses} too-fast ones: the speed rule excludes no one."
+        )
+    return warnings
+
+
+def _recruitment_warnings(study: Study) -> list[str]:
+    warnings = []
+    if not study.consent_text.strip():
+        warnings.append("There is no consent text; most ethics approvals require one.")
+    lab_open = study.recruitment == Study.Recruitment.LAB and study.status != Study.Status.CLOSED
+    if lab_open and not study.lab_codes.filter(used_at=None).exists():
+        warnings.append("Every lab code is used: add codes before new participants come.")
+    return warnings
+
+
+def lab_codes(study: Study) -> QuerySet[LabCode]:
+    return study.lab_codes.order_by("id")
+
+
+def participant_page(study: Study, page_number: str | int | None) -> Page:
+    """A page of participants, each annotated with ``label_count``."""
+    participants = study.participants.annotate(label_count=Count("labels")).order_by("id")
+    return Paginator(participants, PARTICIPANTS_PER_PAGE).get_page(page_number)

@@ -1,34 +1,71 @@
-"""Writes for studies. Each is atomic."""
+"""Writes for studies: design, edit a draft, open and close, lab codes. Each is atomic."""
 
 from __future__ import annotations
 
+import logging
 import random
+import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from attacks.models import AttackSetting, Example
-from attacks.services import dataset_classes
-from study.models import CANT_TELL, Study, StudyItem
+from attacks.models import Example
+from study.design import SettingSample, StudyDesign, class_names
+from study.models import LabCode, Study, StudyItem
+from study.planning import (
+    GOLD_KINDS,
+    MAX_LAB_CODES,
+    DesignPlan,
+    PlannedItem,
+    label_choices,
+    plan_design,
+)
+
+logger = logging.getLogger(__name__)
+
+Status = Study.Status
+
+# Which status may follow which. A closed study never reopens: its participants were
+# told it ended and its numbers are final. A draft never ran, so there is nothing to
+# close: it stays a draft (and editable) until it goes live.
+STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.DRAFT: frozenset({Status.LIVE}),
+    Status.LIVE: frozenset({Status.PAUSED, Status.CLOSED}),
+    Status.PAUSED: frozenset({Status.LIVE, Status.CLOSED}),
+    Status.CLOSED: frozenset(),
+}
+
+# Lab codes are read off paper and typed by hand: no 0/O or 1/I to confuse.
+LAB_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+LAB_CODE_LENGTH = 8
+
+# What a design sets on its study; saved together when a draft's design is replaced.
+DESIGN_FIELDS = [
+    "title",
+    "instructions",
+    "consent_text",
+    "label_choices",
+    "items_per_participant",
+    "labels_per_item",
+    "seed",
+    "attention_checks_per_participant",
+    "presentation",
+    "exposure_ms",
+    "response_deadline_ms",
+    "recruitment",
+    "lease_minutes",
+    "max_attention_failures",
+    "min_response_ms",
+    "max_fast_responses",
+]
 
 
-@dataclass(frozen=True)
-class SettingSample:
-    setting: AttackSetting
-    count: int
-
-
-def label_choices_for(dataset: str, split: str) -> list[dict[str, object]]:
-    """The dataset's classes, then "none / can't tell"."""
-    classes = dataset_classes(dataset, split)
-    choices: list[dict[str, object]] = [
-        {"value": index, "text": name} for index, name in enumerate(classes)
-    ]
-    choices.append({"value": CANT_TELL, "text": "None / can't tell"})
-    return choices
+def label_choices_for(dataset: str, split: str = "test") -> list[dict[str, object]]:
+    """The dataset's classes, then "none / can't tell" (every split has the same classes)."""
+    classes = class_names(dataset)
+    return label_choices(classes, range(len(classes)), cant_tell=True)
 
 
 @transaction.atomic
@@ -43,56 +80,158 @@ def create_study(
     labels_per_item: int,
     seed: int = 0,
 ) -> Study:
-    """A live study of the first ``count`` examples of each setting, plus clean controls."""
-    if not samples:
-        raise ValidationError("choose at least one attack setting")
-    if controls is not None and controls.setting.kind != AttackSetting.Kind.CLEAN:
-        raise ValidationError("controls must come from a clean setting")
-    all_samples = [*samples, *([controls] if controls else [])]
-    datasets = {(sample.setting.dataset, sample.setting.source_split) for sample in all_samples}
-    if len({name for name, _ in datasets}) != 1:
-        raise ValidationError("all settings of a study must use one dataset")
-    if items_per_participant < 1 or labels_per_item < 1:
-        raise ValidationError("items per participant and labels per item must be at least 1")
-    picked = [(_pick_examples(sample), sample is controls) for sample in all_samples]
-    study = Study.objects.create(
-        owner=owner,
+    """A live study of the first ``count`` examples of each setting, plus clean controls.
+
+    For the demo, scripts and tests; the designer makes drafts with ``create_draft_study``.
+    """
+    design = StudyDesign(
         title=title,
         instructions=instructions,
-        label_choices=label_choices_for(*sorted(datasets)[0]),
+        samples=tuple(samples),
+        controls=controls,
         items_per_participant=items_per_participant,
         labels_per_item=labels_per_item,
         seed=seed,
     )
-    _create_items(study, picked, seed)
+    return _create(owner, design, Status.LIVE)
+
+
+@transaction.atomic
+def create_draft_study(*, owner: User, design: StudyDesign) -> Study:
+    """A draft study as designed: checked, its items chosen, its lab codes made."""
+    return _create(owner, design, Status.DRAFT)
+
+
+def _create(owner: User, design: StudyDesign, status: str) -> Study:
+    plan = plan_design(design)
+    study = Study(owner=owner, status=status)
+    _set_design_fields(study, design, plan)
+    study.save()
+    _store_plan(study, design, plan)
+    logger.info("study %s created (%s) by user %s", study.pk, status, owner.pk)
     return study
 
 
-def _pick_examples(sample: SettingSample) -> list[Example]:
-    if sample.count < 1:
-        raise ValidationError(f"{sample.setting}: the number of examples must be at least 1")
-    # Positions follow the setting's seeded source order, so the first N are a random sample.
-    examples = list(sample.setting.examples.order_by("position")[: sample.count])
-    if len(examples) < sample.count:
+@transaction.atomic
+def replace_draft_design(study: Study, design: StudyDesign, *, by: User) -> Study:
+    """Give a draft a new design: items and lab codes are made again; its links stay."""
+    locked = _locked_for(study, by)  # a concurrent "go live" waits for this edit, or wins
+    if locked.status != Status.DRAFT:
+        raise ValidationError(f"Only a draft's design can change; this study is {locked.status}.")
+    # The preview writes no rows; anyone else's answers would refer to the old items.
+    participants = locked.participants.count()
+    if participants:
         raise ValidationError(
-            f"{sample.setting} has {len(examples)} examples; asked for {sample.count}"
+            f"This draft already has {participants} participant(s) whose answers refer to its "
+            "items; copy the design into a new draft instead."
         )
-    return examples
+    plan = plan_design(design)
+    _set_design_fields(locked, design, plan)
+    locked.save(update_fields=DESIGN_FIELDS)
+    locked.items.all().delete()
+    locked.lab_codes.all().delete()
+    _store_plan(locked, design, plan)
+    return locked
 
 
-def _create_items(study: Study, picked: list[tuple[list[Example], bool]], seed: int) -> None:
-    flat = [(example, is_control) for examples, is_control in picked for example in examples]
-    keys = list(range(len(flat)))
+@transaction.atomic
+def change_status(study: Study, new_status: str, *, by: User) -> Study:
+    """Move a study along ``STATUS_TRANSITIONS``; any other change is refused."""
+    if not _may_manage(study, by):
+        raise PermissionDenied("only the study's owner may change it")
+    old_status = study.status
+    if new_status not in STATUS_TRANSITIONS.get(old_status, frozenset()):
+        raise ValidationError(f"A {old_status} study cannot become {new_status or 'nothing'}.")
+    # Claim the change: of two racing clicks (two tabs, two researchers) only one applies.
+    claimed = Study.objects.filter(pk=study.pk, status=old_status).update(status=new_status)
+    if claimed != 1:
+        raise ValidationError("The study's status changed meanwhile; reload the page.")
+    study.status = new_status
+    logger.info("study %s: %s -> %s by user %s", study.pk, old_status, new_status, by.pk)
+    return study
+
+
+@transaction.atomic
+def add_lab_codes(study: Study, count: int, *, by: User) -> list[LabCode]:
+    """``count`` more one-time codes for a lab study that is not closed."""
+    locked = _locked_for(study, by)
+    if locked.recruitment != Study.Recruitment.LAB:
+        raise ValidationError("This study does not recruit with lab codes.")
+    if locked.status == Status.CLOSED:
+        raise ValidationError("This study is closed; it takes no new participants.")
+    existing = locked.lab_codes.count()
+    if not 1 <= count <= MAX_LAB_CODES - existing:
+        raise ValidationError(
+            f"A study has at most {MAX_LAB_CODES} lab codes; this one has {existing}."
+        )
+    return _create_lab_codes(locked, count)
+
+
+def _may_manage(study: Study, user: User) -> bool:
+    return study.owner_id == user.pk or user.is_superuser
+
+
+def _locked_for(study: Study, user: User) -> Study:
+    locked = Study.objects.select_for_update().get(pk=study.pk)
+    if not _may_manage(locked, user):
+        raise PermissionDenied("only the study's owner may change it")
+    return locked
+
+
+def _set_design_fields(study: Study, design: StudyDesign, plan: DesignPlan) -> None:
+    study.title = design.title.strip()
+    study.instructions = design.instructions
+    study.consent_text = design.consent_text
+    study.label_choices = plan.label_choices
+    study.items_per_participant = design.items_per_participant
+    study.labels_per_item = design.labels_per_item
+    study.seed = design.seed
+    study.attention_checks_per_participant = design.attention_checks_per_participant
+    study.presentation = design.presentation
+    # Unlimited presentation has no clock: keep no stale times that a page might obey.
+    study.exposure_ms = design.exposure_ms if design.is_timed else None
+    study.response_deadline_ms = design.response_deadline_ms if design.is_timed else None
+    study.recruitment = design.recruitment
+    study.lease_minutes = design.lease_minutes
+    study.max_attention_failures = design.max_attention_failures
+    study.min_response_ms = design.min_response_ms
+    study.max_fast_responses = design.max_fast_responses
+
+
+def _store_plan(study: Study, design: StudyDesign, plan: DesignPlan) -> None:
+    _create_items(study, plan.items, design.seed)
+    if design.uses_lab_codes:
+        _create_lab_codes(study, design.lab_code_count)
+
+
+def _create_items(study: Study, items: list[PlannedItem], seed: int) -> None:
+    keys = list(range(len(items)))
     random.Random(seed).shuffle(keys)
-    strata = sorted({(example.setting_id, example.source_label) for example, _ in flat})
+    strata = sorted({_stratum_key(item.example) for item in items})
     stratum_of = {key: number for number, key in enumerate(strata)}
     StudyItem.objects.bulk_create(
         StudyItem(
             study=study,
-            example=example,
-            kind=StudyItem.Kind.CONTROL if is_control else StudyItem.Kind.MAIN,
-            stratum=stratum_of[(example.setting_id, example.source_label)],
+            example=item.example,
+            kind=item.kind,
+            expected_label=item.example.source_label if item.kind in GOLD_KINDS else None,
+            stratum=stratum_of[_stratum_key(item.example)],
             shuffle_key=key,
         )
-        for (example, is_control), key in zip(flat, keys, strict=True)
+        for item, key in zip(items, keys, strict=True)
     )
+
+
+def _stratum_key(example: Example) -> tuple[int, int]:
+    # Balanced trial lists draw evenly from each (attack setting, source class).
+    return (example.setting_id, example.source_label)
+
+
+def _create_lab_codes(study: Study, count: int) -> list[LabCode]:
+    taken = set(study.lab_codes.values_list("code", flat=True))
+    fresh: set[str] = set()
+    while len(fresh) < count:
+        code = "".join(secrets.choice(LAB_CODE_ALPHABET) for _ in range(LAB_CODE_LENGTH))
+        if code not in taken:
+            fresh.add(code)
+    return LabCode.objects.bulk_create(LabCode(study=study, code=code) for code in sorted(fresh))

@@ -6,4 +6,8 @@ urlpatterns = [
     path("", views.researcher_home, name="researcher-home"),
     path("studies/new/", views.study_create, name="study-create"),
     path("studies/<int:study_id>/", views.study_detail, name="study-detail"),
+    path("studies/<int:study_id>/edit/", views.study_edit, name="study-edit"),
+    path("studies/<int:study_id>/status/", views.study_status, name="study-status"),
+    path("studies/<int:study_id>/lab-codes/", views.lab_codes_add, name="lab-codes-add"),
+    path("studies/<int:study_id>/lab-codes.txt", views.lab_codes_text, name="lab-codes-text"),
 ]

@@ -1,21 +1,29 @@
-"""Researcher pages for studies, and the researcher home."""
+"""Researcher pages for studies, and the researcher home. Thin: form, service, page."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from analysis.queries import study_progress
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from config.auth import researcher_required, signed_in_user
-from config.form_pages import render_form, render_service_error
-from study import services
-from study.forms import StudyForm
+from config.form_pages import add_service_error, render_form, render_service_error
+from study import queries, recruitment, services
+from study.forms import LabCodesForm, StudyDesignForm, initial_from_design
 from study.models import Study
 from study.queries import owned_study
+
+STATUS_BUTTONS: dict[str, str] = {  # the status a button moves to -> its words
+    Study.Status.LIVE: "Go live",
+    Study.Status.PAUSED: "Pause",
+    Study.Status.CLOSED: "Close for good",
+}
 
 
 @researcher_required
@@ -36,25 +44,57 @@ def researcher_home(request: HttpRequest) -> HttpResponse:
 @researcher_required
 @require_http_methods(["GET", "POST"])
 def study_create(request: HttpRequest) -> HttpResponse:
-    form = StudyForm(request.POST or None)
+    """The designer: ``?dataset=`` picks the dataset, ``?from=<id>`` copies a study's design."""
+    copied = _copied_design_initial(request)
+    dataset = _chosen_dataset(request, copied)
+    if dataset is None:
+        return render(
+            request, "study/choose_dataset.html", {"datasets": queries.designable_datasets()}
+        )
+    form = StudyDesignForm(dataset, request.POST or None, initial=copied)
     if request.method == "GET" or not form.is_valid():
         return render_form(request, "study/study_form.html", form)
-    data = form.cleaned_data
-    control = data["control_setting"]
     try:
-        study = services.create_study(
-            owner=signed_in_user(request),
-            title=data["title"],
-            instructions=data["instructions"],
-            samples=[
-                services.SettingSample(setting, data["examples_per_setting"])
-                for setting in data["settings"]
-            ],
-            controls=services.SettingSample(control, data["control_count"]) if control else None,
-            items_per_participant=data["items_per_participant"],
-            labels_per_item=data["labels_per_item"],
-            seed=data["seed"],
-        )
+        study = services.create_draft_study(owner=signed_in_user(request), design=form.to_design())
+    except ValidationError as error:
+        return render_service_error(request, "study/study_form.html", form, error)
+    return redirect("study-detail", study_id=study.pk)
+
+
+def _copied_design_initial(request: HttpRequest) -> dict[str, Any] | None:
+    source_id = request.GET.get("from", "")
+    if not source_id.isdigit():
+        return None
+    design = queries.design_of(owned_study(request.user, int(source_id)))
+    initial = initial_from_design(design, title=f"Copy of {design.title}")
+    initial["dataset"] = design.samples[0].setting.dataset if design.samples else None
+    return initial
+
+
+def _chosen_dataset(request: HttpRequest, copied: dict[str, Any] | None) -> str | None:
+    available = queries.designable_datasets()
+    asked = request.POST.get("dataset") or request.GET.get("dataset")
+    asked = asked or (copied or {}).get("dataset")
+    if asked in available:
+        return asked
+    return available[0] if len(available) == 1 else None
+
+
+@researcher_required
+@require_http_methods(["GET", "POST"])
+def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = owned_study(request.user, study_id)
+    if study.status != Study.Status.DRAFT:
+        return render(request, "study/not_editable.html", {"study": study}, status=409)
+    design = queries.design_of(study)
+    dataset = design.samples[0].setting.dataset
+    form = StudyDesignForm(
+        dataset, request.POST or None, initial=initial_from_design(design), editing=study
+    )
+    if request.method == "GET" or not form.is_valid():
+        return render_form(request, "study/study_form.html", form)
+    try:
+        services.replace_draft_design(study, form.to_design(), by=signed_in_user(request))
     except ValidationError as error:
         return render_service_error(request, "study/study_form.html", form, error)
     return redirect("study-detail", study_id=study.pk)
@@ -63,14 +103,87 @@ def study_create(request: HttpRequest) -> HttpResponse:
 @researcher_required
 @require_GET
 def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
+    return _detail_page(request, owned_study(request.user, study_id))
+
+
+@researcher_required
+@require_POST
+def study_status(request: HttpRequest, study_id: int) -> HttpResponse:
     study = owned_study(request.user, study_id)
+    new_status = request.POST.get("status", "")
+    try:
+        services.change_status(study, new_status, by=signed_in_user(request))
+    except ValidationError as error:
+        return _detail_page(request, study, status_errors=error.messages, status=409)
+    return redirect("study-detail", study_id=study.pk)
+
+
+@researcher_required
+@require_POST
+def lab_codes_add(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = owned_study(request.user, study_id)
+    form = LabCodesForm(request.POST)
+    if not form.is_valid():
+        return _detail_page(request, study, lab_code_form=form, status=400)
+    try:
+        services.add_lab_codes(study, form.cleaned_data["count"], by=signed_in_user(request))
+    except ValidationError as error:
+        add_service_error(form, error)
+        return _detail_page(request, study, lab_code_form=form, status=400)
+    return redirect("study-detail", study_id=study.pk)
+
+
+@researcher_required
+@require_GET
+def lab_codes_text(request: HttpRequest, study_id: int) -> HttpResponse:
+    """The unused lab codes, one a line: to print and hand out."""
+    study = owned_study(request.user, study_id)
+    codes = queries.lab_codes(study).filter(used_at=None).values_list("code", flat=True)
+    return HttpResponse("".join(f"{code}\n" for code in codes), content_type="text/plain")
+
+
+def _detail_page(
+    request: HttpRequest,
+    study: Study,
+    *,
+    status_errors: list[str] | None = None,
+    lab_code_form: LabCodesForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    analysed = queries.analysed_item_count(study)
     join_url = request.build_absolute_uri(reverse("join", args=[study.join_token]))
-    return render(
-        request,
-        "study/study_detail.html",
-        {
-            "study": study,
-            "join_url": join_url,
-            "progress": study_progress(study),
-        },
-    )
+    context = {
+        "study": study,
+        "status_buttons": _status_buttons(study),
+        "status_errors": status_errors or [],
+        "warnings": queries.design_warnings(study),
+        "item_groups": queries.item_groups(study),
+        "analysed_items": analysed,
+        "participants_needed": queries.participants_needed(study, analysed),
+        "join_url": join_url,
+        "prolific_url": recruitment.prolific_study_url(join_url),
+        "mturk_question": recruitment.mturk_external_question(join_url),
+        "mturk_needs_https": not join_url.startswith("https://"),
+        "lab_codes": queries.lab_codes(study),
+        "lab_code_form": lab_code_form or LabCodesForm(),
+        "preview_url": _preview_url(study),
+        "progress": study_progress(study),
+        "participants": queries.participant_page(study, request.GET.get("page")),
+    }
+    return render(request, "study/study_detail.html", context, status=status)
+
+
+def _status_buttons(study: Study) -> list[tuple[str, str]]:
+    targets = services.STATUS_TRANSITIONS[study.status]
+    buttons = [(status, words) for status, words in STATUS_BUTTONS.items() if status in targets]
+    if study.status == Study.Status.PAUSED:  # going live again is resuming
+        buttons = [(s, "Resume" if s == Study.Status.LIVE else w) for s, w in buttons]
+    return buttons
+
+
+def _preview_url(study: Study) -> str | None:
+    # The annotator preview lives in labeling; link to it only where it exists.
+    try:
+        return reverse("study-preview", args=[study.pk])
+    except NoReverseMatch:
+        return None

@@ -90,7 +90,8 @@ def generate(session, base, setting_id, count) -> None:
 def label_all(base: str, join_token: str, choose) -> str:
     """Follow the annotator pages to the end; returns the completion code shown."""
     annotator = requests.Session()
-    page = form_post(annotator, f"{base}/s/{join_token}/", {})
+    form_post(annotator, f"{base}/s/{join_token}/consent/", {"choice": "agree"})
+    page = form_post(annotator, f"{base}/s/{join_token}/instructions/", {})
     while "/done/" not in page.url:
         assert page.status_code == 200, page.text[:2000]
         assignment_id = re.search(r'name="assignment" value="([^"]+)"', page.text).group(1)
@@ -163,16 +164,32 @@ def test_whole_loop_over_http(live_server, celery_worker_process, researcher) ->
         {
             "title": "E2E",
             "instructions": "Which digit?",
-            "settings": [pgd, invariance],
-            "examples_per_setting": 6,
+            f"count_{pgd}": 6,
+            f"count_{invariance}": 6,
             "control_setting": clean,
             "control_count": 4,
             "items_per_participant": 16,
             "labels_per_item": 2,
+            "classes": list(range(10)),
+            "cant_tell": "on",
             "seed": 5,
+            "presentation": "unlimited",
+            "recruitment": "open",
+            "max_attention_failures": 0,
+            "min_response_ms": 0,  # scripted annotators answer fast: no speed rule here
+            "max_fast_responses": 0,
+            "lease_minutes": 10,
         },
     )
+    study_id = created_id(response, r"/studies/(\d+)/$")
+    # The designer makes a draft; its page's button opens it to participants.
+    response = session.post(
+        f"{base}/researcher/studies/{study_id}/status/",
+        data={"status": "live", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": base},
+    )
     study = Study.objects.get(pk=created_id(response, r"/studies/(\d+)/$"))
+    assert study.status == Study.Status.LIVE
 
     def first_annotator(example: Example) -> int:
         """Sees the target in invariance examples with an even source index, else the source."""
