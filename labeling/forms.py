@@ -1,12 +1,38 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 _ONE_HOUR_MS = 3_600_000.0
 
 
 class LabelForm(forms.Form):
+    """One answer, from the page's plain form (no JavaScript) or as JSON from its script."""
+
     assignment = forms.UUIDField()
-    value = forms.IntegerField(min_value=-1, max_value=1000)
+    value = forms.IntegerField(min_value=-1, max_value=1000, required=False)
     client_key = forms.UUIDField()
     client_response_ms = forms.FloatField(min_value=0.0, max_value=_ONE_HOUR_MS, required=False)
+    # Timed presentation: the page saw the deadline pass with no answer.
+    timed_out = forms.BooleanField(required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("value") is None and not data.get("timed_out"):
+            raise forms.ValidationError("choose an answer")
+        if data.get("value") is not None and data.get("timed_out"):
+            raise forms.ValidationError("an answer cannot also be a timeout")
+        return data
+
+
+class ConsentForm(forms.Form):
+    choice = forms.ChoiceField(choices=[("agree", "I agree"), ("decline", "I do not agree")])
+
+
+class LabCodeForm(forms.Form):
+    code = forms.CharField(
+        max_length=32,
+        label="Your code",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters"}),
+    )

@@ -54,7 +54,10 @@ class Assignment(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active"
         LABELLED = "labelled"
-        EXPIRED = "expired"
+        EXPIRED = "expired"  # the lease ran out: the item went back to the pool
+        # Timed presentation: no answer before the deadline. A skipped trial: no label,
+        # the item's slot goes back to the pool, the participant moves on.
+        TIMED_OUT = "timed_out"
 
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="assignments"

@@ -1,101 +1,229 @@
-"""The annotator's pages: join, label one item at a time, completion code.
+"""The annotator's pages: entry, consent, instructions, labelling, the end; images.
 
 Core rule 2: nothing here may reveal a source or target label, a prediction,
-the attack or its budget. Pages and image URLs carry only opaque ids, and an
-image is served only to the participant who holds its item.
+the attack or its budget, or the study's internal title. Pages and image URLs
+carry only opaque ids, and an image is served only to the participant who holds
+its item. Every page sends a participant who is elsewhere in the flow to the
+page of their step, so a reload always resumes where they stopped.
 """
 
 from __future__ import annotations
 
 import uuid
 
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.db.models.fields.files import FieldFile
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from labeling import services
-from labeling.forms import LabelForm
+from labeling import access, payloads, recruitment, services
+from labeling.forms import ConsentForm, LabCodeForm, LabelForm
 from labeling.models import Assignment, Participant
+from labeling.queries import Step, answer_choices, current_step, example_item, practice_items
 from study.models import Study
 
-_SESSION_KEY = "advstudy_participants"  # {join token: participant public id}
+
+def _page(
+    request: HttpRequest, template: str, study: Study, status: int = 200, **context: object
+) -> HttpResponse:
+    context = {"study": study, "choices": answer_choices(study), **context}
+    return render(request, f"labeling/{template}", context, status=status)
 
 
-def _study(join_token: str) -> Study:
-    return get_object_or_404(Study, join_token=join_token)
+def _closed(request: HttpRequest, study: Study, reason: str) -> HttpResponse:
+    return _page(request, "closed.html", study, status=403, reason=reason)
 
 
-def _participant(request: HttpRequest, study: Study) -> Participant | None:
-    public_id = request.session.get(_SESSION_KEY, {}).get(study.join_token)
-    if public_id is None:
-        return None
-    return Participant.objects.filter(public_id=public_id, study=study).first()
+def _go_to_step(study: Study, participant: Participant) -> HttpResponse:
+    return redirect(current_step(participant).value, join_token=study.join_token)
 
 
-def _remember(request: HttpRequest, study: Study, participant: Participant) -> None:
-    joined = dict(request.session.get(_SESSION_KEY, {}))
-    joined[study.join_token] = str(participant.public_id)
-    request.session[_SESSION_KEY] = joined
+def _at_step(request: HttpRequest, study: Study, step: Step) -> Participant | HttpResponse:
+    """The session's participant if they are at ``step``; else where they should be."""
+    participant = access.session_participant(request, study)
+    if participant is None:
+        return redirect("join", join_token=study.join_token)
+    if current_step(participant) != step:
+        return _go_to_step(study, participant)
+    return participant
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, join_token: str) -> HttpResponse:
-    study = _study(join_token)
-    if _participant(request, study) is not None:
+    study = access.study_for(join_token)
+    if study.recruitment == Study.Recruitment.MTURK and recruitment.is_mturk_preview(request.GET):
+        return _mturk_preview(request, study)
+    if study.recruitment in (Study.Recruitment.PROLIFIC, Study.Recruitment.MTURK):
+        return _enter_from_recruiter(request, study)
+    participant = access.session_participant(request, study)
+    if participant is not None:
+        return _go_to_step(study, participant)
+    try:
+        services.require_open(study)
+    except services.StudyNotOpen as refusal:
+        return _closed(request, study, str(refusal))
+    if study.recruitment == Study.Recruitment.LAB:
+        return _enter_with_lab_code(request, study)
+    return redirect("consent", join_token=join_token)  # open link: joining is consenting
+
+
+def _mturk_preview(request: HttpRequest, study: Study) -> HttpResponse:
+    """The HIT as a worker sees it before accepting: no participant, no answers."""
+    try:
+        services.require_open(study)
+    except services.StudyNotOpen as refusal:
+        return _closed(request, study, str(refusal))
+    return _page(request, "mturk_preview.html", study, example=example_item(study) is not None)
+
+
+def _enter_from_recruiter(request: HttpRequest, study: Study) -> HttpResponse:
+    parse = (
+        recruitment.prolific_entry
+        if study.recruitment == Study.Recruitment.PROLIFIC
+        else recruitment.mturk_entry
+    )
+    try:
+        entry = parse(request.GET)
+    except recruitment.InvalidRecruiterLink as invalid:
+        known = access.session_participant(request, study)  # e.g. a reload without the query
+        if known is not None:
+            return _go_to_step(study, known)
+        return _page(request, "link_error.html", study, status=400, problem=str(invalid))
+    try:
+        participant = services.enter_study(
+            study, study.recruitment, entry.external_id, entry.session
+        )
+    except services.StudyNotOpen as refusal:
+        return _closed(request, study, str(refusal))
+    if participant.completed_at is not None and participant.recruiter_session != entry.session:
+        return _page(request, "already_done.html", study, status=403)
+    access.remember(request, study, participant)
+    return _go_to_step(study, participant)
+
+
+def _enter_with_lab_code(request: HttpRequest, study: Study) -> HttpResponse:
+    form = LabCodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            participant = services.enter_with_lab_code(study, form.cleaned_data["code"])
+        except services.EntryRefused as refusal:
+            form.add_error("code", str(refusal))
+        else:
+            access.remember(request, study, participant)
+            return _go_to_step(study, participant)
+    status = 400 if form.errors else 200
+    return _page(request, "lab_code.html", study, status=status, form=form)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def consent(request: HttpRequest, join_token: str) -> HttpResponse:
+    study = access.study_for(join_token)
+    if access.session_participant(request, study) is None:
+        return _consent_to_open_link(request, study)
+    participant = _at_step(request, study, Step.CONSENT)
+    if isinstance(participant, HttpResponse):
+        return participant
+    form = ConsentForm(request.POST or None)
+    if request.method == "GET" or not form.is_valid():
+        return _page(request, "consent.html", study)
+    if form.cleaned_data["choice"] == "agree":
+        services.give_consent(participant)
+    else:
+        services.decline_consent(participant)
+    participant.refresh_from_db()
+    return _go_to_step(study, participant)
+
+
+def _consent_to_open_link(request: HttpRequest, study: Study) -> HttpResponse:
+    """Open link: the participant exists only once they agree; a refusal leaves no row."""
+    if study.recruitment != Study.Recruitment.OPEN:
+        return redirect("join", join_token=study.join_token)
+    try:
+        services.require_open(study)
+    except services.StudyNotOpen as refusal:
+        return _closed(request, study, str(refusal))
+    form = ConsentForm(request.POST or None)
+    if request.method == "GET" or not form.is_valid():
+        return _page(request, "consent.html", study)
+    if form.cleaned_data["choice"] != "agree":
+        return _page(request, "declined.html", study)
+    participant = services.join_study(study, consented=True)
+    access.remember(request, study, participant)
+    return _go_to_step(study, participant)
+
+
+@never_cache
+@require_GET
+def declined(request: HttpRequest, join_token: str) -> HttpResponse:
+    study = access.study_for(join_token)
+    participant = _at_step(request, study, Step.DECLINED)
+    if isinstance(participant, HttpResponse):
+        return participant
+    if participant.source == Study.Recruitment.PROLIFIC:
+        # Prolific counts a participant who declines consent as screened out.
+        return redirect(recruitment.prolific_completion_url(study.screen_out_code))
+    return _page(request, "declined.html", study, participant=participant)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def instructions(request: HttpRequest, join_token: str) -> HttpResponse:
+    study = access.study_for(join_token)
+    participant = _at_step(request, study, Step.INSTRUCTIONS)
+    if isinstance(participant, HttpResponse):
+        return participant
+    if request.method == "POST":
+        services.mark_instructions_read(participant)
         return redirect("label", join_token=join_token)
-    if study.status != Study.Status.LIVE:
-        return render(request, "labeling/closed.html", {"study": study}, status=403)
-    if request.method == "GET":
-        return render(request, "labeling/join.html", {"study": study})
-    _remember(request, study, services.join_study(study))
-    return redirect("label", join_token=join_token)
+    return _page(request, "instructions.html", study, practice_count=len(practice_items(study)))
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
 def label(request: HttpRequest, join_token: str) -> HttpResponse:
-    study = _study(join_token)
-    participant = _participant(request, study)
-    if participant is None:
-        return redirect("join", join_token=join_token)
-    error = None
-    if request.method == "POST":
-        error = _submit(request, participant)
-        if error is None:
-            return redirect("label", join_token=join_token)
+    """The labelling page. Its script talks to the JSON API; without it, a plain form."""
+    study = access.study_for(join_token)
+    participant = _at_step(request, study, Step.LABEL)
+    if isinstance(participant, HttpResponse):
+        return participant
+    error = _submit_form(request, study, participant) if request.method == "POST" else None
+    if request.method == "POST" and error is None:
+        return redirect("label", join_token=join_token)
     try:
-        assignment = services.next_assignment(participant)
+        state = payloads.next_state(study, participant)
     except services.AssignmentBusy:
-        busy = render(request, "labeling/busy.html", {"study": study}, status=503)
+        busy = _page(request, "busy.html", study, status=503)
         busy["Retry-After"] = "2"
         return busy
-    if assignment is None:
-        services.complete_participation(participant)
-        return redirect("done", join_token=join_token)
-    return render(
+    except services.StudyNotOpen as refusal:
+        return _closed(request, study, str(refusal))
+    if state.get("done"):
+        return redirect(state["redirect"])
+    return _page(
         request,
-        "labeling/label.html",
-        {
-            "study": study,
-            "assignment": assignment,
-            "client_key": uuid.uuid4(),
-            "error": error,
-            "done": services.labelled_count(participant),
-        },
+        "label.html",
+        study,
         status=400 if error else 200,
+        state=state,
+        config=payloads.page_config(study, state),
+        client_key=uuid.uuid4(),  # the plain form's; the script makes one per answer
+        error=error,
     )
 
 
-def _submit(request: HttpRequest, participant: Participant) -> str | None:
+def _submit_form(request: HttpRequest, study: Study, participant: Participant) -> str | None:
+    """The no-JavaScript answer; practice feedback comes back as a message on the next page."""
     form = LabelForm(request.POST)
-    if not form.is_valid():
+    if not form.is_valid() or form.cleaned_data["timed_out"]:
         return "That answer could not be read; please choose again."
     data = form.cleaned_data
     try:
-        services.submit_label(
+        stored = services.submit_label(
             participant,
             data["assignment"],
             data["value"],
@@ -103,15 +231,41 @@ def _submit(request: HttpRequest, participant: Participant) -> str | None:
             data["client_response_ms"],
         )
     except services.LabelRejected as rejected:
-        return str(rejected)
+        return f"{str(rejected).capitalize()}."
+    feedback = payloads.feedback_payload(study, stored.item, stored.value)
+    if feedback is not None:
+        messages.info(request, feedback["message"])
     return None
 
 
 @never_cache
 @require_GET
+def done(request: HttpRequest, join_token: str) -> HttpResponse:
+    study = access.study_for(join_token)
+    participant = _at_step(request, study, Step.DONE)
+    if isinstance(participant, HttpResponse):
+        return participant
+    if participant.source == Study.Recruitment.PROLIFIC:
+        return redirect(recruitment.prolific_completion_url(study.completion_code))
+    if participant.source == Study.Recruitment.MTURK:
+        session = participant.recruiter_session
+        return _page(
+            request,
+            "done.html",
+            study,
+            participant=participant,
+            mturk_action=recruitment.mturk_submit_url(session["turk_submit_to"]),
+            mturk_assignment_id=session["assignment_id"],
+        )
+    return _page(request, "done.html", study, participant=participant)
+
+
+@never_cache
+@require_GET
 def image(request: HttpRequest, join_token: str, assignment_id: uuid.UUID) -> FileResponse:
-    study = _study(join_token)
-    participant = _participant(request, study)
+    """The image of an item the requesting participant holds now; 403 for anyone else."""
+    study = access.study_for(join_token)
+    participant = access.session_participant(request, study)
     assignment = (
         Assignment.objects.select_related("item__example")
         .filter(public_id=assignment_id, participant=participant, status=Assignment.Status.ACTIVE)
@@ -121,16 +275,20 @@ def image(request: HttpRequest, join_token: str, assignment_id: uuid.UUID) -> Fi
     )
     if assignment is None:
         raise PermissionDenied("this image is not yours to see")
-    response = FileResponse(assignment.item.example.image.open("rb"), content_type="image/png")
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return _png(assignment.item.example.image)
 
 
 @never_cache
 @require_GET
-def done(request: HttpRequest, join_token: str) -> HttpResponse:
-    study = _study(join_token)
-    participant = _participant(request, study)
-    if participant is None or participant.completed_at is None:
-        return redirect("join", join_token=join_token)
-    return render(request, "labeling/done.html", {"study": study})
+def example_image(request: HttpRequest, join_token: str) -> FileResponse:
+    """The example an MTurk preview shows: a practice image, which is outside the study."""
+    item = example_item(access.study_for(join_token))
+    if item is None:
+        raise Http404("this study has no example image")
+    return _png(item.example.image)
+
+
+def _png(stored: FieldFile) -> FileResponse:
+    response = FileResponse(stored.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, no-store"
+    return response

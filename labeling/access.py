@@ -1,0 +1,32 @@
+"""Who the annotator is: the study from its join token, the participant from the session.
+
+Annotators never sign in. The session maps each study's join token to the
+participant's public id; nothing else about them is kept in it.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+
+from labeling.models import Participant
+from study.models import Study
+
+_SESSION_KEY = "advstudy_participants"  # {join token: participant public id}
+
+
+def study_for(join_token: str) -> Study:
+    return get_object_or_404(Study, join_token=join_token)
+
+
+def session_participant(request: HttpRequest, study: Study) -> Participant | None:
+    public_id = request.session.get(_SESSION_KEY, {}).get(study.join_token)
+    if public_id is None:
+        return None
+    return Participant.objects.filter(public_id=public_id, study=study).first()
+
+
+def remember(request: HttpRequest, study: Study, participant: Participant) -> None:
+    joined = dict(request.session.get(_SESSION_KEY, {}))
+    joined[study.join_token] = str(participant.public_id)
+    request.session[_SESSION_KEY] = joined

@@ -1,0 +1,122 @@
+"""The labelling loop's JSON API: the page does not reload per answer.
+
+GET  /s/<join_token>/api/next    -> a trial, or {"done": true, "redirect": url}
+POST /s/<join_token>/api/labels  {"assignment", "value", "client_key", "client_response_ms"}
+     (or "value": null, "timed_out": true when a timed trial's deadline passed)
+     -> {"stored": true, "feedback": {...} (practice only), "next": <as api/next> or null}
+
+A trial is {"assignment": uuid, "image": url, "progress": {"done", "total"},
+"phase": "practice" | "main", "next_image": url or null}. An error is a 4xx (or
+503 when busy, with Retry-After) with {"error": sentence}, and changes nothing;
+a participant who belongs on another page gets 409 with its "redirect" URL.
+CSRF stays on: the page sends its token in X-CSRFToken.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from labeling import access, payloads, services
+from labeling.forms import LabelForm
+from labeling.models import Participant
+from labeling.queries import Step, current_step
+from study.models import Study
+
+
+def _error(message: str, status: int, **extra: object) -> JsonResponse:
+    response = JsonResponse({"error": message, **extra}, status=status)
+    if status == 503:
+        response["Retry-After"] = "2"
+    return response
+
+
+def _labelling_participant(request: HttpRequest, study: Study) -> Participant | JsonResponse:
+    participant = access.session_participant(request, study)
+    if participant is None:
+        return _error("Please start the study from its link first.", 403)
+    step = current_step(participant)
+    if step != Step.LABEL:
+        url = reverse(step.value, args=[study.join_token])
+        return _error("This page is not for labelling now.", 409, redirect=url)
+    return participant
+
+
+def _next_or_error(study: Study, participant: Participant) -> JsonResponse:
+    try:
+        return JsonResponse(payloads.next_state(study, participant))
+    except services.AssignmentBusy:
+        return _error("Many people are labelling right now; one moment please.", 503)
+    except services.StudyNotOpen as refusal:
+        return _error(str(refusal), 409)
+
+
+@never_cache
+@require_GET
+def api_next(request: HttpRequest, join_token: str) -> JsonResponse:
+    study = access.study_for(join_token)
+    participant = _labelling_participant(request, study)
+    if isinstance(participant, JsonResponse):
+        return participant
+    return _next_or_error(study, participant)
+
+
+@never_cache
+@require_POST
+def api_labels(request: HttpRequest, join_token: str) -> JsonResponse:
+    study = access.study_for(join_token)
+    participant = _labelling_participant(request, study)
+    if isinstance(participant, JsonResponse):
+        return participant
+    form = LabelForm(_json_object(request))
+    if not form.is_valid():
+        return _error(_first_error(form), 400)
+    data = form.cleaned_data
+    try:
+        if data["timed_out"]:
+            assignment = services.record_timeout(participant, data["assignment"])
+            item, value = assignment.item, None
+        else:
+            stored = services.submit_label(
+                participant,
+                data["assignment"],
+                data["value"],
+                data["client_key"],
+                data["client_response_ms"],
+            )
+            item, value = stored.item, stored.value
+    except services.LabelRejected as rejected:
+        return _error(f"{str(rejected).capitalize()}.", rejected.http_status)
+    reply: dict[str, object] = {"stored": True}
+    feedback = payloads.feedback_payload(study, item, value)
+    if feedback is not None:
+        reply["feedback"] = feedback
+    reply["next"] = _next_or_none(study, participant)
+    return JsonResponse(reply)
+
+
+def _next_or_none(study: Study, participant: Participant) -> payloads.Payload | None:
+    """The next trial; None tells the page to ask api/next (busy or paused: it retries)."""
+    try:
+        return payloads.next_state(study, participant)
+    except (services.AssignmentBusy, services.StudyNotOpen):
+        return None
+
+
+def _json_object(request: HttpRequest) -> dict[str, object]:
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _first_error(form: LabelForm) -> str:
+    for field, errors in form.errors.items():
+        where = "" if field == "__all__" else f"{field}: "
+        return f"{where}{errors[0]}".rstrip(".") + "."
+    return "The answer could not be read."

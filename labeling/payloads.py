@@ -1,0 +1,86 @@
+"""The JSON an annotator's page receives: trials, feedback, the page's settings.
+
+Core rule 2: only opaque ids and what the participant must see. A trial names its
+assignment (a random UUID) and image URLs built from it; never the item, the
+example, its kind, its labels or its setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+
+from labeling import services
+from labeling.models import Assignment, Participant
+from labeling.queries import choice_text
+from labeling.recruitment import prolific_completion_url
+from study.models import Study, StudyItem
+
+Payload = dict[str, Any]
+
+
+def image_url(study: Study, assignment: Assignment) -> str:
+    return reverse("annotator-image", args=[study.join_token, assignment.public_id])
+
+
+def trial_payload(study: Study, trial: services.Trial) -> Payload:
+    return {
+        "assignment": str(trial.current.public_id),
+        "image": image_url(study, trial.current),
+        "progress": {"done": trial.progress.done, "total": trial.progress.total},
+        "phase": trial.phase.value,
+        "next_image": image_url(study, trial.following) if trial.following else None,
+    }
+
+
+def done_payload(study: Study, participant: Participant | None = None) -> Payload:
+    """The end; a Prolific participant goes straight back to Prolific with the code."""
+    if participant is not None and participant.source == Study.Recruitment.PROLIFIC:
+        return {"done": True, "redirect": prolific_completion_url(study.completion_code)}
+    return {"done": True, "redirect": reverse("done", args=[study.join_token])}
+
+
+def next_state(study: Study, participant: Participant) -> Payload:
+    """The current trial, or the end (which completes the participation).
+
+    Raises ``StudyNotOpen`` (paused, nothing leased) and ``AssignmentBusy``.
+    """
+    trial = services.next_trial(participant)
+    if trial is None:
+        services.complete_participation(participant)
+        return done_payload(study, participant)
+    return trial_payload(study, trial)
+
+
+def feedback_payload(study: Study, item: StudyItem, value: int | None) -> Payload | None:
+    """Practice only: right or not, and the answer (practice images are outside the study)."""
+    if item.kind != StudyItem.Kind.PRACTICE or item.expected_label is None:
+        return None
+    answer = choice_text(study, item.expected_label)
+    correct = value == item.expected_label
+    if value is None:
+        message = f"Time ran out. This one is \u201c{answer}\u201d."
+    elif correct:
+        message = f"Correct! This one is \u201c{answer}\u201d."
+    else:
+        given = choice_text(study, value)
+        message = f"Not quite: this one is \u201c{answer}\u201d (you answered \u201c{given}\u201d)."
+    return {"correct": correct, "answer": answer, "message": message}
+
+
+def page_config(study: Study, state: Payload, **extra: Any) -> Payload:
+    """What the labelling page's script needs, embedded in the page as JSON."""
+    timed = study.presentation == Study.Presentation.TIMED
+    return {
+        "mode": "live",
+        "urls": {
+            "next": reverse("annotator-api-next", args=[study.join_token]),
+            "labels": reverse("annotator-api-labels", args=[study.join_token]),
+        },
+        "timed": timed,
+        "exposure_ms": study.exposure_ms if timed else None,
+        "deadline_ms": study.response_deadline_ms if timed else None,
+        "state": state,
+        **extra,
+    }

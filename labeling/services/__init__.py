@@ -1,0 +1,83 @@
+"""Annotator-side writes: joining, claiming the next item, submitting a label.
+
+Core rule 5: no label is lost or doubled. An item's ``assigned_count`` (leases
+plus labels) only grows through a conditional UPDATE that checks it stays below
+k, so two annotators racing for the last slot cannot both win; a candidate row
+is read ``FOR NO KEY UPDATE SKIP LOCKED`` so that racers pick different items
+rather than queue on one. NO KEY: a plain FOR UPDATE conflicts with the KEY
+SHARE lock that inserting a label takes on its item (the foreign-key check),
+and a submitter upgrading that lock to bump the item's counter then deadlocks
+with a queued claimer.
+
+Strata (balanced trial lists) only choose which candidate rows a claim tries
+to lock; the claim itself is the same one-row SKIP LOCKED lock and conditional
+UPDATE. Every write for one participant first locks that participant's row
+(NO KEY), then the assignment, then the item: one order, so no cycle.
+
+The modules: ``participation`` (entry and the steps before labelling),
+``assignment`` (the engine: trial order, claims, leases), ``submission``
+(labels and timeouts), ``quality`` (attention checks, fast answers, exclusion).
+"""
+
+from labeling.services.assignment import (
+    Phase,
+    Progress,
+    Trial,
+    attention_positions,
+    lease_duration,
+    next_assignment,
+    next_trial,
+    planned_attention_checks,
+    release_expired_leases,
+)
+from labeling.services.errors import (
+    AssignmentBusy,
+    EntryRefused,
+    InvalidAnswer,
+    LabelRejected,
+    NotYourItem,
+    StudyNotOpen,
+)
+from labeling.services.participation import (
+    complete_participation,
+    decline_consent,
+    enter_study,
+    enter_with_lab_code,
+    external_id_hash,
+    give_consent,
+    join_study,
+    mark_instructions_read,
+    require_open,
+)
+from labeling.services.quality import exclusion_reasons
+from labeling.services.submission import record_timeout, submit_label
+
+__all__ = [
+    "AssignmentBusy",
+    "EntryRefused",
+    "InvalidAnswer",
+    "LabelRejected",
+    "NotYourItem",
+    "Phase",
+    "Progress",
+    "StudyNotOpen",
+    "Trial",
+    "attention_positions",
+    "complete_participation",
+    "decline_consent",
+    "enter_study",
+    "enter_with_lab_code",
+    "exclusion_reasons",
+    "external_id_hash",
+    "give_consent",
+    "join_study",
+    "lease_duration",
+    "mark_instructions_read",
+    "next_assignment",
+    "next_trial",
+    "planned_attention_checks",
+    "record_timeout",
+    "release_expired_leases",
+    "require_open",
+    "submit_label",
+]

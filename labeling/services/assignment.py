@@ -1,0 +1,340 @@
+"""The assignment engine: which item a participant sees next, and the leases on items.
+
+The order of one participant's trials: every practice item first, in order; then
+main and control items ("counted": exactly k labels each) drawn stratum by stratum
+so that each participant sees a balanced mix, with attention checks at seeded
+positions in between. Practice and attention items are not limited by k and
+never expire; only counted items hold a slot in ``assigned_count``.
+
+A participant holds at most two active assignments: the current item and the
+following one, which the page preloads. The following item's clock and lease
+start when it becomes current (see ``start_next_trial``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+
+from labeling.models import Assignment, Participant
+from labeling.services.errors import AssignmentBusy, StudyNotOpen
+from study.models import Study, StudyItem
+
+_CLAIM_ATTEMPTS = 12
+_CLAIM_BACKOFF_S = 0.02  # 12 attempts back off for about 1.6 s in all
+_HELD = 2  # the current item and the one after it
+COUNTED_KINDS = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
+FINISHED = (Assignment.Status.LABELLED, Assignment.Status.TIMED_OUT)
+
+
+class Phase(StrEnum):
+    PRACTICE = "practice"
+    MAIN = "main"
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Trial:
+    current: Assignment
+    following: Assignment | None
+    phase: Phase
+    progress: Progress
+
+
+def lease_duration(study: Study) -> timedelta:
+    return timedelta(minutes=study.lease_minutes or settings.ADVSTUDY_LEASE_MINUTES)
+
+
+@transaction.atomic
+def release_expired_leases(study: Study) -> int:
+    """Return counted items whose lease ran out to the pool."""
+    expired = list(
+        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(
+            item__study=study,
+            item__kind__in=COUNTED_KINDS,
+            status=Assignment.Status.ACTIVE,
+            lease_expires_at__lt=timezone.now(),
+        )
+        # One lock order for items across concurrent releasers: no deadlock between them.
+        .order_by("item_id")
+    )
+    for assignment in expired:
+        give_back(assignment, Assignment.Status.EXPIRED)
+    return len(expired)
+
+
+def give_back(assignment: Assignment, status: str) -> None:
+    """End a locked, active counted assignment without a label: its slot returns to the pool."""
+    assignment.status = status
+    assignment.save(update_fields=["status"])
+    StudyItem.objects.filter(pk=assignment.item_id).update(assigned_count=F("assigned_count") - 1)
+
+
+def lock_participant(participant: Participant) -> Participant:
+    """A fresh copy, locked: one claim or answer at a time per participant (two tabs).
+
+    NO KEY: it must not wait on the KEY SHARE locks that inserting their rows takes.
+    """
+    return (
+        Participant.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("study")
+        .get(pk=participant.pk)
+    )
+
+
+def next_assignment(participant: Participant) -> Assignment | None:
+    """The participant's current item; None when they are done."""
+    trial = next_trial(participant)
+    return trial.current if trial else None
+
+
+def next_trial(participant: Participant) -> Trial | None:
+    """The current item (a reload resumes it) and the next one; None when they are done."""
+    # Its own transaction: holding expired items' locks while claiming could deadlock.
+    release_expired_leases(participant.study)
+    with transaction.atomic():
+        locked = lock_participant(participant)
+        if locked.excluded or locked.completed_at is not None:
+            return None
+        active = list(_active(locked))
+        if locked.study.status == Study.Status.LIVE:
+            _claim_up_to_held(locked, active)
+        elif not active:
+            # Paused or closed: leased items may still be answered, nothing new is handed out.
+            raise StudyNotOpen("This study is not handing out images at the moment.")
+        if not active:
+            return None
+        phase, progress = _phase_and_progress(locked, active[0])
+        return Trial(active[0], active[1] if len(active) > 1 else None, phase, progress)
+
+
+def _active(participant: Participant) -> QuerySet[Assignment]:
+    return (
+        participant.assignments.filter(status=Assignment.Status.ACTIVE)
+        .select_related("item")
+        .order_by("id")
+    )
+
+
+def _claim_up_to_held(participant: Participant, active: list[Assignment]) -> None:
+    try:
+        while len(active) < _HELD:
+            # Wait out racers only for the current item; the preloaded one can come later.
+            claimed = _claim_next(participant, _CLAIM_ATTEMPTS if not active else 1)
+            if claimed is None:
+                return
+            active.append(claimed)
+    except AssignmentBusy:
+        if not active:
+            raise
+
+
+def _claim_next(participant: Participant, attempts: int) -> Assignment | None:
+    practice = _next_practice_item(participant)
+    if practice is not None:
+        return _create_assignment(participant, practice)
+    counts = trial_counts(participant)
+    checks = planned_attention_checks(participant.study)
+    position = counts.counted + counts.attention
+    quota_reached = counts.counted >= participant.study.items_per_participant
+    if counts.attention < checks and (
+        quota_reached or position in attention_positions(participant, checks)
+    ):
+        attention = _next_attention_item(participant)
+        if attention is not None:
+            return _create_assignment(participant, attention)
+    if quota_reached:
+        return None
+    return _claim_counted_item(participant, attempts)
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    counted: int
+    attention: int
+
+
+def trial_counts(participant: Participant) -> TrialCounts:
+    """Main-phase trials held or finished; an expired one gave its item back and is no trial."""
+    counts = participant.assignments.exclude(status=Assignment.Status.EXPIRED).aggregate(
+        counted=Count("id", filter=Q(item__kind__in=COUNTED_KINDS)),
+        attention=Count("id", filter=Q(item__kind=StudyItem.Kind.ATTENTION)),
+    )
+    return TrialCounts(counts["counted"], counts["attention"])
+
+
+def planned_attention_checks(study: Study) -> int:
+    pool = StudyItem.objects.filter(study=study, kind=StudyItem.Kind.ATTENTION).count()
+    return min(study.attention_checks_per_participant, pool)
+
+
+def participant_seed(participant: Participant) -> str:
+    """Seeds this participant's orders: reproducible from the study's seed, different per person."""
+    return f"{participant.study.seed}:{participant.public_id}"
+
+
+def _seeded_rank(participant: Participant, key: int) -> bytes:
+    return hashlib.sha256(f"{participant_seed(participant)}:{key}".encode()).digest()
+
+
+def attention_positions(participant: Participant, checks: int) -> frozenset[int]:
+    """Main-phase trial indices of the attention checks: one in each equal stretch of the list.
+
+    Spread out rather than bunched, and not where a participant could predict them.
+    """
+    total = participant.study.items_per_participant + checks
+    rng = random.Random(participant_seed(participant))
+    return frozenset(
+        rng.randrange(total * number // checks, total * (number + 1) // checks)
+        for number in range(checks)
+    )
+
+
+def _next_practice_item(participant: Participant) -> StudyItem | None:
+    return (
+        StudyItem.objects.filter(study=participant.study, kind=StudyItem.Kind.PRACTICE)
+        .exclude(assignments__participant=participant)
+        .order_by("shuffle_key", "id")
+        .first()
+    )
+
+
+def _next_attention_item(participant: Participant) -> StudyItem | None:
+    unseen = list(
+        StudyItem.objects.filter(study=participant.study, kind=StudyItem.Kind.ATTENTION).exclude(
+            assignments__participant=participant
+        )
+    )
+    return min(unseen, key=lambda item: _seeded_rank(participant, item.pk), default=None)
+
+
+def _claim_counted_item(participant: Participant, attempts: int) -> Assignment | None:
+    study = participant.study
+    candidates = StudyItem.objects.filter(
+        study=study, kind__in=COUNTED_KINDS, assigned_count__lt=study.labels_per_item
+    ).exclude(assignments__participant=participant)
+    for attempt in range(attempts):
+        strata = _strata_to_draw_from(participant, candidates)
+        if not strata:
+            return None  # truly nothing left for this participant
+        for stratum in strata:
+            # Lock one row only: locking every candidate would hide them all from racers.
+            item = (
+                candidates.filter(stratum=stratum)
+                .order_by("assigned_count", "shuffle_key")
+                .select_for_update(skip_locked=True, no_key=True, of=("self",))
+                .first()
+            )
+            if item is not None and _take_slot(item, study.labels_per_item):
+                return _create_assignment(participant, item)
+        if attempt + 1 < attempts:
+            # Every candidate of the strata due is locked by a racer for a few milliseconds.
+            # Waiting on the lock instead could deadlock: a waiting FOR UPDATE ... LIMIT 1
+            # keeps the locks of rows it passes that fail the recheck. Drawing from another
+            # stratum instead would unbalance this participant's list.
+            time.sleep(_CLAIM_BACKOFF_S * (attempt + 1))
+    raise AssignmentBusy("every free item is being claimed right now; try again in a moment")
+
+
+def _strata_to_draw_from(participant: Participant, candidates: QuerySet[StudyItem]) -> list[int]:
+    """The strata with free items that this participant has seen fewest of, in seeded order."""
+    # order_by(): the model's default ordering would make DISTINCT and GROUP BY per row.
+    available = set(candidates.order_by().values_list("stratum", flat=True).distinct())
+    if not available:
+        return []
+    held = dict(
+        participant.assignments.exclude(status=Assignment.Status.EXPIRED)
+        .filter(item__kind__in=COUNTED_KINDS)
+        .order_by()
+        .values_list("item__stratum")
+        .annotate(count=Count("id"))
+    )
+    fewest = min(held.get(stratum, 0) for stratum in available)
+    due = [stratum for stratum in available if held.get(stratum, 0) == fewest]
+    return sorted(due, key=lambda stratum: _seeded_rank(participant, stratum))
+
+
+def _take_slot(item: StudyItem, labels_per_item: int) -> bool:
+    return (
+        StudyItem.objects.filter(pk=item.pk, assigned_count__lt=labels_per_item).update(
+            assigned_count=F("assigned_count") + 1
+        )
+        == 1
+    )
+
+
+def take_slot_again(assignment: Assignment) -> bool:
+    """An expired counted item answered late: it counts if a slot is still free."""
+    return _take_slot(assignment.item, assignment.participant.study.labels_per_item)
+
+
+def _create_assignment(participant: Participant, item: StudyItem) -> Assignment:
+    now = timezone.now()
+    return Assignment.objects.create(
+        participant=participant,
+        item=item,
+        served_at=now,
+        lease_expires_at=now + lease_duration(participant.study),
+    )
+
+
+def start_next_trial(participant: Participant) -> None:
+    """The held next item becomes current now: its response clock and lease start."""
+    now = timezone.now()
+    Assignment.objects.filter(participant=participant, status=Assignment.Status.ACTIVE).update(
+        served_at=now, lease_expires_at=now + lease_duration(participant.study)
+    )
+
+
+def _phase_and_progress(participant: Participant, current: Assignment) -> tuple[Phase, Progress]:
+    finished = participant.assignments.filter(status__in=FINISHED)
+    if current.item.kind == StudyItem.Kind.PRACTICE:
+        total = StudyItem.objects.filter(
+            study=participant.study, kind=StudyItem.Kind.PRACTICE
+        ).count()
+        done = finished.filter(item__kind=StudyItem.Kind.PRACTICE).count()
+        return Phase.PRACTICE, Progress(done, total)
+    total = participant.study.items_per_participant + planned_attention_checks(participant.study)
+    done = finished.exclude(item__kind=StudyItem.Kind.PRACTICE).count()
+    return Phase.MAIN, Progress(done, max(total, done + 1))
+
+
+def remaining_practice(participant: Participant) -> int:
+    answered = participant.assignments.filter(status__in=FINISHED).values("item_id")
+    return (
+        StudyItem.objects.filter(study=participant.study, kind=StudyItem.Kind.PRACTICE)
+        .exclude(pk__in=answered)
+        .count()
+    )
+
+
+def end_active_assignments(participant: Participant) -> None:
+    """An excluded participant holds nothing more; counted items go back to the pool."""
+    held = (
+        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(participant=participant, status=Assignment.Status.ACTIVE)
+        .select_related("item")
+        .order_by("item_id")
+    )
+    # Skip locked: a lease releaser holding one is expiring it anyway.
+    for assignment in held:
+        if assignment.item.kind in COUNTED_KINDS:
+            give_back(assignment, Assignment.Status.EXPIRED)
+        else:
+            assignment.status = Assignment.Status.EXPIRED
+            assignment.save(update_fields=["status"])

@@ -1,0 +1,29 @@
+"""Why an annotator-side write was refused. Each leaves the database unchanged."""
+
+from __future__ import annotations
+
+
+class StudyNotOpen(ValueError):
+    """The study does not accept participants, or hand out items, now."""
+
+
+class EntryRefused(ValueError):
+    """A recruiter link or lab code that cannot start a participation."""
+
+
+class AssignmentBusy(RuntimeError):
+    """Items are free but all locked by concurrent claims; the caller should retry."""
+
+
+class LabelRejected(ValueError):
+    """A submission that cannot be stored; nothing was changed."""
+
+    http_status = 409
+
+
+class NotYourItem(LabelRejected):
+    http_status = 403
+
+
+class InvalidAnswer(LabelRejected):
+    http_status = 400

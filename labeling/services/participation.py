@@ -1,0 +1,140 @@
+"""Starting a participation (open link, Prolific, MTurk, lab code) and the steps before labels."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from labeling.models import Participant
+from labeling.services.errors import EntryRefused, StudyNotOpen
+from study.models import LabCode, Study, StudyItem
+
+_COUNTED_KINDS = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
+_NOT_OPEN = {
+    Study.Status.DRAFT: "This study has not started yet.",
+    Study.Status.PAUSED: "This study is paused at the moment. Please try again later.",
+    Study.Status.CLOSED: "This study has closed. Thank you for your interest.",
+}
+
+
+def external_id_hash(source: str, external_id: str) -> str:
+    """HMAC of the recruiter's id: one participation per person, and no raw id stored.
+
+    The source is part of the message so that a lab code can never collide with a worker id.
+    """
+    message = f"{source}:{external_id}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def require_open(study: Study) -> None:
+    """Refuse new participants unless the study is live and still needs labels."""
+    if study.status != Study.Status.LIVE:
+        raise StudyNotOpen(_NOT_OPEN.get(Study.Status(study.status), "This study is not open."))
+    free = StudyItem.objects.filter(
+        study=study, kind__in=_COUNTED_KINDS, assigned_count__lt=study.labels_per_item
+    )
+    if not free.exists():
+        # Otherwise a newcomer would sit through consent and practice for nothing.
+        raise StudyNotOpen("This study has all the answers it needs. Thank you for your interest.")
+
+
+@transaction.atomic
+def join_study(study: Study, *, consented: bool = False) -> Participant:
+    """An anonymous participant from the open link (the session is their only token)."""
+    require_open(study)
+    return Participant.objects.create(
+        study=study,
+        source=Study.Recruitment.OPEN,
+        consented_at=timezone.now() if consented else None,
+    )
+
+
+def enter_study(
+    study: Study, source: str, external_id: str, recruiter_session: dict[str, str]
+) -> Participant:
+    """The participation of this recruiter id: resumed if it exists, else started."""
+    id_hash = external_id_hash(source, external_id)
+    existing = _resume(study, id_hash, recruiter_session)
+    if existing is not None:
+        return existing
+    require_open(study)
+    try:
+        with transaction.atomic():
+            return Participant.objects.create(
+                study=study,
+                source=source,
+                external_id_hash=id_hash,
+                recruiter_session=recruiter_session,
+            )
+    except IntegrityError:
+        # The same person's two first requests raced: the other one created the row.
+        return Participant.objects.get(study=study, external_id_hash=id_hash)
+
+
+def _resume(study: Study, id_hash: str, recruiter_session: dict[str, str]) -> Participant | None:
+    participant = Participant.objects.filter(study=study, external_id_hash=id_hash).first()
+    if participant is None or participant.completed_at is not None:
+        # A finished participation keeps the session it was finished in (its MTurk
+        # assignment), so a second HIT of the same worker is not paid for it again.
+        return participant
+    if participant.recruiter_session != recruiter_session:
+        participant.recruiter_session = recruiter_session
+        participant.save(update_fields=["recruiter_session"])
+    return participant
+
+
+@transaction.atomic
+def enter_with_lab_code(study: Study, code: str) -> Participant:
+    """Spend a one-time lab code on a new participation."""
+    require_open(study)
+    typed = code.strip()
+    lab_code = (
+        LabCode.objects.select_for_update()
+        .filter(study=study, code__in={typed, typed.upper()})
+        .first()
+    )
+    if lab_code is None:
+        raise EntryRefused("That code is not valid for this study. Please check it and try again.")
+    if lab_code.used_at is not None:
+        raise EntryRefused("That code has already been used. Please ask for a new one.")
+    lab_code.used_at = timezone.now()
+    lab_code.save(update_fields=["used_at"])
+    return Participant.objects.create(
+        study=study,
+        source=Study.Recruitment.LAB,
+        external_id_hash=external_id_hash(Study.Recruitment.LAB, lab_code.code),
+    )
+
+
+@transaction.atomic
+def give_consent(participant: Participant) -> None:
+    # Conditional: a second tab's late click changes nothing.
+    Participant.objects.filter(pk=participant.pk, consented_at=None, declined_at=None).update(
+        consented_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def decline_consent(participant: Participant) -> None:
+    Participant.objects.filter(pk=participant.pk, consented_at=None, declined_at=None).update(
+        declined_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def mark_instructions_read(participant: Participant) -> None:
+    Participant.objects.filter(pk=participant.pk, instructions_read_at=None).update(
+        instructions_read_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def complete_participation(participant: Participant) -> None:
+    Participant.objects.filter(pk=participant.pk, completed_at=None).update(
+        completed_at=timezone.now()
+    )
+    participant.refresh_from_db(fields=["completed_at"])
