@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_list, env_required, env_str
 
@@ -127,6 +128,14 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# "None" lets the session and CSRF cookies work inside MTurk's iframe (a third-party
+# context); it needs HTTPS (the cookies are then Secure). Default: Django's "Lax".
+COOKIES_SAMESITE = env_str("COOKIES_SAMESITE", "Lax")
+if COOKIES_SAMESITE not in ("Lax", "Strict", "None"):
+    raise ImproperlyConfigured("COOKIES_SAMESITE must be Lax, Strict or None")
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = COOKIES_SAMESITE
+CSRF_FAILURE_VIEW = "config.csrf.csrf_failure"
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
