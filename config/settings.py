@@ -101,6 +101,9 @@ ADVSTUDY_DATA_DIR = env_str("ADVSTUDY_DATA_DIR") or None
 ADVSTUDY_DOWNLOAD_DATASETS = env_bool("ADVSTUDY_DOWNLOAD_DATASETS", False)
 # Minutes an annotator holds a claimed item before it returns to the pool.
 ADVSTUDY_LEASE_MINUTES = env_int("ADVSTUDY_LEASE_MINUTES", 10, minimum=1)
+# How often one web process sweeps a study's expired leases back into the pool (0: on
+# every trial). A sweep per trial cost a query over every active lease of the study.
+ADVSTUDY_LEASE_SWEEP_SECONDS = env_int("ADVSTUDY_LEASE_SWEEP_SECONDS", 15, minimum=0)
 
 # Celery. With no broker configured every task runs in-process, eagerly: the
 # demo needs neither Redis nor a worker.

@@ -13,6 +13,8 @@ os.environ.setdefault("DEBUG", "1")
 # Persistent connections would outlive the live server and worker and block the test
 # database from being dropped.
 os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
+# Tests move leases into the past and expect the very next trial to see it.
+os.environ.setdefault("ADVSTUDY_LEASE_SWEEP_SECONDS", "0")
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="advstudy-test-media-"))
 
 from config.settings import *  # noqa: F403

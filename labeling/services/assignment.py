@@ -59,6 +59,25 @@ def lease_duration(study: Study) -> timedelta:
     return timedelta(minutes=study.lease_minutes or settings.ADVSTUDY_LEASE_MINUTES)
 
 
+# Per web process: when it last swept each study (time.monotonic()).
+_last_sweep: dict[int, float] = {}
+
+
+def sweep_expired_leases_now_and_then(study: Study, *, force: bool = False) -> None:
+    """Release expired leases at most every ADVSTUDY_LEASE_SWEEP_SECONDS per process.
+
+    A lease expires minutes after it starts, so a few seconds' delay in giving
+    its item back changes nothing, while sweeping on every trial made each
+    trial pay for a query over all of the study's active leases. ``force``
+    sweeps anyway (a claim that found nothing free).
+    """
+    now = time.monotonic()
+    last = _last_sweep.get(study.pk)
+    if force or last is None or now - last >= settings.ADVSTUDY_LEASE_SWEEP_SECONDS:
+        _last_sweep[study.pk] = now
+        release_expired_leases(study)
+
+
 @transaction.atomic
 def release_expired_leases(study: Study) -> int:
     """Return counted items whose lease ran out to the pool."""
@@ -105,8 +124,18 @@ def next_assignment(participant: Participant) -> Assignment | None:
 
 def next_trial(participant: Participant) -> Trial | None:
     """The current item (a reload resumes it) and the next one; None when they are done."""
-    # Its own transaction: holding expired items' locks while claiming could deadlock.
-    release_expired_leases(participant.study)
+    # Sweeps run in their own transaction: holding expired items' locks while claiming
+    # could deadlock.
+    sweep_expired_leases_now_and_then(participant.study)
+    trial = _next_trial(participant)
+    if trial is None:
+        # Nothing free: expired leases may hold the last items; sweep now and look again.
+        sweep_expired_leases_now_and_then(participant.study, force=True)
+        trial = _next_trial(participant)
+    return trial
+
+
+def _next_trial(participant: Participant) -> Trial | None:
     with transaction.atomic():
         locked = lock_participant(participant)
         if locked.excluded or locked.completed_at is not None:

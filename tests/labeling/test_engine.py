@@ -227,3 +227,22 @@ def test_a_paused_study_lets_leased_items_be_answered_but_hands_out_none(make_st
     with pytest.raises(services.StudyNotOpen):
         services.next_trial(participant)
     assert Assignment.objects.filter(participant=participant).count() == 2
+
+
+@pytest.mark.django_db
+def test_lease_sweeps_are_throttled_per_process_but_forced_when_nothing_is_free(
+    make_study, settings
+) -> None:
+    settings.ADVSTUDY_LEASE_SWEEP_SECONDS = 3600
+    study = make_study(count=1, labels_per_item=1, items_per_participant=1)
+    first, second = services.join_study(study), services.join_study(study)
+    held = services.next_assignment(first)
+    assert held is not None
+    assert services.next_assignment(second) is None  # the only item is leased
+    Assignment.objects.filter(pk=held.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    # The throttled sweep has run this hour, but a trial that finds nothing forces one.
+    taken = services.next_assignment(second)
+    assert taken is not None
+    assert taken.item_id == held.item_id

@@ -397,14 +397,25 @@ def test_two_participants_pages_for_different_items_are_identical(study: Study) 
     configure(study, attention_checks_per_participant=0)
     StudyItem.objects.filter(study=study, kind__in=["practice", "attention"]).delete()
     pages, trials, items = [], [], []
-    for _ in range(2):
+    # Which items participants draw is seeded per participant: join until one holds an
+    # item whose labels differ from the first one's.
+    for _ in range(8):
         client = Client()
         client.post(f"/s/{study.join_token}/consent/", {"choice": "agree"})
         client.post(f"/s/{study.join_token}/instructions/")
-        pages.append(blank_ids(client.get(f"/s/{study.join_token}/label/").content.decode(), study))
+        page = blank_ids(client.get(f"/s/{study.join_token}/label/").content.decode(), study)
         trial = client.get(f"/s/{study.join_token}/api/next").json()
+        example = Assignment.objects.get(public_id=trial["assignment"]).item.example
+        if items and (example.source_label, example.target_label) == (
+            items[0].source_label,
+            items[0].target_label,
+        ):
+            continue
+        pages.append(page)
         trials.append(json.loads(blank_ids(json.dumps(trial), study)))
-        items.append(Assignment.objects.get(public_id=trial["assignment"]).item.example)
+        items.append(example)
+        if len(items) == 2:
+            break
 
     first, second = items
     assert (first.source_label, first.target_label) != (second.source_label, second.target_label)
