@@ -396,7 +396,9 @@ def test_two_participants_pages_for_different_items_are_identical(study: Study) 
     """What differs between items never reaches the page: only the random ids differ."""
     configure(study, attention_checks_per_participant=0)
     StudyItem.objects.filter(study=study, kind__in=["practice", "attention"]).delete()
-    pages, trials, items = [], [], []
+    pages: list[str] = []
+    trials: list[dict] = []
+    items: list[Example] = []
     # Which items participants draw is seeded per participant: join until one holds an
     # item whose labels differ from the first one's.
     for _ in range(8):
