@@ -23,7 +23,10 @@ def session_participant(request: HttpRequest, study: Study) -> Participant | Non
     public_id = request.session.get(_SESSION_KEY, {}).get(study.join_token)
     if public_id is None:
         return None
-    return Participant.objects.filter(public_id=public_id, study=study).first()
+    participant = Participant.objects.filter(public_id=public_id, study=study).first()
+    if participant is not None:
+        participant.study = study  # already loaded by the view: no second query for it
+    return participant
 
 
 def remember(request: HttpRequest, study: Study, participant: Participant) -> None:

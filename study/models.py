@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from functools import cached_property
 
 from django.conf import settings
 from django.db import models
@@ -78,6 +79,11 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    @cached_property
+    def attention_pool_size(self) -> int:
+        """Attention items of the study; counted once per loaded instance (per request)."""
+        return self.items.filter(kind=StudyItem.Kind.ATTENTION).count()
 
     @property
     def allowed_values(self) -> set[int]:

@@ -208,8 +208,7 @@ def trial_counts(participant: Participant) -> TrialCounts:
 
 
 def planned_attention_checks(study: Study) -> int:
-    pool = StudyItem.objects.filter(study=study, kind=StudyItem.Kind.ATTENTION).count()
-    return min(study.attention_checks_per_participant, pool)
+    return min(study.attention_checks_per_participant, study.attention_pool_size)
 
 
 def participant_seed(participant: Participant) -> str:
