@@ -81,13 +81,7 @@ def api_labels(request: HttpRequest, join_token: str) -> JsonResponse:
             assignment = services.record_timeout(participant, data["assignment"])
             item, value = assignment.item, None
         else:
-            stored = services.submit_label(
-                participant,
-                data["assignment"],
-                data["value"],
-                data["client_key"],
-                data["client_response_ms"],
-            )
+            stored = form.submit(participant)
             item, value = stored.item, stored.value
     except services.LabelRejected as rejected:
         return _error(f"{str(rejected).capitalize()}.", rejected.http_status)

@@ -4,6 +4,9 @@ from typing import Any
 
 from django import forms
 
+from labeling import services
+from labeling.models import Label, Participant
+
 _ONE_HOUR_MS = 3_600_000.0
 
 
@@ -24,6 +27,17 @@ class LabelForm(forms.Form):
         if data.get("value") is not None and data.get("timed_out"):
             raise forms.ValidationError("an answer cannot also be a timeout")
         return data
+
+    def submit(self, participant: Participant) -> Label:
+        """Store the valid, non-timeout answer (idempotent by its client key)."""
+        data = self.cleaned_data
+        return services.submit_label(
+            participant,
+            data["assignment"],
+            data["value"],
+            data["client_key"],
+            data["client_response_ms"],
+        )
 
 
 class ConsentForm(forms.Form):

@@ -221,15 +221,8 @@ def _submit_form(request: HttpRequest, study: Study, participant: Participant) -
     form = LabelForm(request.POST)
     if not form.is_valid() or form.cleaned_data["timed_out"]:
         return "That answer could not be read; please choose again."
-    data = form.cleaned_data
     try:
-        stored = services.submit_label(
-            participant,
-            data["assignment"],
-            data["value"],
-            data["client_key"],
-            data["client_response_ms"],
-        )
+        stored = form.submit(participant)
     except services.LabelRejected as rejected:
         return f"{str(rejected).capitalize()}."
     feedback = payloads.feedback_payload(study, stored.item, stored.value)

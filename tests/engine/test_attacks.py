@@ -1,7 +1,5 @@
 """The whole attack registry on a tiny model, closed-form optima, projections, quantisation."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -14,8 +12,7 @@ from attacks.engine.attacks.invariance import TRAMER_TARGETS, ink_removed, proje
 from attacks.engine.datasets import load_dataset
 from attacks.engine.images import decode_png, distances, encode_png, quantize_toward
 from attacks.engine.threats import project_l0, project_l2
-
-TRAMER = Path(__file__).resolve().parent.parent / "data" / "tramer2020"
+from tests.offline_data import TRAMER
 
 # Every registered attack, a small config for it, and the budget its output must respect.
 REGISTRY_CASES: dict[str, tuple[dict, str, float]] = {

@@ -229,3 +229,9 @@ def require_positive(**values: float) -> None:
             raise ValueError(f"{name} must be a number, got {value!r}")
         if not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
+
+
+def require_integer_at_least(minimum: int, **values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")

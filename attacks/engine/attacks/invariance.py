@@ -159,8 +159,6 @@ class _NearestNeighbourAttack(Attack[NearestNeighbourConfig]):
         context: AttackContext,
         keys: torch.Tensor,
     ) -> AttackOutput:
-        if context.pool_images is None:
-            raise AttackConfigError(f"{self.name} needs a pool of training images")
         labels = y.tolist()
         for label in set(labels):
             if not self.config.targets.get(label):

@@ -33,6 +33,7 @@ from attacks.engine.attacks.base import (
     AttackContext,
     AttackOutput,
     register_attack,
+    require_integer_at_least,
     require_positive,
 )
 from attacks.engine.attacks.invariance import _tramer_targets
@@ -44,12 +45,6 @@ from attacks.engine.threats import example_generators
 IDENTITY_PARAMETERS = (0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0)
 _THICKNESSES = 5  # see thickness_variants
 _MODEL_CHUNK = 1024
-
-
-def _require_at_least(minimum: int, **values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
 
 
 # 2**16 - 1 subsets of clusters are scored at most; beyond, greedy_subsets.
@@ -87,7 +82,7 @@ class L0InvarianceConfig:
         object.__setattr__(self, "scale_range", tuple(float(s) for s in self.scale_range))
         if any(source in allowed for source, allowed in targets.items()):
             raise ValueError("a class cannot be its own target")
-        _require_at_least(
+        require_integer_at_least(
             1,
             shortlist=self.shortlist,
             transforms=self.transforms,
@@ -97,7 +92,7 @@ class L0InvarianceConfig:
             candidate_chunk=self.candidate_chunk,
             pool_chunk=self.pool_chunk,
         )
-        _require_at_least(0, shortlist_shift=self.shortlist_shift, refined=self.refined)
+        require_integer_at_least(0, shortlist_shift=self.shortlist_shift, refined=self.refined)
         if self.max_exhaustive_clusters > _MAX_EXHAUSTIVE_CLUSTERS:
             raise ValueError(f"max_exhaustive_clusters must be at most {_MAX_EXHAUSTIVE_CLUSTERS}")
         self._check_ranges()
