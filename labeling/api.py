@@ -35,8 +35,9 @@ def _error(message: str, status: int, **extra: object) -> JsonResponse:
     return response
 
 
-def _labelling_participant(request: HttpRequest, study: Study) -> Participant | JsonResponse:
-    participant = access.session_participant(request, study)
+def _labelling_participant(
+    study: Study, participant: Participant | None
+) -> Participant | JsonResponse:
     if participant is None:
         return _error("Please start the study from its link first.", 403)
     step = current_step(participant)
@@ -58,8 +59,8 @@ def _next_or_error(study: Study, participant: Participant) -> JsonResponse:
 @never_cache
 @require_GET
 def api_next(request: HttpRequest, join_token: str) -> JsonResponse:
-    study = access.study_for(join_token)
-    participant = _labelling_participant(request, study)
+    study, known = access.study_and_participant(request, join_token)
+    participant = _labelling_participant(study, known)
     if isinstance(participant, JsonResponse):
         return participant
     return _next_or_error(study, participant)
@@ -68,8 +69,8 @@ def api_next(request: HttpRequest, join_token: str) -> JsonResponse:
 @never_cache
 @require_POST
 def api_labels(request: HttpRequest, join_token: str) -> JsonResponse:
-    study = access.study_for(join_token)
-    participant = _labelling_participant(request, study)
+    study, known = access.study_and_participant(request, join_token)
+    participant = _labelling_participant(study, known)
     if isinstance(participant, JsonResponse):
         return participant
     form = LabelForm(_json_object(request))

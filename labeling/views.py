@@ -14,13 +14,14 @@ import uuid
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models.fields.files import FieldFile
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from labeling import access, payloads, recruitment, services
 from labeling.forms import ConsentForm, LabCodeForm, LabelForm
+from labeling.images import stored_png
 from labeling.models import Assignment, Participant
 from labeling.queries import Step, answer_choices, current_step, example_item, practice_items
 from study.models import Study
@@ -255,25 +256,26 @@ def done(request: HttpRequest, join_token: str) -> HttpResponse:
 
 @never_cache
 @require_GET
-def image(request: HttpRequest, join_token: str, assignment_id: uuid.UUID) -> FileResponse:
+def image(request: HttpRequest, join_token: str, assignment_id: uuid.UUID) -> HttpResponse:
     """The image of an item the requesting participant holds now; 403 for anyone else."""
-    study = access.study_for(join_token)
-    participant = access.session_participant(request, study)
-    assignment = (
-        Assignment.objects.select_related("item__example")
-        .filter(public_id=assignment_id, participant=participant, status=Assignment.Status.ACTIVE)
+    _, participant = access.study_and_participant(request, join_token)
+    image_name = (
+        Assignment.objects.filter(
+            public_id=assignment_id, participant=participant, status=Assignment.Status.ACTIVE
+        )
+        .values_list("item__example__image", flat=True)
         .first()
         if participant is not None
         else None
     )
-    if assignment is None:
+    if image_name is None:
         raise PermissionDenied("this image is not yours to see")
-    return _png(assignment.item.example.image)
+    return _png_response(stored_png(image_name))
 
 
 @never_cache
 @require_GET
-def example_image(request: HttpRequest, join_token: str) -> FileResponse:
+def example_image(request: HttpRequest, join_token: str) -> HttpResponse:
     """The example an MTurk preview shows: a practice image, which is outside the study."""
     item = example_item(access.study_for(join_token))
     if item is None:
@@ -281,7 +283,11 @@ def example_image(request: HttpRequest, join_token: str) -> FileResponse:
     return _png(item.example.image)
 
 
-def _png(stored: FieldFile) -> FileResponse:
-    response = FileResponse(stored.open("rb"), content_type="image/png")
+def _png(stored: FieldFile) -> HttpResponse:
+    return _png_response(stored_png(stored.name))
+
+
+def _png_response(png: bytes) -> HttpResponse:
+    response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, no-store"
     return response

@@ -16,13 +16,15 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
 from labeling.models import Assignment, Participant
@@ -32,6 +34,9 @@ from study.models import Study, StudyItem
 _CLAIM_ATTEMPTS = 12
 _CLAIM_BACKOFF_S = 0.02  # 12 attempts back off for about 1.6 s in all
 _HELD = 2  # the current item and the one after it
+# Strata a claim tries with one index-ordered query each before it falls back to a scan
+# of every stratum with free items (which only happens near the end of a study).
+_DIRECT_STRATUM_TRIES = 3
 COUNTED_KINDS = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
 FINISHED = (Assignment.Status.LABELLED, Assignment.Status.TIMED_OUT)
 
@@ -53,6 +58,54 @@ class Trial:
     following: Assignment | None
     phase: Phase
     progress: Progress
+
+
+@dataclass(frozen=True)
+class StudyShape:
+    """A study's item pool as the engine needs it: fixed once the study leaves draft."""
+
+    practice_items: int
+    attention_items: int
+    counted_strata: tuple[int, ...]
+
+
+# Per web process, by (study id, join token). Every trial needs these; counting them
+# per trial cost two queries over the study's items, and they cannot change while
+# participants take part (items are only replaced in draft).
+_shapes: dict[tuple[int, str], StudyShape] = {}
+
+
+def study_shape(study: Study) -> StudyShape:
+    key = (study.pk, study.join_token)
+    shape = _shapes.get(key)
+    if shape is None:
+        shape = _count_shape(study)
+        if study.status != Study.Status.DRAFT:
+            _shapes[key] = shape
+    return shape
+
+
+def forget_study_shape(study: Study) -> None:
+    """For code that changes a non-draft study's items (tests that add items to a live one)."""
+    _shapes.pop((study.pk, study.join_token), None)
+
+
+def _count_shape(study: Study) -> StudyShape:
+    rows = (
+        StudyItem.objects.filter(study=study)
+        .order_by()
+        .values_list("kind", "stratum")
+        .annotate(count=Count("id"))
+    )
+    per_kind: Counter[str] = Counter()
+    strata: set[int] = set()
+    for kind, stratum, count in rows:
+        per_kind[kind] += count
+        if kind in COUNTED_KINDS:
+            strata.add(stratum)
+    return StudyShape(
+        per_kind[StudyItem.Kind.PRACTICE], per_kind[StudyItem.Kind.ATTENTION], tuple(sorted(strata))
+    )
 
 
 def lease_duration(study: Study) -> timedelta:
@@ -141,14 +194,15 @@ def _next_trial(participant: Participant) -> Trial | None:
         if locked.excluded or locked.completed_at is not None:
             return None
         active = list(_active(locked))
+        counts = trial_counts(locked)
         if locked.study.status == Study.Status.LIVE:
-            _claim_up_to_held(locked, active)
+            _claim_up_to_held(locked, active, counts)
         elif not active:
             # Paused or closed: leased items may still be answered, nothing new is handed out.
             raise StudyNotOpen("This study is not handing out images at the moment.")
         if not active:
             return None
-        phase, progress = _phase_and_progress(locked, active[0])
+        phase, progress = _phase_and_progress(locked, active[0], counts)
         return Trial(active[0], active[1] if len(active) > 1 else None, phase, progress)
 
 
@@ -160,27 +214,72 @@ def _active(participant: Participant) -> QuerySet[Assignment]:
     )
 
 
-def _claim_up_to_held(participant: Participant, active: list[Assignment]) -> None:
+@dataclass
+class TrialCounts:
+    """One participant's trials held or finished (an expired one gave its item back: no trial).
+
+    Read with one grouped query per request and kept up to date as trials are claimed.
+    """
+
+    practice: int = 0
+    counted: int = 0
+    attention: int = 0
+    finished_practice: int = 0
+    finished_main: int = 0  # counted and attention trials answered (or timed out)
+    per_stratum: Counter[int] = field(default_factory=Counter)  # counted trials only
+
+    def add(self, item: StudyItem, *, finished: bool, trials: int = 1) -> None:
+        if item.kind == StudyItem.Kind.PRACTICE:
+            self.practice += trials
+            self.finished_practice += trials if finished else 0
+            return
+        self.finished_main += trials if finished else 0
+        if item.kind == StudyItem.Kind.ATTENTION:
+            self.attention += trials
+        elif item.kind in COUNTED_KINDS:
+            self.counted += trials
+            self.per_stratum[item.stratum] += trials
+
+
+def trial_counts(participant: Participant) -> TrialCounts:
+    rows = (
+        participant.assignments.exclude(status=Assignment.Status.EXPIRED)
+        .order_by()
+        .values_list("item__kind", "item__stratum", "status")
+        .annotate(trials=Count("id"))
+    )
+    counts = TrialCounts()
+    for kind, stratum, status, trials in rows:
+        finished = status != Assignment.Status.ACTIVE
+        counts.add(StudyItem(kind=kind, stratum=stratum), finished=finished, trials=trials)
+    return counts
+
+
+def _claim_up_to_held(
+    participant: Participant, active: list[Assignment], counts: TrialCounts
+) -> None:
     try:
         while len(active) < _HELD:
             # Wait out racers only for the current item; the preloaded one can come later.
-            claimed = _claim_next(participant, _CLAIM_ATTEMPTS if not active else 1)
+            claimed = _claim_next(participant, counts, _CLAIM_ATTEMPTS if not active else 1)
             if claimed is None:
                 return
             active.append(claimed)
+            counts.add(claimed.item, finished=False)
     except AssignmentBusy:
         if not active:
             raise
 
 
-def _claim_next(participant: Participant, attempts: int) -> Assignment | None:
-    practice = _next_practice_item(participant)
-    if practice is not None:
-        return _create_assignment(participant, practice)
-    counts = trial_counts(participant)
-    checks = planned_attention_checks(participant.study)
+def _claim_next(participant: Participant, counts: TrialCounts, attempts: int) -> Assignment | None:
+    study = participant.study
+    if counts.practice < study_shape(study).practice_items:
+        practice = _next_practice_item(participant)
+        if practice is not None:
+            return _create_assignment(participant, practice)
+    checks = planned_attention_checks(study)
     position = counts.counted + counts.attention
-    quota_reached = counts.counted >= participant.study.items_per_participant
+    quota_reached = counts.counted >= study.items_per_participant
     if counts.attention < checks and (
         quota_reached or position in attention_positions(participant, checks)
     ):
@@ -189,26 +288,11 @@ def _claim_next(participant: Participant, attempts: int) -> Assignment | None:
             return _create_assignment(participant, attention)
     if quota_reached:
         return None
-    return _claim_counted_item(participant, attempts)
-
-
-@dataclass(frozen=True)
-class TrialCounts:
-    counted: int
-    attention: int
-
-
-def trial_counts(participant: Participant) -> TrialCounts:
-    """Main-phase trials held or finished; an expired one gave its item back and is no trial."""
-    counts = participant.assignments.exclude(status=Assignment.Status.EXPIRED).aggregate(
-        counted=Count("id", filter=Q(item__kind__in=COUNTED_KINDS)),
-        attention=Count("id", filter=Q(item__kind=StudyItem.Kind.ATTENTION)),
-    )
-    return TrialCounts(counts["counted"], counts["attention"])
+    return _claim_counted_item(participant, counts, attempts)
 
 
 def planned_attention_checks(study: Study) -> int:
-    return min(study.attention_checks_per_participant, study.attention_pool_size)
+    return min(study.attention_checks_per_participant, study_shape(study).attention_items)
 
 
 def participant_seed(participant: Participant) -> str:
@@ -251,24 +335,43 @@ def _next_attention_item(participant: Participant) -> StudyItem | None:
     return min(unseen, key=lambda item: _seeded_rank(participant, item.pk), default=None)
 
 
-def _claim_counted_item(participant: Participant, attempts: int) -> Assignment | None:
+def _counted_candidates(participant: Participant) -> QuerySet[StudyItem]:
+    """Items with a free slot that this participant has not had."""
     study = participant.study
-    candidates = StudyItem.objects.filter(
+    return StudyItem.objects.filter(
         study=study, kind__in=COUNTED_KINDS, assigned_count__lt=study.labels_per_item
     ).exclude(assignments__participant=participant)
+
+
+def _claim_counted_item(
+    participant: Participant, counts: TrialCounts, attempts: int
+) -> Assignment | None:
+    # The usual case: a stratum due for this participant still has a free item, and one
+    # query per stratum tried finds it through the (study, kind, stratum, ...) index.
+    candidates = _counted_candidates(participant)
+    every_stratum = study_shape(participant.study).counted_strata
+    for stratum in _due_strata(participant, counts, every_stratum)[:_DIRECT_STRATUM_TRIES]:
+        item = _take_free_item(candidates, stratum)
+        if item is not None:
+            return _create_assignment(participant, item)
+    return _claim_counted_item_by_scan(participant, counts, candidates, attempts)
+
+
+def _claim_counted_item_by_scan(
+    participant: Participant,
+    counts: TrialCounts,
+    candidates: QuerySet[StudyItem],
+    attempts: int,
+) -> Assignment | None:
+    """The due strata were used up or busy: look at which strata still have free items."""
     for attempt in range(attempts):
-        strata = _strata_to_draw_from(participant, candidates)
-        if not strata:
+        # order_by(): the model's default ordering would make DISTINCT per row.
+        available = set(candidates.order_by().values_list("stratum", flat=True).distinct())
+        if not available:
             return None  # truly nothing left for this participant
-        for stratum in strata:
-            # Lock one row only: locking every candidate would hide them all from racers.
-            item = (
-                candidates.filter(stratum=stratum)
-                .order_by("assigned_count", "shuffle_key")
-                .select_for_update(skip_locked=True, no_key=True, of=("self",))
-                .first()
-            )
-            if item is not None and _take_slot(item, study.labels_per_item):
+        for stratum in _due_strata(participant, counts, available):
+            item = _take_free_item(candidates, stratum)
+            if item is not None:
                 return _create_assignment(participant, item)
         if attempt + 1 < attempts:
             # Every candidate of the strata due is locked by a racer for a few milliseconds.
@@ -279,36 +382,48 @@ def _claim_counted_item(participant: Participant, attempts: int) -> Assignment |
     raise AssignmentBusy("every free item is being claimed right now; try again in a moment")
 
 
-def _strata_to_draw_from(participant: Participant, candidates: QuerySet[StudyItem]) -> list[int]:
-    """The strata with free items that this participant has seen fewest of, in seeded order."""
-    # order_by(): the model's default ordering would make DISTINCT and GROUP BY per row.
-    available = set(candidates.order_by().values_list("stratum", flat=True).distinct())
-    if not available:
+def _due_strata(participant: Participant, counts: TrialCounts, strata: Iterable[int]) -> list[int]:
+    """Of ``strata``, those this participant has had fewest items of, in seeded order."""
+    held = {stratum: counts.per_stratum[stratum] for stratum in strata}
+    if not held:
         return []
-    held = dict(
-        participant.assignments.exclude(status=Assignment.Status.EXPIRED)
-        .filter(item__kind__in=COUNTED_KINDS)
-        .order_by()
-        .values_list("item__stratum")
-        .annotate(count=Count("id"))
-    )
-    fewest = min(held.get(stratum, 0) for stratum in available)
-    due = [stratum for stratum in available if held.get(stratum, 0) == fewest]
+    fewest = min(held.values())
+    due = [stratum for stratum, count in held.items() if count == fewest]
     return sorted(due, key=lambda stratum: _seeded_rank(participant, stratum))
 
 
-def _take_slot(item: StudyItem, labels_per_item: int) -> bool:
-    return (
-        StudyItem.objects.filter(pk=item.pk, assigned_count__lt=labels_per_item).update(
-            assigned_count=F("assigned_count") + 1
-        )
-        == 1
+def _take_free_item(candidates: QuerySet[StudyItem], stratum: int) -> StudyItem | None:
+    """Lock the stratum's least-labelled free item and take one of its slots, in one statement.
+
+    Lock one row only: locking every candidate would hide them all from racers. The
+    row is locked and rechecked before the UPDATE, so the slot count stays <= k.
+    Django's update() cannot return the row, hence UPDATE ... RETURNING by hand.
+    """
+    pick = (
+        candidates.filter(stratum=stratum)
+        .order_by("assigned_count", "shuffle_key")
+        .select_for_update(skip_locked=True, no_key=True)
+        .values("id")[:1]
     )
+    pick_sql, pick_params = pick.query.sql_with_params()
+    table = StudyItem._meta.db_table
+    taken = StudyItem.objects.raw(
+        f'UPDATE "{table}" SET "assigned_count" = "assigned_count" + 1 '
+        f'WHERE "id" = ({pick_sql}) RETURNING *',
+        pick_params,
+    )
+    return next(iter(taken), None)
 
 
 def take_slot_again(assignment: Assignment) -> bool:
     """An expired counted item answered late: it counts if a slot is still free."""
-    return _take_slot(assignment.item, assignment.participant.study.labels_per_item)
+    labels_per_item = assignment.participant.study.labels_per_item
+    return (
+        StudyItem.objects.filter(pk=assignment.item_id, assigned_count__lt=labels_per_item).update(
+            assigned_count=F("assigned_count") + 1
+        )
+        == 1
+    )
 
 
 def _create_assignment(participant: Participant, item: StudyItem) -> Assignment:
@@ -329,16 +444,14 @@ def start_next_trial(participant: Participant) -> None:
     )
 
 
-def _phase_and_progress(participant: Participant, current: Assignment) -> tuple[Phase, Progress]:
-    finished = participant.assignments.filter(status__in=FINISHED)
+def _phase_and_progress(
+    participant: Participant, current: Assignment, counts: TrialCounts
+) -> tuple[Phase, Progress]:
+    study = participant.study
     if current.item.kind == StudyItem.Kind.PRACTICE:
-        total = StudyItem.objects.filter(
-            study=participant.study, kind=StudyItem.Kind.PRACTICE
-        ).count()
-        done = finished.filter(item__kind=StudyItem.Kind.PRACTICE).count()
-        return Phase.PRACTICE, Progress(done, total)
-    total = participant.study.items_per_participant + planned_attention_checks(participant.study)
-    done = finished.exclude(item__kind=StudyItem.Kind.PRACTICE).count()
+        return Phase.PRACTICE, Progress(counts.finished_practice, study_shape(study).practice_items)
+    total = study.items_per_participant + planned_attention_checks(study)
+    done = counts.finished_main
     return Phase.MAIN, Progress(done, max(total, done + 1))
 
 

@@ -53,15 +53,13 @@ def _submit_label(
     client_key: uuid.UUID,
     client_response_ms: float | None,
 ) -> Label:
-    replay = Label.objects.filter(participant=participant, client_key=client_key).first()
-    if replay is not None:
-        return replay
     locked = lock_participant(participant)
     assignment = _locked_assignment(locked, assignment_id)
+    if assignment.status == Assignment.Status.LABELLED:
+        # Re-sent (the same client_key) or answered twice: the label already stored.
+        return Label.objects.get(assignment=assignment)
     if value not in locked.study.allowed_values:
         raise InvalidAnswer(f"{value} is not one of this study's answers")
-    if assignment.status == Assignment.Status.LABELLED:
-        return Label.objects.get(assignment=assignment)
     if assignment.status == Assignment.Status.TIMED_OUT:
         raise LabelRejected("the time for this image ran out")
     if locked.excluded:

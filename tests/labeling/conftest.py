@@ -15,6 +15,7 @@ from attacks import services as attack_services
 from attacks import tasks
 from labeling import services
 from labeling.models import Participant
+from labeling.services.assignment import forget_study_shape
 from study.models import Study, StudyItem
 
 
@@ -32,6 +33,8 @@ def add_items(study: Study, kind: str, count: int, source_start: int = 8000) -> 
     tasks.run_generation_job(attack_services.create_generation_job(setting, count).pk)
     first_key = StudyItem.objects.filter(study=study).count()
     gold = kind in (StudyItem.Kind.ATTENTION, StudyItem.Kind.PRACTICE)
+    # The product never adds items to a study that has left draft; this helper does.
+    forget_study_shape(study)
     return [
         StudyItem.objects.create(
             study=study,

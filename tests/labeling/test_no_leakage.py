@@ -174,7 +174,7 @@ class Audit:
 
     def image(self, name: str, response: Any, stored: bytes) -> None:
         assert response.status_code == 200, name
-        payload = b"".join(response.streaming_content)
+        payload = response.content
         assert payload == stored, name  # exactly the stored bytes, nothing added
         assert png_chunk_types(payload) <= BARE_PNG_CHUNKS, name
         assert "no-store" in response["Cache-Control"]
