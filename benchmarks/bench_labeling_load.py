@@ -185,6 +185,7 @@ def run_level(
             think_ms=level.think_ms,
             think_sigma=args.think_sigma,
             ramp_s=args.ramp_s if level.think_ms > 0 else 0.0,
+            fetch_images=args.fetch_images,
         )
         stats = Stats()
         sampler = CpuSampler(server.pid, database_name(args.database_url))
@@ -447,6 +448,11 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--api", choices=["json", "form"], default="json")
     parser.add_argument("--next-from", choices=["reply", "api"], default="reply")
+    parser.add_argument(
+        "--fetch-images",
+        action="store_true",
+        help="fetch every image from its URL even when the trial carries it inline",
+    )
     parser.add_argument("--worker-class", choices=["sync", "gthread"], default="gthread")
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=4, help="per gthread worker")

@@ -3,15 +3,22 @@
 Core rule 2: only opaque ids and what the participant must see. A trial names its
 assignment (a random UUID) and image URLs built from it; never the item, the
 example, its kind, its labels or its setting.
+
+A small image also comes inline, as a data: URI of exactly the stored PNG: the
+page then needs no request per image (MNIST's are under 1 KB, smaller than the
+request that would fetch them). It goes to the participant who holds the item,
+in their own reply, as the image view would send it.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from django.urls import reverse
 
 from labeling import services
+from labeling.images import stored_png
 from labeling.models import Assignment, Participant
 from labeling.queries import choice_text
 from labeling.recruitment import prolific_completion_url
@@ -24,13 +31,28 @@ def image_url(study: Study, assignment: Assignment) -> str:
     return reverse("annotator-image", args=[study.join_token, assignment.public_id])
 
 
+# Larger images are fetched from their URL (and preloaded) instead.
+INLINE_IMAGE_MAX_BYTES = 16 * 1024
+
+
+def inline_image(assignment: Assignment) -> str | None:
+    """The stored PNG as a data: URI if it is small; None otherwise."""
+    png = stored_png(assignment.item.example.image.name)
+    if len(png) > INLINE_IMAGE_MAX_BYTES:
+        return None
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
 def trial_payload(study: Study, trial: services.Trial) -> Payload:
+    following = trial.following
     return {
         "assignment": str(trial.current.public_id),
         "image": image_url(study, trial.current),
+        "image_data": inline_image(trial.current),
         "progress": {"done": trial.progress.done, "total": trial.progress.total},
         "phase": trial.phase.value,
-        "next_image": image_url(study, trial.following) if trial.following else None,
+        "next_image": image_url(study, following) if following else None,
+        "next_image_data": inline_image(following) if following else None,
     }
 
 

@@ -5,8 +5,11 @@ csrftoken) and connections. It walks the open-link flow as a person does (join,
 consent, instructions, the labelling page), then labels one trial after another:
 
 - ``--api json`` (the page with JavaScript, labeling/static/labeling/annotator.js):
-  the labelling page embeds the first trial; each image is fetched, the following
-  one preloaded while the current one is on screen; an answer is a JSON POST to
+  the labelling page embeds the first trial; a small image comes inline in its trial
+  (``image_data``, a data: URI: checked to be a PNG, nothing fetched), a larger one
+  is fetched, the following one preloaded while the current one is on screen
+  (``--fetch-images`` fetches every image from its URL, as the page did before
+  images came inline); an answer is a JSON POST to
   api/labels with X-CSRFToken and a fresh uuid4 client_key, and its reply carries
   the next trial (api/next is asked only when the reply has none, or with
   ``--next-from api`` before every trial).
@@ -22,6 +25,7 @@ server must answer idempotently). Both count as errors; nothing is hidden.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import random
@@ -59,6 +63,7 @@ class ClientConfig:
     think_sigma: float = 0.5
     ramp_s: float = 0.0  # arrivals spread uniformly over this many seconds
     request_timeout_s: float = 30.0
+    fetch_images: bool = False  # fetch every image from its URL even when it came inline
     keepalive_s: float = 4.0  # below gunicorn's --keep-alive: the client closes first
     # Late arrivals topping a study up: a study that is full turns them away (403), as it should.
     may_be_turned_away: bool = False
@@ -257,7 +262,12 @@ class Annotator:
         await self.request(DONE, "GET", state["redirect"])
 
     async def answer_trial(self, state: dict[str, Any], urls: dict[str, str]) -> dict[str, Any]:
-        await self.show(state["image"], state.get("next_image"))
+        if state.get("image_data") and not self.config.fetch_images:
+            self.check_inline_image(state["image_data"])
+            if not state.get("next_image_data") and state.get("next_image"):
+                self.preload(state["next_image"])
+        else:
+            await self.show(state["image"], state.get("next_image"))
         body = {
             "assignment": state["assignment"],
             "value": self.rng.choice(self.choices),
@@ -298,8 +308,17 @@ class Annotator:
         """The current image (awaited: the person sees it), then the following one preloaded."""
         pending = self.preloaded.pop(image, None)
         await (pending if pending is not None else self.fetch_image(image))
-        if next_image and next_image not in self.preloaded:
-            self.preloaded[next_image] = asyncio.create_task(self.fetch_image(next_image))
+        if next_image:
+            self.preload(next_image)
+
+    def preload(self, url: str) -> None:
+        if url not in self.preloaded:
+            self.preloaded[url] = asyncio.create_task(self.fetch_image(url))
+
+    def check_inline_image(self, data_uri: str) -> None:
+        head, _, data = data_uri.partition(",")
+        if head != "data:image/png;base64" or not base64.b64decode(data).startswith(b"\x89PNG"):
+            self.error(IMAGE, "inline image is not a PNG")
 
     async def fetch_image(self, url: str) -> None:
         reply = await self.request(IMAGE, "GET", url)

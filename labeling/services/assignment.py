@@ -209,7 +209,7 @@ def _next_trial(participant: Participant) -> Trial | None:
 def _active(participant: Participant) -> QuerySet[Assignment]:
     return (
         participant.assignments.filter(status=Assignment.Status.ACTIVE)
-        .select_related("item")
+        .select_related("item__example")  # the trial's reply carries small images inline
         .order_by("id")
     )
 
@@ -321,6 +321,7 @@ def _next_practice_item(participant: Participant) -> StudyItem | None:
     return (
         StudyItem.objects.filter(study=participant.study, kind=StudyItem.Kind.PRACTICE)
         .exclude(assignments__participant=participant)
+        .select_related("example")
         .order_by("shuffle_key", "id")
         .first()
     )
@@ -328,9 +329,9 @@ def _next_practice_item(participant: Participant) -> StudyItem | None:
 
 def _next_attention_item(participant: Participant) -> StudyItem | None:
     unseen = list(
-        StudyItem.objects.filter(study=participant.study, kind=StudyItem.Kind.ATTENTION).exclude(
-            assignments__participant=participant
-        )
+        StudyItem.objects.filter(study=participant.study, kind=StudyItem.Kind.ATTENTION)
+        .exclude(assignments__participant=participant)
+        .select_related("example")
     )
     return min(unseen, key=lambda item: _seeded_rank(participant, item.pk), default=None)
 

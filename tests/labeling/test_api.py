@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 
 import pytest
 from django.test import Client
 
+from labeling import payloads
 from labeling.models import Assignment, Label, Participant
 from study.models import StudyItem
 from tests.labeling.conftest import (
@@ -19,7 +21,15 @@ from tests.labeling.conftest import (
     start_open,
 )
 
-TRIAL_KEYS = {"assignment", "image", "progress", "phase", "next_image"}
+TRIAL_KEYS = {
+    "assignment",
+    "image",
+    "image_data",
+    "progress",
+    "phase",
+    "next_image",
+    "next_image_data",
+}
 IMAGE_URL = re.compile(r"^/s/[\w-]+/image/[0-9a-f-]{36}/$")
 
 
@@ -73,6 +83,32 @@ def test_the_next_image_is_announced_for_preloading(make_study, open_client: Cli
     assert open_client.get(first["next_image"]).status_code == 200  # fetchable ahead of time
     last = api_answer(open_client, study, answer_body(second, 1)).json()["next"]
     assert last["next_image"] is None  # nothing follows the last item
+
+
+def test_small_images_come_inline_as_the_image_view_serves_them(
+    make_study, open_client: Client
+) -> None:
+    study = make_study(count=3, labels_per_item=1, items_per_participant=3)
+    start_open(open_client, study)
+
+    first = api_next(open_client, study)
+    second = api_answer(open_client, study, answer_body(first, 1)).json()["next"]
+
+    served = open_client.get(second["image"]).content
+    assert second["image_data"] == "data:image/png;base64," + base64.b64encode(served).decode()
+    assert first["next_image_data"] == second["image_data"]  # the preloaded one, ahead of time
+
+
+def test_large_images_are_fetched_not_inlined(make_study, open_client: Client, monkeypatch) -> None:
+    monkeypatch.setattr(payloads, "INLINE_IMAGE_MAX_BYTES", 10)  # every PNG is larger
+    study = make_study(count=2, labels_per_item=1, items_per_participant=2)
+    start_open(open_client, study)
+
+    trial = api_next(open_client, study)
+
+    assert trial["image_data"] is None
+    assert trial["next_image_data"] is None
+    assert open_client.get(trial["image"]).status_code == 200
 
 
 def test_a_resent_answer_is_stored_once(make_study, open_client: Client) -> None:
@@ -221,5 +257,5 @@ def test_hot_endpoints_make_a_bounded_number_of_queries(
     # tests sweep on every trial; a server every 15 s).
     with django_assert_max_num_queries(3):  # session, participant with study, assignment
         assert open_client.get(resumed["image"]).status_code == 200
-    with django_assert_max_num_queries(20):
+    with django_assert_max_num_queries(21):  # incl. the new following item's example
         api_answer(open_client, study, answer_body(resumed, 1))

@@ -13,6 +13,7 @@ participant, byte for byte as stored, with no metadata chunks.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -68,6 +69,8 @@ API_KEYS = {
     "total",
     "phase",
     "next_image",
+    "image_data",
+    "next_image_data",
     "redirect",
     "stored",
     "feedback",
@@ -156,6 +159,8 @@ class Audit:
     forbidden: list[str] = field(default_factory=list)
     allowed_urls: list[re.Pattern[str]] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
+    stored_pngs: set[bytes] = field(default_factory=set)
+    inline_images: int = 0
 
     def page(self, name: str, response: Any, status: int = 200) -> str:
         assert response.status_code == status, (name, response.status_code)
@@ -196,6 +201,14 @@ class Audit:
                 self._check_json(name, value)
         elif isinstance(body, str) and body.startswith(("/", "http")):
             self.check_url(name, body)
+        elif isinstance(body, str) and body.startswith("data:"):
+            # An inline image: exactly a stored PNG of the study, with bare chunks only.
+            head, _, data = body.partition(",")
+            assert head == "data:image/png;base64", (name, head)
+            payload = base64.b64decode(data, validate=True)
+            assert png_chunk_types(payload) <= BARE_PNG_CHUNKS, name
+            assert payload in self.stored_pngs, name
+            self.inline_images += 1
 
 
 def png_chunk_types(payload: bytes) -> set[bytes]:
@@ -217,10 +230,15 @@ def audit_for(study: Study) -> Audit:
         forbidden += [name, example.image_sha256, name[9:41]]
     code = re.escape(study.completion_code)
     screen_out = re.escape(study.screen_out_code)
+    stored_pngs = set()
+    for example in examples:
+        with example.image.open("rb") as handle:
+            stored_pngs.add(handle.read())
     return Audit(
         study,
         forbidden,
-        [
+        stored_pngs=stored_pngs,
+        allowed_urls=[
             re.compile(rf"/s/{token}/(|consent/|instructions/|label/|done/|declined/)"),
             re.compile(rf"/s/{token}/image/{UUID.pattern}/"),
             re.compile(rf"/s/{token}/example\.png"),
@@ -241,6 +259,7 @@ def stored_bytes(assignment_id: str) -> bytes:
 
 def blank_ids(text: str, study: Study) -> str:
     text = UUID.sub("<uuid>", text)
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "<the image itself>", text)
     return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "<csrf>", text)
 
 
@@ -267,9 +286,9 @@ def walk_open_link(audit: Audit, client: Client) -> list[str]:
     images = []
     while not trial.get("done"):
         images.append(trial["image"])
-        audit.image(
-            f"image {len(images)}", client.get(trial["image"]), stored_bytes(trial["assignment"])
-        )
+        stored = stored_bytes(trial["assignment"])
+        audit.image(f"image {len(images)}", client.get(trial["image"]), stored)
+        assert trial["image_data"] == "data:image/png;base64," + base64.b64encode(stored).decode()
         if trial["next_image"]:
             following = client.get(trial["next_image"])
             assert following.status_code == 200
@@ -301,6 +320,7 @@ def test_nothing_an_annotator_can_reach_reveals_the_examples(study: Study, setti
     _other_recruitments(audit)
     print(f"\nleakage audit: {len(audit.checked)} responses checked")
     assert len(audit.checked) >= 40
+    assert audit.inline_images >= 8  # each trial's image and the next one's, inline
 
 
 def _errors_while_labelling(audit: Audit) -> None:

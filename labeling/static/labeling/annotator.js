@@ -210,7 +210,8 @@
     setProgress(trial);
     image.classList.add("pending");
     mask.hidden = true;
-    const source = await imageSource(trial.image);
+    // A small image comes inline (a data: URI); a larger one was preloaded or is fetched now.
+    const source = trial.image_data || (await imageSource(trial.image));
     image.src = source;
     try {
       await image.decode();
@@ -228,7 +229,7 @@
       answers.removeAttribute("aria-busy");
       startTimers();
     });
-    preload(trial.next_image);
+    if (!trial.next_image_data) preload(trial.next_image);
   }
 
   // ---- answering ----
