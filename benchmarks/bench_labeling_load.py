@@ -500,6 +500,7 @@ def main() -> None:
         # Plain HTTP on the loopback: a browser would not send Secure cookies back.
         "SESSION_COOKIE_SECURE": "0",
         "CSRF_COOKIE_SECURE": "0",
+        "SECURE_SSL_REDIRECT": "0",  # plain HTTP on localhost
         "MEDIA_ROOT": str(media / "media"),
         "LOG_LEVEL": "WARNING",
     }

@@ -145,3 +145,18 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"
+    # HTTPS only. Behind a proxy that ends TLS, set SECURE_PROXY_SSL_HEADER_NAME (e.g.
+    # HTTP_X_FORWARDED_PROTO) so that Django knows a request came over HTTPS.
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+    # Django's deployment checklist asks for both; a deployment that shares its domain
+    # with plain-HTTP subdomains turns them off.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    _proxy_header = env_str("SECURE_PROXY_SSL_HEADER_NAME")
+    if _proxy_header:
+        SECURE_PROXY_SSL_HEADER = (_proxy_header, "https")
+    # The health check is plain HTTP inside the container network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# No referrer leaves for another site: annotator URLs carry the study's join token.
+SECURE_REFERRER_POLICY = "same-origin"

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from config.health import healthz
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="researcher-home"), name="root"),
     path("accounts/", include("django.contrib.auth.urls")),
@@ -10,4 +12,5 @@ urlpatterns = [
     path("researcher/", include("attacks.urls")),
     path("researcher/", include("analysis.urls")),
     path("s/", include("labeling.urls")),
+    path("healthz", healthz, name="healthz"),
 ]

@@ -76,3 +76,33 @@ def test_the_engine_never_imports_django() -> None:
         [sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_production_settings_pass_the_deployment_checklist() -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPOSITORY,
+        env={**clean, "DEBUG": "0", "SECRET_KEY": "k" * 20 + "-Zq9" + "x7Y" * 12},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_the_health_check_answers_over_plain_http_in_production(
+    client, settings, transactional_db
+) -> None:
+    settings.DEBUG = False
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+    page = client.get("/healthz")
+    login = client.get("/accounts/login/")
+
+    assert page.status_code == 200
+    assert page.json() == {"database": "ok"}
+    assert login.status_code == 301  # everything else goes to HTTPS
+    assert login["Location"].startswith("https://")
