@@ -501,6 +501,10 @@ def main() -> None:
         "SESSION_COOKIE_SECURE": "0",
         "CSRF_COOKIE_SECURE": "0",
         "SECURE_SSL_REDIRECT": "0",  # plain HTTP on localhost
+        # Every simulated annotator comes from 127.0.0.1, and the saturation level answers
+        # with no think time: the per-address and per-participant limits would refuse them.
+        "ADVSTUDY_JOIN_RATE": "1000000/m",
+        "ADVSTUDY_ANSWER_RATE": "1000000/m",
         "MEDIA_ROOT": str(media / "media"),
         "LOG_LEVEL": "WARNING",
     }

@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_ratelimit",
     "attacks",
     "study",
     "labeling",
@@ -104,6 +105,37 @@ ADVSTUDY_LEASE_MINUTES = env_int("ADVSTUDY_LEASE_MINUTES", 10, minimum=1)
 # How often one web process sweeps a study's expired leases back into the pool (0: on
 # every trial). A sweep per trial cost a query over every active lease of the study.
 ADVSTUDY_LEASE_SWEEP_SECONDS = env_int("ADVSTUDY_LEASE_SWEEP_SECONDS", 15, minimum=0)
+
+# Rate limits on annotators' entries (per address) and answers (per participant);
+# django-ratelimit's "N/s", "N/m" or "N/h". Counted in Redis (CACHE_REDIS_URL), shared
+# by every web process; unset (the demo), each process counts on its own.
+ADVSTUDY_JOIN_RATE = env_str("ADVSTUDY_JOIN_RATE", "60/m")
+ADVSTUDY_ANSWER_RATE = env_str("ADVSTUDY_ANSWER_RATE", "180/m")
+RATELIMIT_USE_CACHE = "ratelimit"
+# Redis down must not stop labelling: its errors are ignored and the limits let requests by.
+RATELIMIT_FAIL_OPEN = True
+# Behind a proxy: the header with the client's address, e.g. HTTP_X_FORWARDED_FOR.
+RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY") or None
+_CACHE_REDIS_URL = env_str("CACHE_REDIS_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": (
+        {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": _CACHE_REDIS_URL,
+            "OPTIONS": {
+                "IGNORE_EXCEPTIONS": True,
+                "SOCKET_CONNECT_TIMEOUT": 0.25,
+                "SOCKET_TIMEOUT": 0.25,
+            },
+        }
+        if _CACHE_REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "limits"}
+    ),
+}
+if not _CACHE_REDIS_URL:
+    # django-ratelimit refuses a per-process cache; the demo runs one process.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # Celery. With no broker configured every task runs in-process, eagerly: the
 # demo needs neither Redis nor a worker.

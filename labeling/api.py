@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from labeling import access, payloads, services
+from labeling import access, limits, payloads, services
 from labeling.forms import LabelForm
 from labeling.models import Participant
 from labeling.queries import Step, current_step
@@ -30,7 +30,7 @@ from study.models import Study
 
 def _error(message: str, status: int, **extra: object) -> JsonResponse:
     response = JsonResponse({"error": message, **extra}, status=status)
-    if status == 503:
+    if status in (429, 503):
         response["Retry-After"] = "2"
     return response
 
@@ -73,6 +73,8 @@ def api_labels(request: HttpRequest, join_token: str) -> JsonResponse:
     participant = _labelling_participant(study, known)
     if isinstance(participant, JsonResponse):
         return participant
+    if limits.answering_too_often(request, participant):
+        return _error("Answers are coming in faster than anyone can give them.", 429)
     form = LabelForm(_json_object(request))
     if not form.is_valid():
         return _error(_first_error(form), 400)

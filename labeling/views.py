@@ -19,7 +19,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from labeling import access, payloads, recruitment, services
+from labeling import access, limits, payloads, recruitment, services
 from labeling.forms import ConsentForm, LabCodeForm, LabelForm
 from labeling.images import stored_png
 from labeling.models import Assignment, Participant
@@ -36,6 +36,13 @@ def _page(
 
 def _closed(request: HttpRequest, study: Study, reason: str) -> HttpResponse:
     return _page(request, "closed.html", study, status=403, reason=reason)
+
+
+def _too_often(request: HttpRequest, study: Study) -> HttpResponse:
+    reason = "Many people joined from your network just now. Please try again in a minute."
+    response = _page(request, "closed.html", study, status=429, reason=reason)
+    response["Retry-After"] = "60"
+    return response
 
 
 def _go_to_step(study: Study, participant: Participant) -> HttpResponse:
@@ -56,6 +63,8 @@ def _at_step(request: HttpRequest, study: Study, step: Step) -> Participant | Ht
 @require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, join_token: str) -> HttpResponse:
     study = access.study_for(join_token)
+    if limits.joining_too_often(request):
+        return _too_often(request, study)
     if study.recruitment == Study.Recruitment.MTURK and recruitment.is_mturk_preview(request.GET):
         return _mturk_preview(request, study)
     if study.recruitment in (Study.Recruitment.PROLIFIC, Study.Recruitment.MTURK):
@@ -153,6 +162,8 @@ def _consent_to_open_link(request: HttpRequest, study: Study) -> HttpResponse:
         return _page(request, "consent.html", study)
     if form.cleaned_data["choice"] != "agree":
         return _page(request, "declined.html", study)
+    if limits.joining_too_often(request):
+        return _too_often(request, study)
     participant = services.join_study(study, consented=True)
     access.remember(request, study, participant)
     return _go_to_step(study, participant)
@@ -219,6 +230,8 @@ def label(request: HttpRequest, join_token: str) -> HttpResponse:
 
 def _submit_form(request: HttpRequest, study: Study, participant: Participant) -> str | None:
     """The no-JavaScript answer; practice feedback comes back as a message on the next page."""
+    if limits.answering_too_often(request, participant):
+        return "Answers are coming in faster than anyone can give them; please wait a moment."
     form = LabelForm(request.POST)
     if not form.is_valid() or form.cleaned_data["timed_out"]:
         return "That answer could not be read; please choose again."

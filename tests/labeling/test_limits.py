@@ -1,0 +1,74 @@
+"""Rate limits: entries per address and answers per participant, counted in Redis."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import caches
+from django.test import Client
+
+from labeling.models import Label, Participant
+from study.models import Study
+from tests.labeling.conftest import answer_body, api_answer, api_next, start_open
+
+
+@pytest.fixture
+def low_limits(settings):
+    settings.ADVSTUDY_JOIN_RATE = "3/m"
+    settings.ADVSTUDY_ANSWER_RATE = "2/m"
+    caches["ratelimit"].clear()  # the test run's own Redis database
+    yield settings
+    caches["ratelimit"].clear()
+
+
+def test_the_limits_are_counted_in_redis() -> None:
+    assert caches["ratelimit"].__class__.__name__ == "RedisCache"
+
+
+def test_a_fourth_entry_from_one_address_within_a_minute_is_refused(make_study, low_limits) -> None:
+    study = make_study()
+
+    answers = [
+        Client().post(f"/s/{study.join_token}/consent/", {"choice": "agree"}) for _ in range(4)
+    ]
+
+    assert [answer.status_code for answer in answers[:3]] == [302, 302, 302]
+    assert answers[3].status_code == 429
+    assert answers[3]["Retry-After"] == "60"
+    assert Participant.objects.filter(study=study).count() == 3  # the refused one made nothing
+
+
+def test_answers_faster_than_the_limit_are_refused_and_change_nothing(
+    make_study, open_client: Client, low_limits
+) -> None:
+    study: Study = make_study(count=4, labels_per_item=1, items_per_participant=4)
+    start_open(open_client, study)
+    trial = api_next(open_client, study)
+    for _ in range(2):
+        trial = api_answer(open_client, study, answer_body(trial, 1)).json()["next"]
+
+    refused = api_answer(open_client, study, answer_body(trial, 1))
+
+    assert refused.status_code == 429
+    assert refused.json()["error"]
+    assert refused["Retry-After"] == "2"
+    assert Label.objects.count() == 2
+
+
+def test_labelling_goes_on_when_the_limits_cache_is_unreachable(
+    make_study, open_client: Client, settings
+) -> None:
+    # A Redis that is down: nothing listens on port 1. The limits fail open.
+    unreachable = {**settings.CACHES["ratelimit"], "LOCATION": "redis://127.0.0.1:1/0"}
+    settings.CACHES = {**settings.CACHES, "ratelimit": unreachable}
+    settings.ADVSTUDY_ANSWER_RATE = "1/m"
+    study = make_study(count=3, labels_per_item=1, items_per_participant=3)
+    start_open(open_client, study)
+    trial = api_next(open_client, study)
+
+    for _ in range(3):
+        reply = api_answer(open_client, study, answer_body(trial, 1))
+        assert reply.status_code == 200
+        trial = reply.json()["next"]
+
+    assert Label.objects.count() == 3
+    assert trial["done"] is True
