@@ -81,11 +81,11 @@ from labeling_load.seeding import (
     autovacuum_stand_in,
     create_level_study,
     end_leftover_queries,
-    recreate_database,
     seed_settings,
     setup_django,
     vacuum_analyze,
 )
+from pg_admin import recreate_database
 
 if TYPE_CHECKING:
     from study.models import Study

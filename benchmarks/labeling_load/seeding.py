@@ -15,8 +15,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
+
+from pg_admin import connect
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -28,17 +29,6 @@ MAIN_SETTINGS = 3  # plus one setting of controls: four strata families of ten c
 SOURCE_IMAGES = 9000  # main items come from MNIST test [0, 9000); gold items from the rest
 GOLD_RANGE = (9000, 10000)
 ATTENTION_POOL = 20
-
-
-def recreate_database(url: str) -> None:
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = _connect(parts._replace(path="/postgres").geturl())
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
 
 
 def setup_django(environment: dict[str, str]) -> None:
@@ -150,21 +140,8 @@ HOT_TABLES = (
 )
 
 
-def _connect(url: str) -> Any:
-    import psycopg2
-
-    parts = urlsplit(url)
-    return psycopg2.connect(
-        host=parts.hostname,
-        port=parts.port or 5432,
-        user=parts.username,
-        password=parts.password,
-        dbname=parts.path.lstrip("/"),
-    )
-
-
 def autovacuum_is_on(url: str) -> bool:
-    connection = _connect(url)
+    connection = connect(url)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SHOW autovacuum")
@@ -175,7 +152,7 @@ def autovacuum_is_on(url: str) -> bool:
 
 def vacuum_analyze(url: str) -> None:
     """VACUUM (ANALYZE) the tables a labelling run churns: fresh statistics, no dead rows."""
-    connection = _connect(url)
+    connection = connect(url)
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
@@ -206,7 +183,7 @@ def autovacuum_stand_in(url: str, every_s: float) -> Iterator[None]:
 
 def end_leftover_queries(url: str) -> int:
     """End the queries a stopped server left running in the benchmark's own database."""
-    connection = _connect(url)
+    connection = connect(url)
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:

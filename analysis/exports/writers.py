@@ -1,0 +1,134 @@
+"""CSV, JSON Lines and Parquet, chunk by chunk, as bytes ready to send.
+
+PostgreSQL writes the CSV and the JSON Lines itself (analysis.exports.tables), so
+those go out as they come. Parquet is the CSV chunk parsed by Arrow's C++ reader
+with the table's column types and written as one row group per chunk by
+``pyarrow.parquet.ParquetWriter``. Times are UTC: ISO 8601 text in CSV and JSON
+Lines, ``timestamp[us, tz=UTC]`` in Parquet. Lists (a participant's exclusion
+reasons) are JSON text in CSV and real lists in JSON Lines and Parquet.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from analysis.exports.tables import Column, Table
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "str": pa.string(),
+    "time": pa.timestamp("us", tz="UTC"),
+    "list": pa.list_(pa.string()),
+}
+
+
+class Sink:
+    """A write-only, non-seekable file whose bytes are taken away with ``drain``."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._position = 0
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._parts.append(data if isinstance(data, bytes) else bytes(data))
+        self._position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def drain(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
+
+
+def arrow_schema(columns: Sequence[Column]) -> pa.Schema:
+    return pa.schema([pa.field(column.name, ARROW_TYPES[column.kind]) for column in columns])
+
+
+def csv_header(names: Sequence[str]) -> bytes:
+    line = io.StringIO()
+    csv.writer(line, lineterminator="\n").writerow(names)
+    return line.getvalue().encode()
+
+
+def csv_bytes(table: Table, on_rows: Callable[[int], None]) -> Iterator[bytes]:
+    yield csv_header(table.names)
+    for chunk in table.csv_chunks():
+        yield chunk.data
+        on_rows(chunk.rows)
+
+
+def jsonl_bytes(table: Table, on_rows: Callable[[int], None]) -> Iterator[bytes]:
+    for chunk in table.json_chunks():
+        yield chunk.data
+        on_rows(chunk.rows)
+
+
+def parquet_bytes(table: Table, on_rows: Callable[[int], None]) -> Iterator[bytes]:
+    schema = arrow_schema(table.columns)
+    sink = Sink()
+    writer = pq.ParquetWriter(sink, schema, compression="zstd")
+    for chunk in table.csv_chunks():
+        writer.write_table(arrow_chunk(chunk.data, table.columns, schema))
+        on_rows(chunk.rows)
+        yield sink.drain()
+    writer.close()
+    yield sink.drain()
+
+
+def arrow_chunk(data: bytes, columns: Sequence[Column], schema: pa.Schema) -> pa.Table:
+    """A CSV chunk as Arrow, typed: empty unquoted fields are null, ``""`` an empty string."""
+    lists = [column.name for column in columns if column.kind == "list"]
+    types = {
+        column.name: pa.string() if column.kind == "list" else ARROW_TYPES[column.kind]
+        for column in columns
+    }
+    parsed = pa_csv.read_csv(
+        io.BytesIO(data),
+        read_options=pa_csv.ReadOptions(
+            column_names=[column.name for column in columns],
+            use_threads=False,
+            block_size=max(len(data), 1 << 20),
+        ),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=types,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["true"],
+            false_values=["false"],
+        ),
+    )
+    for name in lists:  # JSON text in the CSV; few rows (participants)
+        values = [None if text is None else json.loads(text) for text in parsed[name].to_pylist()]
+        parsed = parsed.set_column(
+            parsed.schema.get_field_index(name), name, pa.array(values, ARROW_TYPES["list"])
+        )
+    return parsed.cast(schema)
+
+
+WRITERS: dict[str, Callable[[Table, Callable[[int], None]], Iterator[bytes]]] = {
+    "csv": csv_bytes,
+    "jsonl": jsonl_bytes,
+    "parquet": parquet_bytes,
+}

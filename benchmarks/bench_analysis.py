@@ -1,0 +1,471 @@
+"""Exports and the study report on a study of 1,000,000 labels, in PostgreSQL on this machine.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_analysis.py
+        [--labels 1000000] [--examples-per-setting 2500] [--k 20] [--skip-report]
+        [--exports annotations:csv,examples:hf] [--keep-database | --reuse-database]
+
+The script makes its own database (``advstudy_analysisbench``, dropped and made
+again on every run, dropped at the end unless --keep-database, which keeps it and
+the images for a later --reuse-database run), migrates it, and
+seeds a finished study with COPY (benchmarks/analysis_bench/seeding.py): 20 attack
+settings x 2,500 examples, k = 20 labels per example (10 classes + "can't tell"),
+about 8,000 participants with 50-200 labels each (2% excluded), 3 models with a
+prediction on every example, real MNIST PNGs on disk.
+
+Exports: every table x format (annotations, examples, participants x CSV, JSON Lines,
+Parquet; examples also as the Hugging Face imagefolder zip), each in a fresh child
+process that sets Django up, connects, and then writes the export to a file as
+``manage.py export_study`` does (analysis.exports.write_export). Measured in that
+child: wall time of the export (all its queries included), rows per second (and
+labels read per second: an examples or participants row aggregates labels), memory as
+*peak RSS growth*: the process's peak resident set during the export (the kernel's
+VmHWM, reset through /proc/self/clear_refs just before) minus its resident set just
+before it; the absolute peak RSS of the child is shown beside it. Excluded
+participants are left out, as the defaults do. Goal: >= 100,000 rows/s and < 300 MB.
+
+Report: ``analysis.report.study_report`` (the one call is ``run_study_report``
+below) against the same measures the pandas + crowd-kit way
+(benchmarks/analysis_bench/pandas_report.py), each in its own child process,
+on the same data in the same run. Goal: ours <= 3 s and faster than the pandas path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from pg_admin import connect, drop_database, recreate_database
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/advstudy_analysisbench"
+EXPORTS = [
+    ("annotations", "csv"),
+    ("annotations", "jsonl"),
+    ("annotations", "parquet"),
+    ("examples", "csv"),
+    ("examples", "jsonl"),
+    ("examples", "parquet"),
+    ("examples", "hf"),
+    ("participants", "csv"),
+    ("participants", "jsonl"),
+    ("participants", "parquet"),
+]
+GOAL_ROWS_PER_S, GOAL_MB, GOAL_REPORT_S = 100_000, 300, 3.0
+KEPT_MEDIA = Path(tempfile.gettempdir()) / "advstudy-analysisbench-media"
+
+
+# ---- memory, in the child ----
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+class PeakRss:
+    """Peak resident set over a block: the kernel's high-water mark, reset at the start.
+
+    Where /proc/self/clear_refs cannot be written, a thread samples VmRSS every 2 ms.
+    """
+
+    def __init__(self) -> None:
+        self.before_kib = 0
+        self.peak_kib = 0
+        self.method = "VmHWM reset by clear_refs"
+
+    @contextmanager
+    def measure(self) -> Iterator[None]:
+        self.before_kib = _status_kib("VmRSS")
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            self.method = "VmRSS sampled every 2 ms"
+        stop = threading.Event()
+        sampled = [self.before_kib]
+
+        def sample() -> None:
+            while not stop.wait(0.002):
+                sampled.append(_status_kib("VmRSS"))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        if self.method.startswith("VmRSS"):
+            sampler.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if sampler.is_alive():
+                sampler.join()
+            high = _status_kib("VmHWM") if self.method.startswith("VmHWM") else max(sampled)
+            self.peak_kib = max(high, _status_kib("VmRSS"))
+
+
+# ---- the children ----
+
+
+def child_main(task: dict[str, Any]) -> dict[str, Any]:
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from study.models import Study
+
+    study = Study.objects.get(pk=task["study_id"])
+    connection.ensure_connection()
+    if task["what"] == "export":
+        return _child_export(study, task)
+    if task["what"] == "report":
+        return _child_report(study)
+    return _child_pandas(study)
+
+
+def _child_export(study: Any, task: dict[str, Any]) -> dict[str, Any]:
+    from analysis.exports import ExportRequest, count_rows, write_export
+
+    request = ExportRequest(task["table"], task["format"])
+    rows = count_rows(study, request)
+    labels = count_rows(study, ExportRequest("annotations", "csv"))  # read by every export
+    output = Path(task["output"])
+    memory = PeakRss()
+    with memory.measure():
+        started = time.perf_counter()
+        size = write_export(study, request, output)
+        seconds = time.perf_counter() - started
+    output.unlink()
+    return {"rows": rows, "labels": labels, "seconds": seconds, "bytes": size, **_memory(memory)}
+
+
+def run_study_report(study: Any) -> Any:
+    """THE call under test: analysis.report.study_report, with the page's defaults."""
+    from analysis.report import study_report
+
+    return study_report(study, include_excluded=False)
+
+
+def _child_report(study: Any) -> dict[str, Any]:
+    memory = PeakRss()
+    with memory.measure():
+        started = time.perf_counter()
+        report = run_study_report(study)
+        seconds = time.perf_counter() - started
+    settings = getattr(report, "settings", ())
+    return {"seconds": seconds, "settings": len(settings), **_memory(memory)}
+
+
+def _child_pandas(study: Any) -> dict[str, Any]:
+    from analysis_bench.pandas_report import pandas_report
+    from django.db import connection
+
+    memory = PeakRss()
+    with memory.measure(), connection.cursor() as cursor:
+        result = pandas_report(cursor.cursor, study.pk)
+    return {
+        "seconds": result["seconds"]["total"],
+        "parts": result["seconds"],
+        "settings": len(result["settings"]),
+        **_memory(memory),
+    }
+
+
+def _memory(memory: PeakRss) -> dict[str, Any]:
+    return {
+        "before_mb": memory.before_kib / 1024,
+        "peak_mb": memory.peak_kib / 1024,
+        "growth_mb": (memory.peak_kib - memory.before_kib) / 1024,
+        "memory_method": memory.method,
+    }
+
+
+def in_child(task: dict[str, Any], environment: dict[str, str]) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", json.dumps(task)]
+    env = {**os.environ, **environment, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    done = subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"child {task} failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+# ---- the database ----
+
+
+def setup_django(environment: dict[str, str]) -> None:
+    os.environ.update(environment)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def warm_up(url: str) -> None:
+    """Read the tables once so that the first export does not pay for a cold cache alone."""
+    connection = connect(url)
+    with connection.cursor() as cursor:
+        for table in ("labeling_label", "labeling_participant", "study_studyitem"):
+            cursor.execute(f"SELECT count(*) FROM {table}")
+        cursor.execute("SELECT count(*), sum(length(image)) FROM attacks_example")
+    connection.close()
+
+
+# ---- the run ----
+
+
+def megabytes(value: float) -> str:
+    return f"{value:.0f}"
+
+
+def export_rows(results: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+    lines = [
+        "| table | format | rows | seconds | rows/s | labels read/s | size MB "
+        "| peak RSS growth MB | peak RSS MB (absolute) | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for table, export_format, result in results:
+        rate = result["rows"] / result["seconds"]
+        met = rate >= GOAL_ROWS_PER_S and result["growth_mb"] < GOAL_MB
+        lines.append(
+            f"| {table} | {export_format} | {result['rows']:,} | {result['seconds']:.2f} "
+            f"| {rate:,.0f} | {result['labels'] / result['seconds']:,.0f} "
+            f"| {result['bytes'] / 1e6:.1f} | {megabytes(result['growth_mb'])} "
+            f"| {megabytes(result['peak_mb'])} | {'met' if met else 'NOT met'} |"
+        )
+    return lines
+
+
+def report_rows(ours: dict[str, Any] | None, pandas: dict[str, Any]) -> list[str]:
+    lines = [
+        "| report | seconds | peak RSS growth MB | peak RSS MB (absolute) | notes |",
+        "|---|---|---|---|---|",
+    ]
+    if ours is not None:
+        lines.append(
+            f"| analysis.report.study_report | {ours['seconds']:.2f} "
+            f"| {megabytes(ours['growth_mb'])} | {megabytes(ours['peak_mb'])} "
+            f"| {ours['settings']} settings |"
+        )
+    parts = ", ".join(f"{name} {value:.2f} s" for name, value in pandas["parts"].items())
+    lines.append(
+        f"| pandas + crowd-kit + statsmodels + krippendorff | {pandas['seconds']:.2f} "
+        f"| {megabytes(pandas['growth_mb'])} | {megabytes(pandas['peak_mb'])} | {parts} |"
+    )
+    return lines
+
+
+def goal_lines(
+    exports: list[tuple[str, str, dict[str, Any]]],
+    ours: dict[str, Any] | None,
+    pandas: dict[str, Any],
+) -> list[str]:
+    missed = [
+        f"{table} {fmt}"
+        for table, fmt, r in exports
+        if r["rows"] / r["seconds"] < GOAL_ROWS_PER_S or r["growth_mb"] >= GOAL_MB
+    ]
+    lines = [
+        f"Exports goal (>= {GOAL_ROWS_PER_S:,} rows/s and < {GOAL_MB} MB peak RSS growth): "
+        + ("met by every export." if not missed else f"NOT met by {', '.join(missed)}.")
+        + " A row of examples or participants aggregates all the study's labels (votes,"
+        " medians), so its rate is also given as labels read per second."
+    ]
+    if ours is not None:
+        met = ours["seconds"] <= GOAL_REPORT_S and ours["seconds"] < pandas["seconds"]
+        lines.append(
+            f"Report goal (<= {GOAL_REPORT_S:g} s and faster than the pandas path): "
+            f"{'met' if met else 'NOT met'}: {ours['seconds']:.2f} s against "
+            f"{pandas['seconds']:.2f} s ({pandas['seconds'] / ours['seconds']:.1f}x)."
+        )
+    return lines
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--labels", type=int, default=1_000_000)
+    parser.add_argument("--examples-per-setting", type=int, default=2_500)
+    parser.add_argument("--k", type=int, default=20, help="labels per example")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument("--skip-report", action="store_true", help="exports only")
+    parser.add_argument(
+        "--keep-database", action="store_true", help=f"keep it and the images in {KEPT_MEDIA}"
+    )
+    parser.add_argument(
+        "--reuse-database", action="store_true", help="measure a database kept by a run before"
+    )
+    parser.add_argument(
+        "--exports", default="", help="only these, e.g. annotations:csv,examples:hf (default all)"
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def timed(what: str, action: Callable[[], Any]) -> Any:
+    print(f"{what} ...", file=sys.stderr, flush=True)
+    return action()
+
+
+def main() -> None:
+    args = parse_arguments()
+    if args.child:
+        print(json.dumps(child_main(json.loads(args.child))))
+        return
+    workspace = Path(tempfile.mkdtemp(prefix="advstudy-analysisbench-"))
+    media = KEPT_MEDIA if args.keep_database or args.reuse_database else workspace / "media"
+    environment = {
+        "DATABASE_URL": args.database_url,
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "MEDIA_ROOT": str(media),
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_CONN_MAX_AGE": "0",
+    }
+    try:
+        if args.reuse_database:
+            setup_django(environment)
+            seeded = kept_study()
+        else:
+            recreate_database(args.database_url)
+            setup_django(environment)
+            seeded = timed("seeding", partial(seed, media, args))
+        from django.db import connections
+
+        connections.close_all()
+        warm_up(args.database_url)
+        exports = []
+        for table, export_format in chosen_exports(args.exports):
+            task: dict[str, Any] = {
+                "what": "export",
+                "study_id": seeded.study_id,
+                "table": table,
+                "format": export_format,
+                "output": str(workspace / f"export.{export_format}"),
+            }
+            result = timed(f"export {table} {export_format}", partial(in_child, task, environment))
+            exports.append((table, export_format, result))
+        ours = None
+        pandas: dict[str, Any] | None = None
+        if not args.skip_report:
+            task = {"what": "report", "study_id": seeded.study_id}
+            ours = timed("study_report", partial(in_child, task, environment))
+            task = {"what": "pandas", "study_id": seeded.study_id}
+            pandas = timed("pandas report", partial(in_child, task, environment))
+        print_results(args, seeded, exports, ours, pandas)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+        if not (args.keep_database or args.reuse_database):
+            drop_database(args.database_url)
+
+
+def seed(media: Path, args: argparse.Namespace) -> Any:
+    from analysis_bench.seeding import seed_study
+
+    shutil.rmtree(media, ignore_errors=True)
+    return seed_study(
+        media,
+        labels=args.labels,
+        examples_per_setting=args.examples_per_setting,
+        labels_per_example=args.k,
+        seed=args.seed,
+    )
+
+
+def kept_study() -> Any:
+    from analysis_bench.seeding import Seeded
+
+    from attacks.models import AttackSetting, ClassifierModel
+    from labeling.models import Label, Participant
+    from study.models import Study, StudyItem
+
+    study = Study.objects.get()
+    participants = Participant.objects.filter(study=study)
+    return Seeded(
+        study.pk,
+        Label.objects.filter(item__study=study).count(),
+        StudyItem.objects.filter(study=study).count(),
+        AttackSetting.objects.count(),
+        participants.count(),
+        participants.filter(excluded=True).count(),
+        ClassifierModel.objects.count(),
+        0.0,
+    )
+
+
+def chosen_exports(names: str) -> list[tuple[str, str]]:
+    if not names:
+        return EXPORTS
+    chosen = [tuple(name.strip().split(":", 1)) for name in names.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in EXPORTS]
+    if unknown:
+        sys.exit(f"unknown exports {unknown}: choose from {EXPORTS}")
+    return [(table, export_format) for table, export_format in chosen]
+
+
+def print_results(
+    args: argparse.Namespace,
+    seeded: Any,
+    exports: list[tuple[str, str, dict[str, Any]]],
+    ours: dict[str, Any] | None,
+    pandas: dict[str, Any] | None,
+) -> None:
+    import django
+    import pyarrow
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = cursor.fetchone()[0]
+    load = os.getloadavg()
+    print(
+        f"Study: {seeded.labels:,} labels, {seeded.examples:,} examples in {seeded.settings} "
+        f"settings (k = {args.k}), {seeded.participants:,} participants ({seeded.excluded} "
+        f"excluded, left out of the exports), {seeded.models} models; "
+        + (f"seeded with COPY in {seeded.seconds:.1f} s" if seeded.seconds else "reused")
+        + f". PostgreSQL {postgres}, Django {django.get_version()}, Python "
+        f"{platform.python_version()}, pyarrow {pyarrow.__version__}; {os.cpu_count()} cores, "
+        f"load average {load[0]:.1f} (the machine is shared)."
+    )
+    method = exports[0][2]["memory_method"] if exports else "-"
+    print(
+        f"Each export in a fresh child process, to a file; memory: peak RSS growth = peak "
+        f"during the export ({method}) minus RSS just before it (Django and the libraries "
+        f"already loaded, connected); absolute = the child's peak RSS."
+    )
+    print()
+    print("\n".join(export_rows(exports)))
+    print()
+    if pandas is not None:
+        print("\n".join(report_rows(ours, pandas)))
+        print()
+        print("\n".join(goal_lines(exports, ours, pandas)))
+    else:
+        print("\n".join(goal_lines(exports, None, {"seconds": 0.0})))
+    print()
+    print(
+        "Command: "
+        + shlex.join(
+            ["OMP_NUM_THREADS=1", ".venv/bin/python", "benchmarks/bench_analysis.py", *sys.argv[1:]]
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
