@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from django.db.models import Count, Q, QuerySet, Sum
+
 from analysis.measures import agreement, majority_label, share
 from attacks.models import AttackSetting, ClassifierModel, Prediction
 from labeling.models import Label
@@ -89,12 +91,29 @@ def _model_agreements(majorities: dict[int, int]) -> list[ModelAgreement]:
 
 
 def study_progress(study: Study) -> dict[str, int]:
-    """Counts of the items that get exactly k labels (main and controls) and their labels."""
-    items = StudyItem.objects.filter(study=study, kind__in=ANALYSED_KINDS)
+    """Items that get exactly k labels (main and controls), their labels, and participants.
+
+    Two aggregate queries, cheap enough for a dashboard to poll every few seconds:
+    each item counts its own labels (``labelled_count``, kept by the same
+    transaction that stores a label), so no label row is read.
+    """
+    items = StudyItem.objects.filter(study=study, kind__in=ANALYSED_KINDS).aggregate(
+        items=Count("id"), labels=Sum("labelled_count")
+    )
+    people = study.participants.aggregate(
+        participants=Count("id"),
+        completed=Count("id", filter=Q(completed_at__isnull=False)),
+        excluded=Count("id", filter=Q(excluded=True)),
+    )
     return {
-        "items": items.count(),
-        "labels": Label.objects.filter(item__study=study, item__kind__in=ANALYSED_KINDS).count(),
-        "labels_needed": items.count() * study.labels_per_item,
-        "participants": study.participants.count(),
-        "completed": study.participants.exclude(completed_at=None).count(),
+        "items": items["items"],
+        "labels": items["labels"] or 0,
+        "labels_needed": items["items"] * study.labels_per_item,
+        **people,
     }
+
+
+def analysed_settings(study: Study) -> QuerySet[AttackSetting]:
+    """The settings of the study's main and control items."""
+    items = StudyItem.objects.filter(study=study, kind__in=ANALYSED_KINDS)
+    return AttackSetting.objects.filter(pk__in=items.values("example__setting_id")).order_by("id")

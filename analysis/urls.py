@@ -1,7 +1,24 @@
 from django.urls import path
 
-from analysis import views
+from analysis import export_views, views
 
 urlpatterns = [
     path("studies/<int:study_id>/analysis/", views.study_analysis, name="study-analysis"),
+    path("studies/<int:study_id>/dashboard/", views.study_dashboard, name="study-dashboard"),
+    path(
+        "studies/<int:study_id>/dashboard/progress.json",
+        views.study_progress_json,
+        name="study-progress-json",
+    ),
+    path(
+        "studies/<int:study_id>/dashboard/charts/<slug:chart>.<slug:chart_format>",
+        views.study_chart,
+        name="study-chart",
+    ),
+    path("studies/<int:study_id>/gallery/", views.study_gallery, name="study-gallery"),
+    path(
+        "studies/<int:study_id>/exports/<slug:table>.<slug:export_format>",
+        export_views.study_export,
+        name="study-export",
+    ),
 ]

@@ -33,6 +33,9 @@ from analysis.statistics.intervals import (
     bootstrap_interval,
     bootstrap_participants,
     error_consistency_interval,
+    participant_agreement_sums,
+    percentile_intervals,
+    resampled_sums,
     wilson_interval,
 )
 from analysis.statistics.psychometric import (
@@ -69,6 +72,9 @@ __all__ = [
     "krippendorff_alpha_nominal",
     "majority_share_statistic",
     "majority_votes",
+    "participant_agreement_sums",
+    "percentile_intervals",
+    "resampled_sums",
     "response_time_summary",
     "robust_accuracy_upper_bound",
     "robust_accuracy_vs_humans",

@@ -62,6 +62,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  Analysis:            {base}{reverse('study-analysis', args=[study.pk])}"
         )
+        self.stdout.write(
+            f"  Dashboard:           {base}{reverse('study-dashboard', args=[study.pk])}"
+        )
         if not options["no_serve"]:
             call_command("runserver", options["addr"], use_reloader=False)
 

@@ -1,0 +1,108 @@
+"""Psychometric curves: settings that differ only in epsilon, and how often humans change label.
+
+A family is two or more settings of the study with the same kind, attack,
+dataset, target model and configuration except epsilon (for imported sets: the
+same claimed norm); the seed and source range may differ. The change rate of a
+setting is the share of its labels that differ from the source label ("can't
+tell" included): the classical psychometric function, one trial per answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from analysis.report.loading import StudyData
+from analysis.report.types import PsychometricFamily, PsychometricPoint, Share
+from analysis.statistics import Interval, fit_psychometric, wilson_interval
+from attacks.models import AttackSetting
+
+# What an imported set's config records about the file, never about the attack.
+_IMPORT_RECORDS = ("provenance", "import_report")
+
+
+def setting_eps(setting: AttackSetting) -> float | None:
+    """The budget: config["eps"] for generated sets, config["budget"]["eps"] for imported ones."""
+    config = setting.config or {}
+    budget = config.get("budget") or {}
+    eps = config.get("eps", budget.get("eps") if isinstance(budget, dict) else None)
+    return float(eps) if isinstance(eps, int | float) else None
+
+
+def family_key(setting: AttackSetting) -> str | None:
+    """Everything but epsilon that makes a setting, or None for a setting without an eps."""
+    if setting_eps(setting) is None:
+        return None
+    config: dict[str, Any] = {
+        key: value for key, value in setting.config.items() if key not in _IMPORT_RECORDS
+    }
+    config.pop("eps", None)
+    if isinstance(config.get("budget"), dict):
+        config["budget"] = {k: v for k, v in config["budget"].items() if k != "eps"}
+    facts = [setting.kind, setting.attack_name, setting.dataset, setting.target_model_id, config]
+    return json.dumps(facts, sort_keys=True, default=str)
+
+
+def families(settings: list[AttackSetting]) -> list[list[AttackSetting]]:
+    """Groups of settings that differ only in eps, each with at least two eps levels."""
+    grouped: dict[str, list[AttackSetting]] = defaultdict(list)
+    for setting in settings:
+        key = family_key(setting)
+        if key is not None:
+            grouped[key].append(setting)
+    found = [
+        sorted(members, key=lambda member: (setting_eps(member), member.pk))
+        for members in grouped.values()
+        if len({setting_eps(member) for member in members}) >= 2
+    ]
+    return sorted(found, key=lambda members: members[0].pk)
+
+
+def family_title(members: list[AttackSetting]) -> str:
+    first = members[0]
+    against = f" against {first.target_model.name}" if first.target_model else ""
+    names = f"{first.name} to {members[-1].name}"
+    return f"{first.attack_name}{against} ({first.kind}, {first.dataset}): {names}"
+
+
+def psychometric_families(data: StudyData) -> tuple[PsychometricFamily, ...]:
+    changed, trials = _changed_labels_per_setting(data)
+    position = {setting.pk: index for index, setting in enumerate(data.settings)}
+    return tuple(
+        _family([(s, changed[position[s.pk]], trials[position[s.pk]]) for s in members])
+        for members in families(list(data.settings))
+    )
+
+
+def _changed_labels_per_setting(data: StudyData) -> tuple[list[int], list[int]]:
+    setting = data.setting_index[data.label_example]
+    different = data.label_value != data.source[data.label_example]
+    size = len(data.settings)
+    changed = np.bincount(setting, weights=different, minlength=size).astype(np.int64)
+    return changed.tolist(), np.bincount(setting, minlength=size).tolist()
+
+
+def _family(members: list[tuple[AttackSetting, int, int]]) -> PsychometricFamily:
+    eps = np.array([setting_eps(setting) for setting, _, _ in members], dtype=np.float64)
+    changed = np.array([row[1] for row in members], dtype=np.int64)
+    trials = np.array([row[2] for row in members], dtype=np.int64)
+    low, high = wilson_interval(changed, trials)
+    points = tuple(
+        PsychometricPoint(setting, float(level), Share(c, n, Interval(float(lo), float(hi))))
+        for (setting, c, n), level, lo, hi in zip(members, eps, low, high, strict=True)
+    )
+    fit = fit_psychometric(eps, changed, trials)
+    reason = None if fit is not None else _why_no_fit(trials)
+    return PsychometricFamily(family_title([row[0] for row in members]), points, fit, reason)
+
+
+def _why_no_fit(trials: np.ndarray) -> str:
+    if (trials > 0).sum() < 2:
+        return "fewer than two epsilon levels have labels yet"
+    return (
+        "no maximum-likelihood fit: the rates are separable (no label changed, every "
+        "label changed, or all unchanged below some epsilon and all changed above it)"
+    )
