@@ -7,7 +7,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY config config
 COPY attacks attacks
 COPY study study
@@ -16,7 +16,7 @@ COPY analysis analysis
 COPY templates templates
 COPY manage.py ./
 # Editable, so that settings find templates and the shipped sample beside the code.
-RUN pip install --no-cache-dir -e .
+RUN pip install --no-cache-dir -c constraints.txt -e .
 
 RUN useradd --create-home advstudy && mkdir -p /data/media && chown advstudy /data/media
 USER advstudy
