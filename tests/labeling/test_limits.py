@@ -1,4 +1,4 @@
-"""Rate limits: entries per address and answers per participant, counted in Redis."""
+"""Protective answers: rate limits (counted in Redis) and a database outage (503, retried)."""
 
 from __future__ import annotations
 
@@ -72,3 +72,29 @@ def test_labelling_goes_on_when_the_limits_cache_is_unreachable(
 
     assert Label.objects.count() == 3
     assert trial["done"] is True
+
+
+def test_a_database_outage_answers_503_so_the_page_asks_again(
+    make_study, open_client: Client, monkeypatch
+) -> None:
+    from django.db import OperationalError
+
+    from labeling.services import submission
+
+    study: Study = make_study(count=2, labels_per_item=1, items_per_participant=2)
+    start_open(open_client, study)
+    trial = api_next(open_client, study)
+
+    def server_gone(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(submission, "_submit_label", server_gone)
+        refused = api_answer(open_client, study, answer_body(trial, 1))
+    resent = api_answer(open_client, study, answer_body(trial, 1))
+
+    assert refused.status_code == 503
+    assert refused["Retry-After"] == "2"
+    assert "try again" in refused.json()["error"]
+    assert resent.status_code == 200
+    assert Label.objects.count() == 1
