@@ -1,0 +1,60 @@
+"""docker-compose.yml validates and declares what a deployment needs.
+
+Validated with `docker-compose config` (Debian's docker-compose; ./run test installs
+it): the same file `docker compose up` reads, with its variables resolved.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+SERVICES = {"migrate", "web", "worker-gpu", "worker-cpu", "postgres", "redis"}
+
+
+def compose_config(**environment: str) -> subprocess.CompletedProcess[str]:
+    executable = shutil.which("docker-compose")
+    if executable is None:
+        pytest.fail("docker-compose is not installed: `apt-get install docker-compose`")
+    clean = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    return subprocess.run(
+        [executable, "-f", "docker-compose.yml", "config"],
+        cwd=REPOSITORY,
+        env={**clean, **environment},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_compose_file_validates_and_declares_every_service() -> None:
+    result = compose_config(SECRET_KEY="s" * 50)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+
+    assert set(services) == SERVICES
+    for name in SERVICES - {"migrate"}:
+        assert "healthcheck" in services[name], name
+    for name in ("web", "worker-gpu", "worker-cpu"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        )
+    gpu = services["worker-gpu"]
+    assert {"-Q", "gpu", "-P", "solo"} <= set(gpu["command"])
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert {"-Q", "default"} <= set(services["worker-cpu"]["command"])
+    assert "gunicorn" in services["web"]["command"]
+    assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+
+
+def test_the_compose_file_refuses_to_start_without_a_secret_key() -> None:
+    result = compose_config()
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
