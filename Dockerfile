@@ -17,6 +17,8 @@ COPY templates templates
 COPY manage.py ./
 # Editable, so that settings find templates and the shipped sample beside the code.
 RUN pip install --no-cache-dir -c constraints.txt -e .
+# The annotator's script and styles, compressed, served by WhiteNoise from gunicorn.
+RUN DEBUG=1 python manage.py collectstatic --noinput
 
 RUN useradd --create-home advstudy && mkdir -p /data/media && chown advstudy /data/media
 USER advstudy

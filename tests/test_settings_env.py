@@ -108,3 +108,14 @@ def test_the_health_check_answers_over_plain_http_in_production(
     assert page.json() == {"database": "ok"}
     assert login.status_code == 301  # everything else goes to HTTPS
     assert login["Location"].startswith("https://")
+
+
+def test_the_annotator_script_is_served_by_the_web_process_itself(settings, db) -> None:
+    settings.DEBUG = False  # as in production: Django's own static view is off
+    from django.test import Client
+
+    response = Client().get("/static/labeling/annotator.js", HTTP_ACCEPT_ENCODING="gzip")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/javascript")
+    assert b"performance.now()" in response.getvalue()
