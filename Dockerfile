@@ -23,4 +23,5 @@ RUN DEBUG=1 python manage.py collectstatic --noinput
 RUN useradd --create-home advstudy && mkdir -p /data/media && chown advstudy /data/media
 USER advstudy
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]
+CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", \
+     "--worker-class", "gthread", "--threads", "4", "--timeout", "120"]

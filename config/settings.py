@@ -125,8 +125,9 @@ ADVSTUDY_ANSWER_RATE = env_str("ADVSTUDY_ANSWER_RATE", "180/m")
 RATELIMIT_USE_CACHE = "ratelimit"
 # Redis down must not stop labelling: its errors are ignored and the limits let requests by.
 RATELIMIT_FAIL_OPEN = True
-# Behind a proxy: the header with the client's address, e.g. HTTP_X_FORWARDED_FOR.
-RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY") or None
+# Proxies in front of gunicorn that append to X-Forwarded-For (0: clients connect directly);
+# the rate limits count the address the last of them saw (labeling/limits.py).
+ADVSTUDY_TRUSTED_PROXIES = env_int("ADVSTUDY_TRUSTED_PROXIES", 0, minimum=0)
 _CACHE_REDIS_URL = env_str("CACHE_REDIS_URL")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},

@@ -12,12 +12,28 @@ from functools import lru_cache
 
 from attacks.models import Example
 
-# MNIST PNGs are under 1 KB and CIFAR-10's a few KB: a few tens of MB at most.
+# Only small PNGs are kept (MNIST's are under 1 KB, CIFAR-10's a few KB): at most
+# 8192 x 64 KB = 512 MB in the worst case, a few tens of MB for the usual datasets.
 _CACHED_IMAGES = 8192
+_CACHED_MAX_BYTES = 64 * 1024
+
+
+def stored_png(name: str | None) -> bytes:
+    """The bytes of the PNG stored under ``name`` (an Example.image name)."""
+    if not name:
+        raise FileNotFoundError("this example has no stored image")
+    small = _small_png(name)
+    return small if small is not None else _read(name)
 
 
 @lru_cache(maxsize=_CACHED_IMAGES)
-def stored_png(name: str) -> bytes:
+def _small_png(name: str) -> bytes | None:
+    """The PNG if it is small enough to keep; None (remembered) for a larger one."""
+    png = _read(name)
+    return png if len(png) <= _CACHED_MAX_BYTES else None
+
+
+def _read(name: str) -> bytes:
     storage = Example._meta.get_field("image").storage
     with storage.open(name, "rb") as stored:
         return bytes(stored.read())

@@ -14,12 +14,27 @@ from django_ratelimit.core import is_ratelimited
 from labeling.models import Participant
 
 
+def client_address(group: str, request: HttpRequest) -> str:
+    """The address the request came from, seen through ADVSTUDY_TRUSTED_PROXIES proxies.
+
+    Behind N proxies the client is the N-th address from the right of
+    X-Forwarded-For (each proxy appends the address it got the request from);
+    addresses further left are whatever the client wrote, and never trusted.
+    """
+    proxies = settings.ADVSTUDY_TRUSTED_PROXIES
+    forwarded = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    forwarded = [hop for hop in forwarded if hop]
+    if proxies and len(forwarded) >= proxies:
+        return forwarded[-proxies]
+    return str(request.META.get("REMOTE_ADDR", ""))
+
+
 def joining_too_often(request: HttpRequest) -> bool:
-    """Entries from one address: link visits, consents and lab-code guesses alike."""
+    """Entries from one address: each one that makes a participant or checks a lab code."""
     return is_ratelimited(
         request,
         group="annotator-join",
-        key="ip",
+        key=client_address,
         rate=settings.ADVSTUDY_JOIN_RATE,
         increment=True,
     )

@@ -63,8 +63,6 @@ def _at_step(request: HttpRequest, study: Study, step: Step) -> Participant | Ht
 @require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, join_token: str) -> HttpResponse:
     study = access.study_for(join_token)
-    if limits.joining_too_often(request):
-        return _too_often(request, study)
     if study.recruitment == Study.Recruitment.MTURK and recruitment.is_mturk_preview(request.GET):
         return _mturk_preview(request, study)
     if study.recruitment in (Study.Recruitment.PROLIFIC, Study.Recruitment.MTURK):
@@ -103,6 +101,8 @@ def _enter_from_recruiter(request: HttpRequest, study: Study) -> HttpResponse:
         if known is not None:
             return _go_to_step(study, known)
         return _page(request, "link_error.html", study, status=400, problem=str(invalid))
+    if limits.joining_too_often(request):
+        return _too_often(request, study)
     try:
         participant = services.enter_study(
             study, study.recruitment, entry.external_id, entry.session
@@ -117,6 +117,8 @@ def _enter_from_recruiter(request: HttpRequest, study: Study) -> HttpResponse:
 
 def _enter_with_lab_code(request: HttpRequest, study: Study) -> HttpResponse:
     form = LabCodeForm(request.POST or None)
+    if request.method == "POST" and limits.joining_too_often(request):
+        return _too_often(request, study)
     if request.method == "POST" and form.is_valid():
         try:
             participant = services.enter_with_lab_code(study, form.cleaned_data["code"])

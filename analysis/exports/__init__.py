@@ -13,15 +13,13 @@ participants are left out unless ``include_excluded`` is set.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-from django.db import connection, transaction
 
 from analysis.exports import tables
 from analysis.exports.imagefolder import imagefolder_bytes
 from analysis.exports.writers import WRITERS
+from analysis.snapshot import read_snapshot
 from study.models import Study
 
 TABLE_NAMES = tuple(tables.TABLES)
@@ -80,7 +78,7 @@ def export_bytes(
 ) -> Iterator[bytes]:
     """The export as a stream of byte chunks; ``on_rows(n)`` after every n rows written."""
     report = on_rows or (lambda rows: None)
-    with _snapshot():
+    with read_snapshot():
         if request.export_format == "hf":
             chunks = imagefolder_bytes(study, request.include_excluded, report)
         else:
@@ -108,26 +106,6 @@ def write_export(
     finally:
         partial.unlink(missing_ok=True)
     return written
-
-
-@contextmanager
-def _snapshot() -> Iterator[None]:
-    """One transaction for all of an export's queries, so that every chunk and table
-    sees one moment: REPEATABLE READ, READ ONLY, when it is not inside another one.
-
-    Its own transaction also gets settings for a few large queries: no JIT (compiling
-    the examples query took longer than running it) and more memory per sort and hash
-    (64 MB rather than 4 MB: the vote counts of 50,000 items spilled to disk).
-    """
-    outermost = not connection.in_atomic_block
-    with transaction.atomic():
-        if outermost:
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                if connection.vendor == "postgresql":
-                    cursor.execute("SET LOCAL jit = off")
-                    cursor.execute("SET LOCAL work_mem = '64MB'")
-        yield
 
 
 __all__ = [

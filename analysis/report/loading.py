@@ -28,6 +28,7 @@ from django.db import connection
 
 from analysis.exports.tables import pseudonym
 from analysis.queries import ANALYSED_KINDS
+from analysis.snapshot import read_snapshot
 from analysis.statistics._types import BoolArray, FloatArray, IntArray
 from attacks.models import AttackSetting, ClassifierModel, Example, Prediction
 from labeling.models import Label, Participant
@@ -94,6 +95,13 @@ class StudyData:
 
 
 def load_study_data(study: Study, *, include_excluded: bool) -> StudyData:
+    # One snapshot: a participant who joins between the reads of participants and of
+    # labels would otherwise have labels and no participant row.
+    with read_snapshot():
+        return _load_study_data(study, include_excluded=include_excluded)
+
+
+def _load_study_data(study: Study, *, include_excluded: bool) -> StudyData:
     items = sorted_items(read_rows(*items_query(study), ITEM_COLUMNS))
     participants = _participants(study)
     dropped = [] if include_excluded else [pk for pk, (_, out) in participants.items() if out]

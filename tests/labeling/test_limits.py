@@ -6,6 +6,7 @@ import pytest
 from django.core.cache import caches
 from django.test import Client
 
+from labeling import limits
 from labeling.models import Label, Participant
 from study.models import Study
 from tests.labeling.conftest import answer_body, api_answer, api_next, start_open
@@ -98,3 +99,21 @@ def test_a_database_outage_answers_503_so_the_page_asks_again(
     assert "try again" in refused.json()["error"]
     assert resent.status_code == 200
     assert Label.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "expected"),
+    [
+        (0, "6.6.6.6", "10.0.0.9"),  # no proxy: the header is the client's to forge
+        (1, "6.6.6.6, 1.2.3.4", "1.2.3.4"),  # what our proxy saw, not what the client wrote
+        (2, "6.6.6.6, 1.2.3.4, 10.0.0.2", "1.2.3.4"),
+        (1, "", "10.0.0.9"),  # a request that bypassed the proxy
+    ],
+)
+def test_the_limits_count_the_address_the_trusted_proxies_saw(
+    settings, rf, proxies: int, forwarded: str, expected: str
+) -> None:
+    settings.ADVSTUDY_TRUSTED_PROXIES = proxies
+    request = rf.get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="10.0.0.9")
+
+    assert limits.client_address("annotator-join", request) == expected
