@@ -19,7 +19,9 @@ RowT = TypeVar("RowT", ClassifierModel, GenerationJob)
 @contextmanager
 def progress_bar(what: str, description: str) -> Iterator[Callable[[float], None]]:
     """A bar fed by in-process (eager) tasks; yields a setter for polled progress."""
-    with tqdm(total=100, desc=description, unit="%", file=sys.stderr) as bar:
+    # The bar counts percent, so a rate would read "%/s": show the time left instead.
+    bar_format = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
+    with tqdm(total=100, desc=description, bar_format=bar_format, file=sys.stderr) as bar:
 
         def show(fraction: float) -> None:
             bar.update(round(fraction * 100) - bar.n)
