@@ -19,8 +19,13 @@ def study_for(join_token: str) -> Study:
     return get_object_or_404(Study, join_token=join_token)
 
 
+def _session_public_id(request: HttpRequest, join_token: str) -> str | None:
+    public_id = request.session.get(_SESSION_KEY, {}).get(join_token)
+    return None if public_id is None else str(public_id)
+
+
 def session_participant(request: HttpRequest, study: Study) -> Participant | None:
-    public_id = request.session.get(_SESSION_KEY, {}).get(study.join_token)
+    public_id = _session_public_id(request, study.join_token)
     if public_id is None:
         return None
     participant = Participant.objects.filter(public_id=public_id, study=study).first()
@@ -37,7 +42,7 @@ def study_and_participant(
     For the labelling loop's endpoints, which run on every trial: loading the study
     first and the participant second cost a query each per request.
     """
-    public_id = request.session.get(_SESSION_KEY, {}).get(join_token)
+    public_id = _session_public_id(request, join_token)
     if public_id is not None:
         participant = (
             Participant.objects.select_related("study")

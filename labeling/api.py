@@ -36,15 +36,17 @@ def _error(message: str, status: int, **extra: object) -> JsonResponse:
 
 
 def _labelling_participant(
-    study: Study, participant: Participant | None
-) -> Participant | JsonResponse:
+    request: HttpRequest, join_token: str
+) -> tuple[Study, Participant] | JsonResponse:
+    """The study and the session's participant, if labelling is their step now."""
+    study, participant = access.study_and_participant(request, join_token)
     if participant is None:
         return _error("Please start the study from its link first.", 403)
     step = current_step(participant)
     if step != Step.LABEL:
         url = reverse(step.value, args=[study.join_token])
         return _error("This page is not for labelling now.", 409, redirect=url)
-    return participant
+    return study, participant
 
 
 def _next_or_error(study: Study, participant: Participant) -> JsonResponse:
@@ -59,20 +61,20 @@ def _next_or_error(study: Study, participant: Participant) -> JsonResponse:
 @never_cache
 @require_GET
 def api_next(request: HttpRequest, join_token: str) -> JsonResponse:
-    study, known = access.study_and_participant(request, join_token)
-    participant = _labelling_participant(study, known)
-    if isinstance(participant, JsonResponse):
-        return participant
+    found = _labelling_participant(request, join_token)
+    if isinstance(found, JsonResponse):
+        return found
+    study, participant = found
     return _next_or_error(study, participant)
 
 
 @never_cache
 @require_POST
 def api_labels(request: HttpRequest, join_token: str) -> JsonResponse:
-    study, known = access.study_and_participant(request, join_token)
-    participant = _labelling_participant(study, known)
-    if isinstance(participant, JsonResponse):
-        return participant
+    found = _labelling_participant(request, join_token)
+    if isinstance(found, JsonResponse):
+        return found
+    study, participant = found
     if limits.answering_too_often(request, participant):
         return _error("Answers are coming in faster than anyone can give them.", 429)
     form = LabelForm(_json_object(request))

@@ -228,17 +228,17 @@ class TrialCounts:
     finished_main: int = 0  # counted and attention trials answered (or timed out)
     per_stratum: Counter[int] = field(default_factory=Counter)  # counted trials only
 
-    def add(self, item: StudyItem, *, finished: bool, trials: int = 1) -> None:
-        if item.kind == StudyItem.Kind.PRACTICE:
+    def add(self, kind: str, stratum: int, *, finished: bool, trials: int = 1) -> None:
+        if kind == StudyItem.Kind.PRACTICE:
             self.practice += trials
             self.finished_practice += trials if finished else 0
             return
         self.finished_main += trials if finished else 0
-        if item.kind == StudyItem.Kind.ATTENTION:
+        if kind == StudyItem.Kind.ATTENTION:
             self.attention += trials
-        elif item.kind in COUNTED_KINDS:
+        elif kind in COUNTED_KINDS:
             self.counted += trials
-            self.per_stratum[item.stratum] += trials
+            self.per_stratum[stratum] += trials
 
 
 def trial_counts(participant: Participant) -> TrialCounts:
@@ -250,8 +250,7 @@ def trial_counts(participant: Participant) -> TrialCounts:
     )
     counts = TrialCounts()
     for kind, stratum, status, trials in rows:
-        finished = status != Assignment.Status.ACTIVE
-        counts.add(StudyItem(kind=kind, stratum=stratum), finished=finished, trials=trials)
+        counts.add(kind, stratum, finished=status != Assignment.Status.ACTIVE, trials=trials)
     return counts
 
 
@@ -265,7 +264,7 @@ def _claim_up_to_held(
             if claimed is None:
                 return
             active.append(claimed)
-            counts.add(claimed.item, finished=False)
+            counts.add(claimed.item.kind, claimed.item.stratum, finished=False)
     except AssignmentBusy:
         if not active:
             raise
