@@ -202,26 +202,31 @@ def _grouped_points(axes: Axes, table: ChartTable, columns: tuple[int, int, int,
 
 
 def rates_figure(report: StudyReport) -> Figure:
-    table = rates_table(report)
-    figure = Figure(figsize=(8, 4.5), layout="constrained")
-    if not any(row[4] is not None for row in table.rows):
-        return _empty(figure, "No example has a majority label yet.")
-    axes = figure.add_subplot()
-    _grouped_points(axes, table, (0, 1, 4, 5, 6))
-    axes.set_ylabel("share of examples with a majority")
-    axes.set_title("Human majority changed / reached the target (Wilson 95%)")
-    return figure
+    return _points_figure(
+        rates_table(report),
+        "No example has a majority label yet.",
+        "share of examples with a majority",
+        "Human majority changed / reached the target (Wilson 95%)",
+    )
 
 
 def agreement_figure(report: StudyReport) -> Figure:
-    table = agreement_table(report)
+    return _points_figure(
+        agreement_table(report),
+        "No model prediction on an example with a majority yet.",
+        "agreement with the human majority",
+        "Model vs human majority (bootstrap over examples, 95%)",
+    )
+
+
+def _points_figure(table: ChartTable, empty: str, ylabel: str, title: str) -> Figure:
     figure = Figure(figsize=(8, 4.5), layout="constrained")
     if not any(row[4] is not None for row in table.rows):
-        return _empty(figure, "No model prediction on an example with a majority yet.")
+        return _empty(figure, empty)
     axes = figure.add_subplot()
     _grouped_points(axes, table, (0, 1, 4, 5, 6))
-    axes.set_ylabel("agreement with the human majority")
-    axes.set_title("Model vs human majority (bootstrap over examples, 95%)")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
     return figure
 
 
