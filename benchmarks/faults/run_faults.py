@@ -43,10 +43,15 @@ from typing import TYPE_CHECKING, Any
 BENCHMARKS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BENCHMARKS))
 
-from bench_labeling_load import free_port  # noqa: E402
+from bench_labeling_load import free_port, gunicorn  # noqa: E402
 from labeling_load.client import ClientConfig, Stats, run_annotators  # noqa: E402
 from labeling_load.measures import check_integrity  # noqa: E402
-from labeling_load.seeding import create_level_study, seed_settings, setup_django  # noqa: E402
+from labeling_load.seeding import (  # noqa: E402
+    create_clean_setting,
+    create_level_study,
+    seed_settings,
+    setup_django,
+)
 from pg_admin import recreate_database  # noqa: E402
 
 if TYPE_CHECKING:
@@ -56,6 +61,7 @@ REPOSITORY = BENCHMARKS.parent
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/advstudy_faults"
 POSTGRES_RESTART = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart"
 FAULTS = ("worker-kill", "redis-restart", "postgres-restart")
+SOURCE_RANGE = (0, 9000)  # MNIST test images the fault jobs draw from
 Check = tuple[bool, str]
 
 
@@ -137,20 +143,9 @@ def celery_worker(environment: dict[str, str], log: Path) -> Iterator[subprocess
 
 @contextmanager
 def web_server(environment: dict[str, str], log: Path) -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"]
-    command += ["--workers", "2", "--worker-class", "gthread", "--threads", "4", "--preload"]
-    with log.open("ab") as output:
-        server = subprocess.Popen(
-            command, cwd=REPOSITORY, env={**os.environ, **environment}, stdout=output, stderr=output
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: healthy(base_url), 120, f"gunicorn did not start:\n{log.read_text()}")
+    options = argparse.Namespace(workers=2, worker_class="gthread", threads=4)
+    with gunicorn(options, environment, log) as (base_url, _):
         yield base_url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def healthy(base_url: str) -> bool:
@@ -169,15 +164,7 @@ def worker_kill(environment: dict[str, str], log: Path) -> list[Check]:
     from attacks.models import Example, GenerationJob, JobStatus
 
     count = 1500
-    setting = services.create_attack_setting(
-        name="faults-worker-kill",
-        attack_name="clean",
-        config={},
-        dataset="mnist",
-        source_split="test",
-        source_range=(0, 9000),
-        seed=7,
-    )
+    setting = create_clean_setting("faults-worker-kill", SOURCE_RANGE, seed=7)
     job = services.create_generation_job(setting, count, chunk_size=25)  # queued on commit
     examples = Example.objects.filter(setting=setting)
     with celery_worker(environment, log) as worker:
@@ -240,15 +227,7 @@ def redis_restart(
     from attacks import services
     from attacks.models import GenerationJob, JobStatus
 
-    setting = services.create_attack_setting(
-        name="faults-queued-before-restart",
-        attack_name="clean",
-        config={},
-        dataset="mnist",
-        source_split="test",
-        source_range=(0, 9000),
-        seed=8,
-    )
+    setting = create_clean_setting("faults-queued-before-restart", SOURCE_RANGE, seed=8)
     job = services.create_generation_job(setting, 40)  # queued; no worker runs yet
 
     def restart() -> None:

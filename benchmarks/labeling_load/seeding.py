@@ -79,11 +79,11 @@ def seed_settings(largest_study: int, args: argparse.Namespace) -> Seed:
     return Seed(owner, main, controls, gold)
 
 
-def clean_setting(name: str, source: tuple[int, int], count: int, seed: int) -> AttackSetting:
-    from attacks import services, tasks
-    from attacks.models import JobStatus
+def create_clean_setting(name: str, source: tuple[int, int], seed: int) -> AttackSetting:
+    """A setting of unchanged MNIST test images: the cheapest examples to generate."""
+    from attacks import services
 
-    setting = services.create_attack_setting(
+    return services.create_attack_setting(
         name=name,
         attack_name="clean",
         config={},
@@ -92,6 +92,13 @@ def clean_setting(name: str, source: tuple[int, int], count: int, seed: int) -> 
         source_range=source,
         seed=seed,
     )
+
+
+def clean_setting(name: str, source: tuple[int, int], count: int, seed: int) -> AttackSetting:
+    from attacks import services, tasks
+    from attacks.models import JobStatus
+
+    setting = create_clean_setting(name, source, seed)
     job = services.create_generation_job(setting, count, chunk_size=512)
     tasks.run_generation_job(job.pk)  # done already if on_commit ran it eagerly: a no-op then
     job.refresh_from_db()
