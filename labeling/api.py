@@ -80,21 +80,18 @@ def api_labels(request: HttpRequest, join_token: str) -> JsonResponse:
     form = LabelForm(_json_object(request))
     if not form.is_valid():
         return _error(_first_error(form), 400)
-    data = form.cleaned_data
     try:
-        if data["timed_out"]:
-            assignment = services.record_timeout(participant, data["assignment"])
-            item, value = assignment.item, None
-        else:
-            stored = form.submit(participant)
-            item, value = stored.item, stored.value
+        answered = services.answer_and_continue(participant, form.answer())
     except services.LabelRejected as rejected:
         return _error(f"{str(rejected).capitalize()}.", rejected.http_status)
     reply: dict[str, object] = {"stored": True}
-    feedback = payloads.feedback_payload(study, item, value)
+    feedback = payloads.feedback_payload(study, answered.item, answered.value)
     if feedback is not None:
         reply["feedback"] = feedback
-    reply["next"] = _next_or_none(study, participant)
+    if answered.trial is not None:
+        reply["next"] = payloads.trial_payload(study, answered.trial)
+    else:
+        reply["next"] = _next_or_none(study, participant)
     return JsonResponse(reply)
 
 

@@ -28,6 +28,17 @@ class LabelForm(forms.Form):
             raise forms.ValidationError("an answer cannot also be a timeout")
         return data
 
+    def answer(self) -> services.Answer:
+        """The valid answer, for ``services.answer_and_continue``."""
+        data = self.cleaned_data
+        return services.Answer(
+            assignment_id=data["assignment"],
+            value=data["value"],
+            client_key=data["client_key"],
+            client_response_ms=data["client_response_ms"],
+            timed_out=bool(data["timed_out"]),
+        )
+
     def submit(self, participant: Participant) -> Label:
         """Store the valid, non-timeout answer (idempotent by its client key)."""
         data = self.cleaned_data

@@ -50,9 +50,17 @@ from labeling.services.participation import (
     require_open,
 )
 from labeling.services.quality import exclusion_reasons
-from labeling.services.submission import record_timeout, submit_label
+from labeling.services.submission import (
+    Answer,
+    Answered,
+    answer_and_continue,
+    record_timeout,
+    submit_label,
+)
 
 __all__ = [
+    "Answer",
+    "Answered",
     "AssignmentBusy",
     "EntryRefused",
     "InvalidAnswer",
@@ -62,6 +70,7 @@ __all__ = [
     "Progress",
     "StudyNotOpen",
     "Trial",
+    "answer_and_continue",
     "attention_positions",
     "complete_participation",
     "decline_consent",

@@ -16,17 +16,20 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
+from attacks.models import Example
 from labeling.models import Assignment, Participant
 from labeling.services.errors import AssignmentBusy, StudyNotOpen
 from study.models import Study, StudyItem
@@ -190,20 +193,29 @@ def next_trial(participant: Participant) -> Trial | None:
 
 def _next_trial(participant: Participant) -> Trial | None:
     with transaction.atomic():
-        locked = lock_participant(participant)
-        if locked.excluded or locked.completed_at is not None:
-            return None
-        active = list(_active(locked))
-        counts = trial_counts(locked)
-        if locked.study.status == Study.Status.LIVE:
-            _claim_up_to_held(locked, active, counts)
-        elif not active:
-            # Paused or closed: leased items may still be answered, nothing new is handed out.
-            raise StudyNotOpen("This study is not handing out images at the moment.")
-        if not active:
-            return None
-        phase, progress = _phase_and_progress(locked, active[0], counts)
-        return Trial(active[0], active[1] if len(active) > 1 else None, phase, progress)
+        return next_trial_of_locked(lock_participant(participant))
+
+
+def next_trial_of_locked(locked: Participant, *, attempts: int = _CLAIM_ATTEMPTS) -> Trial | None:
+    """``next_trial`` inside the caller's transaction, for a participant it has locked.
+
+    ``attempts``: how long to wait out racers for the current item (see
+    ``_claim_counted_item_by_scan``); the answer endpoint passes 1, so that it never
+    sleeps while it holds the locks of the answer it stores.
+    """
+    if locked.excluded or locked.completed_at is not None:
+        return None
+    active = list(_active(locked))
+    counts = trial_counts(locked)
+    if locked.study.status == Study.Status.LIVE:
+        _claim_up_to_held(locked, active, counts, attempts)
+    elif not active:
+        # Paused or closed: leased items may still be answered, nothing new is handed out.
+        raise StudyNotOpen("This study is not handing out images at the moment.")
+    if not active:
+        return None
+    phase, progress = _phase_and_progress(locked, active[0], counts)
+    return Trial(active[0], active[1] if len(active) > 1 else None, phase, progress)
 
 
 def _active(participant: Participant) -> QuerySet[Assignment]:
@@ -255,12 +267,12 @@ def trial_counts(participant: Participant) -> TrialCounts:
 
 
 def _claim_up_to_held(
-    participant: Participant, active: list[Assignment], counts: TrialCounts
+    participant: Participant, active: list[Assignment], counts: TrialCounts, attempts: int
 ) -> None:
     try:
         while len(active) < _HELD:
             # Wait out racers only for the current item; the preloaded one can come later.
-            claimed = _claim_next(participant, counts, _CLAIM_ATTEMPTS if not active else 1)
+            claimed = _claim_next(participant, counts, attempts if not active else 1)
             if claimed is None:
                 return
             active.append(claimed)
@@ -347,32 +359,29 @@ def _claim_counted_item(
     participant: Participant, counts: TrialCounts, attempts: int
 ) -> Assignment | None:
     # The usual case: a stratum due for this participant still has a free item, and one
-    # query per stratum tried finds it through the (study, kind, stratum, ...) index.
-    candidates = _counted_candidates(participant)
+    # statement per stratum tried finds it through the (study, kind, stratum, ...) index.
     every_stratum = study_shape(participant.study).counted_strata
     for stratum in _due_strata(participant, counts, every_stratum)[:_DIRECT_STRATUM_TRIES]:
-        item = _take_free_item(candidates, stratum)
-        if item is not None:
-            return _create_assignment(participant, item)
-    return _claim_counted_item_by_scan(participant, counts, candidates, attempts)
+        claimed = _take_free_item(participant, stratum)
+        if claimed is not None:
+            return claimed
+    return _claim_counted_item_by_scan(participant, counts, attempts)
 
 
 def _claim_counted_item_by_scan(
-    participant: Participant,
-    counts: TrialCounts,
-    candidates: QuerySet[StudyItem],
-    attempts: int,
+    participant: Participant, counts: TrialCounts, attempts: int
 ) -> Assignment | None:
     """The due strata were used up or busy: look at which strata still have free items."""
+    candidates = _counted_candidates(participant)
     for attempt in range(attempts):
         # order_by(): the model's default ordering would make DISTINCT per row.
         available = set(candidates.order_by().values_list("stratum", flat=True).distinct())
         if not available:
             return None  # truly nothing left for this participant
         for stratum in _due_strata(participant, counts, available):
-            item = _take_free_item(candidates, stratum)
-            if item is not None:
-                return _create_assignment(participant, item)
+            claimed = _take_free_item(participant, stratum)
+            if claimed is not None:
+                return claimed
         if attempt + 1 < attempts:
             # Every candidate of the strata due is locked by a racer for a few milliseconds.
             # Waiting on the lock instead could deadlock: a waiting FOR UPDATE ... LIMIT 1
@@ -392,27 +401,79 @@ def _due_strata(participant: Participant, counts: TrialCounts, strata: Iterable[
     return sorted(due, key=lambda stratum: _seeded_rank(participant, stratum))
 
 
-def _take_free_item(candidates: QuerySet[StudyItem], stratum: int) -> StudyItem | None:
-    """Lock the stratum's least-labelled free item and take one of its slots, in one statement.
+# One statement, one round trip, for what every trial needs: lock the stratum's
+# least-labelled free item that this participant has not had, take one of its slots,
+# lease it to the participant and read the example's image name for the reply.
+# Lock one row only: locking every candidate would hide them all from racers. The row
+# is locked and rechecked before the UPDATE, so the slot count stays <= k. Written by
+# hand because the ORM can neither return rows from an UPDATE nor chain the INSERT
+# onto it; as three ORM queries this was the largest cost of a trial.
+_CLAIM_SQL = f"""
+WITH taken AS (
+    UPDATE {StudyItem._meta.db_table} SET assigned_count = assigned_count + 1
+    WHERE id = (
+        SELECT candidate.id FROM {StudyItem._meta.db_table} candidate
+        WHERE candidate.study_id = %(study)s AND candidate.kind IN %(kinds)s
+          AND candidate.stratum = %(stratum)s AND candidate.assigned_count < %(k)s
+          AND NOT EXISTS (
+              SELECT 1 FROM {Assignment._meta.db_table} had
+              WHERE had.item_id = candidate.id AND had.participant_id = %(participant)s
+          )
+        ORDER BY candidate.assigned_count, candidate.shuffle_key
+        LIMIT 1
+        FOR NO KEY UPDATE SKIP LOCKED
+    )
+    RETURNING *
+), leased AS (
+    INSERT INTO {Assignment._meta.db_table}
+        (participant_id, item_id, public_id, status, served_at, lease_expires_at)
+    SELECT %(participant)s, taken.id, %(public_id)s, %(active)s, %(now)s, %(expires)s
+    FROM taken
+    RETURNING id
+)
+SELECT taken.*, leased.id AS leased_id, example.image AS example_image
+FROM taken CROSS JOIN leased
+JOIN {Example._meta.db_table} example ON example.id = taken.example_id
+"""
 
-    Lock one row only: locking every candidate would hide them all from racers. The
-    row is locked and rechecked before the UPDATE, so the slot count stays <= k.
-    Django's update() cannot return the row, hence UPDATE ... RETURNING by hand.
-    """
-    pick = (
-        candidates.filter(stratum=stratum)
-        .order_by("assigned_count", "shuffle_key")
-        .select_for_update(skip_locked=True, no_key=True)
-        .values("id")[:1]
+
+def _take_free_item(participant: Participant, stratum: int) -> Assignment | None:
+    """Claim a free item of ``stratum`` and lease it to ``participant``; None if none is free."""
+    study = participant.study
+    now = timezone.now()
+    public_id = uuid.uuid4()
+    expires = now + lease_duration(study)
+    params = {
+        "study": study.pk,
+        "kinds": tuple(str(kind) for kind in COUNTED_KINDS),
+        "stratum": stratum,
+        "k": study.labels_per_item,
+        "participant": participant.pk,
+        "public_id": public_id,
+        "active": str(Assignment.Status.ACTIVE),
+        "now": now,
+        "expires": expires,
+    }
+    # Any: raw() sets the statement's extra columns (leased_id, example_image) on the item.
+    item: Any = next(iter(StudyItem.objects.raw(_CLAIM_SQL, params)), None)
+    if item is None:
+        return None
+    # Only the image name is read: the example's other fields load if anything asks.
+    item.example = Example.from_db(
+        DEFAULT_DB_ALIAS, ["id", "image"], [item.example_id, item.example_image]
     )
-    pick_sql, pick_params = pick.query.sql_with_params()
-    table = StudyItem._meta.db_table
-    taken = StudyItem.objects.raw(
-        f'UPDATE "{table}" SET "assigned_count" = "assigned_count" + 1 '
-        f'WHERE "id" = ({pick_sql}) RETURNING *',
-        pick_params,
+    assignment = Assignment(
+        pk=item.leased_id,
+        participant=participant,
+        item=item,
+        public_id=public_id,
+        status=Assignment.Status.ACTIVE,
+        served_at=now,
+        lease_expires_at=expires,
     )
-    return next(iter(taken), None)
+    assignment._state.adding = False
+    assignment._state.db = DEFAULT_DB_ALIAS
+    return assignment
 
 
 def take_slot_again(assignment: Assignment) -> bool:

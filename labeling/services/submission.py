@@ -8,22 +8,32 @@ and is answered with the label already stored.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.utils import timezone
 
 from labeling.models import Assignment, Label, Participant
 from labeling.services import quality
 from labeling.services.assignment import (
     COUNTED_KINDS,
+    Trial,
     give_back,
     lock_participant,
+    next_trial_of_locked,
     remaining_practice,
     start_next_trial,
+    sweep_expired_leases_now_and_then,
     take_slot_again,
 )
-from labeling.services.errors import InvalidAnswer, LabelRejected, NotYourItem
+from labeling.services.errors import (
+    AssignmentBusy,
+    InvalidAnswer,
+    LabelRejected,
+    NotYourItem,
+    StudyNotOpen,
+)
 from study.models import Study, StudyItem
 
 
@@ -35,29 +45,75 @@ def submit_label(
     client_response_ms: float | None,
 ) -> Label:
     """Store one label; a re-sent submission returns the label already stored."""
-    try:
-        with transaction.atomic():
-            return _submit_label(participant, assignment_id, value, client_key, client_response_ms)
-    except IntegrityError:
-        # Two copies of one submission raced past the checks: the first one won.
-        existing = Label.objects.filter(participant=participant, client_key=client_key).first()
-        if existing is None:
-            raise
-        return existing
+    with transaction.atomic():
+        locked = lock_participant(participant)
+        return _submit_label(locked, assignment_id, value, client_key, client_response_ms)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer as the page sends it: a value, or the timeout of a timed trial."""
+
+    assignment_id: uuid.UUID
+    value: int | None
+    client_key: uuid.UUID
+    client_response_ms: float | None
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class Answered:
+    item: StudyItem
+    value: int | None  # None: a timeout
+    trial: Trial | None  # the next trial; None: ask ``next_trial`` (done, busy or paused)
+
+
+def answer_and_continue(participant: Participant, answer: Answer) -> Answered:
+    """Store an answer and claim what follows it, in one transaction under one lock.
+
+    The labelling loop's hot path: as two transactions (store, then claim) it locked
+    and read the participant twice and paid two commits per trial. A claim that finds
+    nothing at once (the end of the list, a busy or paused study) is left to the
+    caller's ``next_trial``, which waits and sweeps outside these locks.
+    """
+    sweep_expired_leases_now_and_then(participant.study)  # before the locks: see next_trial
+    with transaction.atomic():
+        locked = lock_participant(participant)
+        if answer.timed_out:
+            item, value = _record_timeout(locked, answer.assignment_id).item, None
+        else:
+            label = _submit_label(
+                locked,
+                answer.assignment_id,
+                _given_value(answer),
+                answer.client_key,
+                answer.client_response_ms,
+            )
+            item, value = label.item, label.value
+        try:
+            trial = next_trial_of_locked(locked, attempts=1)
+        except (AssignmentBusy, StudyNotOpen):
+            trial = None
+    return Answered(item, value, trial)
+
+
+def _given_value(answer: Answer) -> int:
+    if answer.value is None:
+        raise InvalidAnswer("choose an answer")
+    return answer.value
 
 
 def _submit_label(
-    participant: Participant,
+    locked: Participant,
     assignment_id: uuid.UUID,
     value: int,
     client_key: uuid.UUID,
     client_response_ms: float | None,
 ) -> Label:
-    locked = lock_participant(participant)
     assignment = _locked_assignment(locked, assignment_id)
     if assignment.status == Assignment.Status.LABELLED:
         # Re-sent (the same client_key) or answered twice: the label already stored.
-        return Label.objects.get(assignment=assignment)
+        return Label.objects.select_related("item").get(assignment=assignment)
     if value not in locked.study.allowed_values:
         raise InvalidAnswer(f"{value} is not one of this study's answers")
     if assignment.status == Assignment.Status.TIMED_OUT:
@@ -67,6 +123,8 @@ def _submit_label(
     if assignment.status == Assignment.Status.EXPIRED and not take_slot_again(assignment):
         raise LabelRejected("the time for this image ran out and it went to someone else")
     label = _store_label(assignment, value, client_key, client_response_ms)
+    if label.assignment_id != assignment.pk:
+        return label  # the client key was spent on another answer: that one stands
     quality.count_answer(locked, assignment.item, correct=label.is_correct, too_fast=label.too_fast)
     _after_trial(locked, assignment)
     return label
@@ -85,12 +143,38 @@ def _locked_assignment(participant: Participant, assignment_id: uuid.UUID) -> As
     return assignment
 
 
+# The label, its assignment marked answered and the item's label count, in one round
+# trip. ON CONFLICT on the client key only: a label this participant already stored
+# under the same key (two copies of one submission) is kept, nothing else changes and
+# the caller returns that label; any other conflict is a bug and raises. Written by
+# hand: the ORM's create() would raise instead, aborting the surrounding transaction,
+# and it takes three round trips.
+_STORE_LABEL_SQL = f"""
+WITH stored AS (
+    INSERT INTO {Label._meta.db_table} (assignment_id, participant_id, item_id, value, client_key,
+        client_response_ms, server_response_ms, created_at, is_correct, too_fast)
+    VALUES (%(assignment)s, %(participant)s, %(item)s, %(value)s, %(client_key)s,
+        %(client_ms)s, %(server_ms)s, %(now)s, %(is_correct)s, %(too_fast)s)
+    ON CONFLICT (participant_id, client_key) DO NOTHING
+    RETURNING id
+), answered AS (
+    UPDATE {Assignment._meta.db_table} SET status = %(labelled)s
+    WHERE id = %(assignment)s AND EXISTS (SELECT 1 FROM stored)
+), counted AS (
+    UPDATE {StudyItem._meta.db_table} SET labelled_count = labelled_count + 1
+    WHERE id = %(item)s AND EXISTS (SELECT 1 FROM stored)
+)
+SELECT id FROM stored
+"""
+
+
 def _store_label(
     assignment: Assignment, value: int, client_key: uuid.UUID, client_response_ms: float | None
 ) -> Label:
     study = assignment.participant.study
-    server_ms = int((timezone.now() - assignment.served_at).total_seconds() * 1000)
-    label = Label.objects.create(
+    now = timezone.now()
+    server_ms = int((now - assignment.served_at).total_seconds() * 1000)
+    label = Label(
         assignment=assignment,
         participant=assignment.participant,
         item=assignment.item,
@@ -98,13 +182,38 @@ def _store_label(
         client_key=client_key,
         client_response_ms=client_response_ms,
         server_response_ms=server_ms,
+        created_at=now,
         is_correct=quality.is_correct(assignment.item, value),
         too_fast=quality.is_too_fast(study, client_response_ms, server_ms),
     )
+    with connection.cursor() as cursor:
+        cursor.execute(_STORE_LABEL_SQL, _label_row(label))
+        stored = cursor.fetchone()
+    if stored is None:
+        return Label.objects.select_related("item").get(
+            participant=assignment.participant, client_key=client_key
+        )
+    label.pk = stored[0]
+    label._state.adding = False
+    label._state.db = DEFAULT_DB_ALIAS
     assignment.status = Assignment.Status.LABELLED
-    assignment.save(update_fields=["status"])
-    StudyItem.objects.filter(pk=assignment.item_id).update(labelled_count=F("labelled_count") + 1)
     return label
+
+
+def _label_row(label: Label) -> dict[str, Any]:
+    return {
+        "assignment": label.assignment_id,
+        "participant": label.participant_id,
+        "item": label.item_id,
+        "value": label.value,
+        "client_key": label.client_key,
+        "client_ms": label.client_response_ms,
+        "server_ms": label.server_response_ms,
+        "now": label.created_at,
+        "is_correct": label.is_correct,
+        "too_fast": label.too_fast,
+        "labelled": str(Assignment.Status.LABELLED),
+    }
 
 
 @transaction.atomic
@@ -115,7 +224,10 @@ def record_timeout(participant: Participant, assignment_id: uuid.UUID) -> Assign
     the participant moves on, and the trial counts towards their items. A missed
     attention check counts as failed.
     """
-    locked = lock_participant(participant)
+    return _record_timeout(lock_participant(participant), assignment_id)
+
+
+def _record_timeout(locked: Participant, assignment_id: uuid.UUID) -> Assignment:
     assignment = _locked_assignment(locked, assignment_id)
     if assignment.status == Assignment.Status.TIMED_OUT:
         return assignment  # re-sent
