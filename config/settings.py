@@ -74,6 +74,13 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Plan the labelling loop's prepared statements once per connection and keep the
+    # plan (labeling/services/statements.py: planning cost more than running them).
+    # Only prepared statements are affected, and Django itself prepares none.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        "-c plan_cache_mode=force_generic_plan"
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the demo's pages read while a task writes; wait rather than fail on a lock.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"}

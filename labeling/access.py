@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 
 from labeling.models import Participant
+from labeling.services import statements
 from study.models import Study
 
 _SESSION_KEY = "advstudy_participants"  # {join token: participant public id}
@@ -44,11 +45,7 @@ def study_and_participant(
     """
     public_id = _session_public_id(request, join_token)
     if public_id is not None:
-        participant = (
-            Participant.objects.select_related("study")
-            .filter(public_id=public_id, study__join_token=join_token)
-            .first()
-        )
+        participant = statements.participant_in_study(public_id, join_token)
         if participant is not None:
             return participant.study, participant
     return study_for(join_token), None

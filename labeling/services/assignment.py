@@ -22,15 +22,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
-from attacks.models import Example
 from labeling.models import Assignment, Participant
+from labeling.services import statements
 from labeling.services.errors import AssignmentBusy, StudyNotOpen
 from study.models import Study, StudyItem
 
@@ -165,11 +164,7 @@ def lock_participant(participant: Participant) -> Participant:
 
     NO KEY: it must not wait on the KEY SHARE locks that inserting their rows takes.
     """
-    return (
-        Participant.objects.select_for_update(no_key=True, of=("self",))
-        .select_related("study")
-        .get(pk=participant.pk)
-    )
+    return statements.locked_participant(participant.pk)
 
 
 def next_assignment(participant: Participant) -> Assignment | None:
@@ -205,7 +200,7 @@ def next_trial_of_locked(locked: Participant, *, attempts: int = _CLAIM_ATTEMPTS
     """
     if locked.excluded or locked.completed_at is not None:
         return None
-    active = list(_active(locked))
+    active = statements.active_assignments(locked)
     counts = trial_counts(locked)
     if locked.study.status == Study.Status.LIVE:
         _claim_up_to_held(locked, active, counts, attempts)
@@ -216,14 +211,6 @@ def next_trial_of_locked(locked: Participant, *, attempts: int = _CLAIM_ATTEMPTS
         return None
     phase, progress = _phase_and_progress(locked, active[0], counts)
     return Trial(active[0], active[1] if len(active) > 1 else None, phase, progress)
-
-
-def _active(participant: Participant) -> QuerySet[Assignment]:
-    return (
-        participant.assignments.filter(status=Assignment.Status.ACTIVE)
-        .select_related("item__example")  # the trial's reply carries small images inline
-        .order_by("id")
-    )
 
 
 @dataclass
@@ -254,14 +241,8 @@ class TrialCounts:
 
 
 def trial_counts(participant: Participant) -> TrialCounts:
-    rows = (
-        participant.assignments.exclude(status=Assignment.Status.EXPIRED)
-        .order_by()
-        .values_list("item__kind", "item__stratum", "status")
-        .annotate(trials=Count("id"))
-    )
     counts = TrialCounts()
-    for kind, stratum, status, trials in rows:
+    for kind, stratum, status, trials in statements.trial_rows(participant):
         counts.add(kind, stratum, finished=status != Assignment.Status.ACTIVE, trials=trials)
     return counts
 
@@ -401,71 +382,31 @@ def _due_strata(participant: Participant, counts: TrialCounts, strata: Iterable[
     return sorted(due, key=lambda stratum: _seeded_rank(participant, stratum))
 
 
-# One statement, one round trip, for what every trial needs: lock the stratum's
-# least-labelled free item that this participant has not had, take one of its slots,
-# lease it to the participant and read the example's image name for the reply.
-# Lock one row only: locking every candidate would hide them all from racers. The row
-# is locked and rechecked before the UPDATE, so the slot count stays <= k. Written by
-# hand because the ORM can neither return rows from an UPDATE nor chain the INSERT
-# onto it; as three ORM queries this was the largest cost of a trial.
-_CLAIM_SQL = f"""
-WITH taken AS (
-    UPDATE {StudyItem._meta.db_table} SET assigned_count = assigned_count + 1
-    WHERE id = (
-        SELECT candidate.id FROM {StudyItem._meta.db_table} candidate
-        WHERE candidate.study_id = %(study)s AND candidate.kind IN %(kinds)s
-          AND candidate.stratum = %(stratum)s AND candidate.assigned_count < %(k)s
-          AND NOT EXISTS (
-              SELECT 1 FROM {Assignment._meta.db_table} had
-              WHERE had.item_id = candidate.id AND had.participant_id = %(participant)s
-          )
-        ORDER BY candidate.assigned_count, candidate.shuffle_key
-        LIMIT 1
-        FOR NO KEY UPDATE SKIP LOCKED
-    )
-    RETURNING *
-), leased AS (
-    INSERT INTO {Assignment._meta.db_table}
-        (participant_id, item_id, public_id, status, served_at, lease_expires_at)
-    SELECT %(participant)s, taken.id, %(public_id)s, %(active)s, %(now)s, %(expires)s
-    FROM taken
-    RETURNING id
-)
-SELECT taken.*, leased.id AS leased_id, example.image AS example_image
-FROM taken CROSS JOIN leased
-JOIN {Example._meta.db_table} example ON example.id = taken.example_id
-"""
-
-
 def _take_free_item(participant: Participant, stratum: int) -> Assignment | None:
-    """Claim a free item of ``stratum`` and lease it to ``participant``; None if none is free."""
+    """Claim a free item of ``stratum`` and lease it to ``participant``, in one statement.
+
+    One round trip for what every trial needs (see ``statements.claim_free_item``); as
+    three ORM queries this was the largest cost of a trial.
+    """
     study = participant.study
     now = timezone.now()
     public_id = uuid.uuid4()
     expires = now + lease_duration(study)
-    params = {
-        "study": study.pk,
-        "kinds": tuple(str(kind) for kind in COUNTED_KINDS),
-        "stratum": stratum,
-        "k": study.labels_per_item,
-        "participant": participant.pk,
-        "public_id": public_id,
-        "active": str(Assignment.Status.ACTIVE),
-        "now": now,
-        "expires": expires,
-    }
-    # Any: raw() sets the statement's extra columns (leased_id, example_image) on the item.
-    item: Any = next(iter(StudyItem.objects.raw(_CLAIM_SQL, params)), None)
-    if item is None:
-        return None
-    # Only the image name is read: the example's other fields load if anything asks.
-    item.example = Example.from_db(
-        DEFAULT_DB_ALIAS, ["id", "image"], [item.example_id, item.example_image]
-    )
-    assignment = Assignment(
-        pk=item.leased_id,
+    claimed = statements.claim_free_item(
+        study=study,
+        kinds=[str(kind) for kind in COUNTED_KINDS],
+        stratum=stratum,
         participant=participant,
-        item=item,
+        public_id=public_id,
+        served_at=now,
+        expires_at=expires,
+    )
+    if claimed is None:
+        return None
+    assignment = Assignment(
+        pk=claimed.assignment_id,
+        participant=participant,
+        item=claimed.item,
         public_id=public_id,
         status=Assignment.Status.ACTIVE,
         served_at=now,
@@ -500,9 +441,7 @@ def _create_assignment(participant: Participant, item: StudyItem) -> Assignment:
 def start_next_trial(participant: Participant) -> None:
     """The held next item becomes current now: its response clock and lease start."""
     now = timezone.now()
-    Assignment.objects.filter(participant=participant, status=Assignment.Status.ACTIVE).update(
-        served_at=now, lease_expires_at=now + lease_duration(participant.study)
-    )
+    statements.start_held(participant, now, now + lease_duration(participant.study))
 
 
 def _phase_and_progress(

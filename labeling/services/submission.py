@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from labeling.models import Assignment, Label, Participant
-from labeling.services import quality
+from labeling.services import quality, statements
 from labeling.services.assignment import (
     COUNTED_KINDS,
     Trial,
@@ -131,41 +130,10 @@ def _submit_label(
 
 
 def _locked_assignment(participant: Participant, assignment_id: uuid.UUID) -> Assignment:
-    assignment = (
-        Assignment.objects.select_for_update(of=("self",))
-        .filter(public_id=assignment_id, participant=participant)
-        .select_related("item")
-        .first()
-    )
+    assignment = statements.locked_assignment(participant, assignment_id)  # with the locked copy
     if assignment is None:
         raise NotYourItem("this image is not assigned to you")
-    assignment.participant = participant  # the locked copy, with its study
     return assignment
-
-
-# The label, its assignment marked answered and the item's label count, in one round
-# trip. ON CONFLICT on the client key only: a label this participant already stored
-# under the same key (two copies of one submission) is kept, nothing else changes and
-# the caller returns that label; any other conflict is a bug and raises. Written by
-# hand: the ORM's create() would raise instead, aborting the surrounding transaction,
-# and it takes three round trips.
-_STORE_LABEL_SQL = f"""
-WITH stored AS (
-    INSERT INTO {Label._meta.db_table} (assignment_id, participant_id, item_id, value, client_key,
-        client_response_ms, server_response_ms, created_at, is_correct, too_fast)
-    VALUES (%(assignment)s, %(participant)s, %(item)s, %(value)s, %(client_key)s,
-        %(client_ms)s, %(server_ms)s, %(now)s, %(is_correct)s, %(too_fast)s)
-    ON CONFLICT (participant_id, client_key) DO NOTHING
-    RETURNING id
-), answered AS (
-    UPDATE {Assignment._meta.db_table} SET status = %(labelled)s
-    WHERE id = %(assignment)s AND EXISTS (SELECT 1 FROM stored)
-), counted AS (
-    UPDATE {StudyItem._meta.db_table} SET labelled_count = labelled_count + 1
-    WHERE id = %(item)s AND EXISTS (SELECT 1 FROM stored)
-)
-SELECT id FROM stored
-"""
 
 
 def _store_label(
@@ -186,34 +154,16 @@ def _store_label(
         is_correct=quality.is_correct(assignment.item, value),
         too_fast=quality.is_too_fast(study, client_response_ms, server_ms),
     )
-    with connection.cursor() as cursor:
-        cursor.execute(_STORE_LABEL_SQL, _label_row(label))
-        stored = cursor.fetchone()
-    if stored is None:
+    stored = statements.insert_label(label)
+    if stored is None:  # two copies of one submission: the first one's label stands
         return Label.objects.select_related("item").get(
             participant=assignment.participant, client_key=client_key
         )
-    label.pk = stored[0]
+    label.pk = stored
     label._state.adding = False
     label._state.db = DEFAULT_DB_ALIAS
     assignment.status = Assignment.Status.LABELLED
     return label
-
-
-def _label_row(label: Label) -> dict[str, Any]:
-    return {
-        "assignment": label.assignment_id,
-        "participant": label.participant_id,
-        "item": label.item_id,
-        "value": label.value,
-        "client_key": label.client_key,
-        "client_ms": label.client_response_ms,
-        "server_ms": label.server_response_ms,
-        "now": label.created_at,
-        "is_correct": label.is_correct,
-        "too_fast": label.too_fast,
-        "labelled": str(Assignment.Status.LABELLED),
-    }
 
 
 @transaction.atomic
