@@ -1,33 +1,19 @@
 """The demo command sets everything up on SQLite with in-process tasks, without serving."""
 
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+from tests.sqlite import run_on_sqlite
 
 
 def test_demo_runs_on_sqlite_without_a_broker(tmp_path: Path) -> None:
     database = tmp_path / "demo.sqlite3"
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "ADVSTUDY_DATA_DIR"}
-    }
-    environment.update(
-        DEBUG="1", DATABASE_URL=f"sqlite:///{database}", MEDIA_ROOT=str(tmp_path / "media")
-    )
-
-    result = subprocess.run(
-        [sys.executable, "manage.py", "demo", "--no-serve", "--examples", "6", "--epochs", "1"],
-        cwd=REPOSITORY,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    result = run_on_sqlite(
+        database,
+        ["manage.py", "demo", "--no-serve", "--examples", "6", "--epochs", "1"],
+        timeout_s=600,
+        DEBUG="1",
+        MEDIA_ROOT=str(tmp_path / "media"),
     )
 
     assert result.returncode == 0, result.stderr[-3000:]

@@ -393,13 +393,15 @@ def _take_free_item(participant: Participant, stratum: int) -> Assignment | None
     public_id = uuid.uuid4()
     expires = now + lease_duration(study)
     claimed = statements.claim_free_item(
-        study=study,
-        kinds=[str(kind) for kind in COUNTED_KINDS],
-        stratum=stratum,
-        participant=participant,
-        public_id=public_id,
-        served_at=now,
-        expires_at=expires,
+        statements.Claim(
+            study=study,
+            kinds=[str(kind) for kind in COUNTED_KINDS],
+            stratum=stratum,
+            participant=participant,
+            public_id=public_id,
+            served_at=now,
+            expires_at=expires,
+        )
     )
     if claimed is None:
         return None

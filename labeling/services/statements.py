@@ -361,33 +361,37 @@ JOIN {table(Example)} example ON example.id = taken.example_id
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A lease to take: a free item of ``stratum`` for ``participant``."""
+
+    study: Study
+    kinds: Sequence[str]
+    stratum: int
+    participant: Participant
+    public_id: uuid.UUID
+    served_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class Claimed:
     item: StudyItem  # with its example's id and image
     assignment_id: int
 
 
-def claim_free_item(
-    *,
-    study: Study,
-    kinds: Sequence[str],
-    stratum: int,
-    participant: Participant,
-    public_id: uuid.UUID,
-    served_at: datetime,
-    expires_at: datetime,
-) -> Claimed | None:
+def claim_free_item(claim: Claim) -> Claimed | None:
     """Take a free slot of the stratum's least-labelled item and lease it; None if none."""
     if _portable():
-        return _claim_portably(study, kinds, stratum, participant, public_id, served_at, expires_at)
+        return _claim_portably(claim)
     rows = _CLAIM.fetch(
-        study.pk,
-        list(kinds),
-        stratum,
-        study.labels_per_item,
-        participant.pk,
-        public_id,
-        served_at,
-        expires_at,
+        claim.study.pk,
+        list(claim.kinds),
+        claim.stratum,
+        claim.study.labels_per_item,
+        claim.participant.pk,
+        claim.public_id,
+        claim.served_at,
+        claim.expires_at,
     )
     if not rows:
         return None
@@ -396,36 +400,29 @@ def claim_free_item(
     return Claimed(item, rows[0][-1])
 
 
-def _claim_portably(
-    study: Study,
-    kinds: Sequence[str],
-    stratum: int,
-    participant: Participant,
-    public_id: uuid.UUID,
-    served_at: datetime,
-    expires_at: datetime,
-) -> Claimed | None:
+def _claim_portably(claim: Claim) -> Claimed | None:
+    study, k = claim.study, claim.study.labels_per_item
     # One writer at a time (SQLite): the conditional UPDATE alone keeps the count <= k.
     item = (
         StudyItem.objects.filter(
-            study=study, kind__in=kinds, stratum=stratum, assigned_count__lt=study.labels_per_item
+            study=study, kind__in=claim.kinds, stratum=claim.stratum, assigned_count__lt=k
         )
-        .exclude(assignments__participant=participant)
+        .exclude(assignments__participant=claim.participant)
         .order_by("assigned_count", "shuffle_key")
         .select_related("example")
         .first()
     )
-    if item is None or not StudyItem.objects.filter(
-        pk=item.pk, assigned_count__lt=study.labels_per_item
-    ).update(assigned_count=F("assigned_count") + 1):
+    if item is None or not StudyItem.objects.filter(pk=item.pk, assigned_count__lt=k).update(
+        assigned_count=F("assigned_count") + 1
+    ):
         return None
     leased = Assignment.objects.create(
-        participant=participant,
+        participant=claim.participant,
         item=item,
-        public_id=public_id,
+        public_id=claim.public_id,
         status=_ACTIVE,
-        served_at=served_at,
-        lease_expires_at=expires_at,
+        served_at=claim.served_at,
+        lease_expires_at=claim.expires_at,
     )
     item.assigned_count += 1
     return Claimed(item, leased.pk)

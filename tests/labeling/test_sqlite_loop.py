@@ -10,13 +10,10 @@ per item, none doubled.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+from tests.sqlite import run_on_sqlite
 
 _LOOP = textwrap.dedent(
     """
@@ -67,26 +64,13 @@ _LOOP = textwrap.dedent(
 
 
 def test_the_labelling_loop_runs_on_sqlite(tmp_path: Path) -> None:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}
-    }
-    environment.update(
+    result = run_on_sqlite(
+        tmp_path / "loop.sqlite3",
+        ["-c", _LOOP],
+        timeout_s=300,
         DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'loop.sqlite3'}",
         MEDIA_ROOT=str(tmp_path / "media"),
         ALLOWED_HOSTS="testserver",  # Django's test client
-    )
-
-    result = subprocess.run(
-        [sys.executable, "-c", _LOOP],
-        cwd=REPOSITORY,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
