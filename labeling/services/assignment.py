@@ -18,7 +18,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -266,9 +266,9 @@ def _claim_up_to_held(
 def _claim_next(participant: Participant, counts: TrialCounts, attempts: int) -> Assignment | None:
     study = participant.study
     if counts.practice < study_shape(study).practice_items:
-        practice = _next_practice_item(participant)
+        practice = _lease(participant, statements.lease_practice_item)
         if practice is not None:
-            return _create_assignment(participant, practice)
+            return practice
     checks = planned_attention_checks(study)
     position = counts.counted + counts.attention
     quota_reached = counts.counted >= study.items_per_participant
@@ -306,16 +306,6 @@ def attention_positions(participant: Participant, checks: int) -> frozenset[int]
     return frozenset(
         rng.randrange(total * number // checks, total * (number + 1) // checks)
         for number in range(checks)
-    )
-
-
-def _next_practice_item(participant: Participant) -> StudyItem | None:
-    return (
-        StudyItem.objects.filter(study=participant.study, kind=StudyItem.Kind.PRACTICE)
-        .exclude(assignments__participant=participant)
-        .select_related("example")
-        .order_by("shuffle_key", "id")
-        .first()
     )
 
 
@@ -388,31 +378,37 @@ def _take_free_item(participant: Participant, stratum: int) -> Assignment | None
     One round trip for what every trial needs (see ``statements.claim_free_item``); as
     three ORM queries this was the largest cost of a trial.
     """
+    return _lease(participant, statements.claim_free_item, stratum)
+
+
+def _lease(
+    participant: Participant,
+    take: Callable[[statements.Claim], statements.Claimed | None],
+    stratum: int = 0,
+) -> Assignment | None:
+    """Lease what ``take`` finds to ``participant``, its clock and lease starting now."""
     study = participant.study
     now = timezone.now()
-    public_id = uuid.uuid4()
-    expires = now + lease_duration(study)
-    claimed = statements.claim_free_item(
-        statements.Claim(
-            study=study,
-            kinds=[str(kind) for kind in COUNTED_KINDS],
-            stratum=stratum,
-            participant=participant,
-            public_id=public_id,
-            served_at=now,
-            expires_at=expires,
-        )
+    claim = statements.Claim(
+        study=study,
+        kinds=[str(kind) for kind in COUNTED_KINDS],
+        stratum=stratum,
+        participant=participant,
+        public_id=uuid.uuid4(),
+        served_at=now,
+        expires_at=now + lease_duration(study),
     )
+    claimed = take(claim)
     if claimed is None:
         return None
     assignment = Assignment(
         pk=claimed.assignment_id,
         participant=participant,
         item=claimed.item,
-        public_id=public_id,
+        public_id=claim.public_id,
         status=Assignment.Status.ACTIVE,
-        served_at=now,
-        lease_expires_at=expires,
+        served_at=claim.served_at,
+        lease_expires_at=claim.expires_at,
     )
     assignment._state.adding = False
     assignment._state.db = DEFAULT_DB_ALIAS

@@ -416,6 +416,71 @@ def _claim_portably(claim: Claim) -> Claimed | None:
         assigned_count=F("assigned_count") + 1
     ):
         return None
+    item.assigned_count += 1
+    return Claimed(item, _lease_portably(claim, item))
+
+
+# Practice: the first practice item (in the study's shuffled order) that this
+# participant has not had, leased to them, in one round trip. Practice items hold no
+# slot (every participant sees them), so nothing is counted or locked but the
+# participant, whom the caller has locked. $1 study, $2 participant, $3 public id,
+# $4 served at, $5 lease expires at.
+_LEASE_PRACTICE = Prepared(
+    "lease_practice",
+    5,
+    lambda: (
+        f"""
+WITH picked AS (
+    SELECT item.id FROM {table(StudyItem)} item
+    WHERE item.study_id = $1 AND item.kind = '{StudyItem.Kind.PRACTICE.value}'
+      AND NOT EXISTS (
+          SELECT 1 FROM {table(Assignment)} had
+          WHERE had.item_id = item.id AND had.participant_id = $2
+      )
+    ORDER BY item.shuffle_key, item.id
+    LIMIT 1
+), leased AS (
+    INSERT INTO {table(Assignment)}
+        (participant_id, item_id, public_id, status, served_at, lease_expires_at)
+    SELECT $2, picked.id, $3::uuid, '{_ACTIVE}', $4::timestamptz, $5::timestamptz FROM picked
+    RETURNING id, item_id
+)
+SELECT {_item.sql}, {_example_image.sql}, leased.id
+FROM leased JOIN {table(StudyItem)} item ON item.id = leased.item_id
+JOIN {table(Example)} example ON example.id = item.example_id
+"""
+    ),
+)
+
+
+def lease_practice_item(claim: Claim) -> Claimed | None:
+    """Lease the participant's next practice item (``claim.kinds`` and ``stratum`` unused)."""
+    if _portable():
+        return _lease_practice_portably(claim)
+    rows = _LEASE_PRACTICE.fetch(
+        claim.study.pk, claim.participant.pk, claim.public_id, claim.served_at, claim.expires_at
+    )
+    if not rows:
+        return None
+    item = _item.load(rows[0])
+    item.example = _example_image.load(rows[0], len(_item))
+    return Claimed(item, rows[0][-1])
+
+
+def _lease_practice_portably(claim: Claim) -> Claimed | None:
+    item = (
+        StudyItem.objects.filter(study=claim.study, kind=StudyItem.Kind.PRACTICE)
+        .exclude(assignments__participant=claim.participant)
+        .select_related("example")
+        .order_by("shuffle_key", "id")
+        .first()
+    )
+    if item is None:
+        return None
+    return Claimed(item, _lease_portably(claim, item))
+
+
+def _lease_portably(claim: Claim, item: StudyItem) -> int:
     leased = Assignment.objects.create(
         participant=claim.participant,
         item=item,
@@ -424,8 +489,7 @@ def _claim_portably(claim: Claim) -> Claimed | None:
         served_at=claim.served_at,
         lease_expires_at=claim.expires_at,
     )
-    item.assigned_count += 1
-    return Claimed(item, leased.pk)
+    return int(leased.pk)
 
 
 # The label, its assignment marked answered and the item's label count, in one round
