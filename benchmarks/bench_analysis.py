@@ -22,6 +22,9 @@ labels read per second: an examples or participants row aggregates labels), memo
 VmHWM, reset through /proc/self/clear_refs just before) minus its resident set just
 before it; the absolute peak RSS of the child is shown beside it. Excluded
 participants are left out, as the defaults do. Goal: >= 100,000 rows/s and < 300 MB.
+Beside each examples, participants and hf export, its bound measured in the same run
+(BOUND_QUERIES, _zip_bound): PostgreSQL alone counting the labels per row of the
+table, and the same PNG files zipped with no database.
 
 Report: ``analysis.report.study_report`` (the one call is ``run_study_report``
 below) against the same measures the pandas + crowd-kit way
@@ -134,6 +137,8 @@ def child_main(task: dict[str, Any]) -> dict[str, Any]:
         return _child_export(study, task)
     if task["what"] == "report":
         return _child_report(study)
+    if task["what"] == "bounds":
+        return _child_bounds(study)
     return _child_pandas(study)
 
 
@@ -151,6 +156,59 @@ def _child_export(study: Any, task: dict[str, Any]) -> dict[str, Any]:
         seconds = time.perf_counter() - started
     output.unlink()
     return {"rows": rows, "labels": labels, "seconds": seconds, "bytes": size, **_memory(memory)}
+
+
+class _Discard:
+    def write(self, data: bytes | str) -> int:
+        return len(data)
+
+
+# What no export of a table can beat on this machine, measured in the same run: for
+# examples and participants, PostgreSQL alone scanning the labels and grouping them by
+# the table's row (a bare count, through COPY into nothing); for the imagefolder zip,
+# the same PNG files read and written into a stored zip by zipfile, with no database.
+BOUND_QUERIES = {
+    "examples": "SELECT item_id, count(*) FROM labeling_label GROUP BY 1",
+    "participants": "SELECT participant_id, count(*) FROM labeling_label GROUP BY 1",
+}
+
+
+def _child_bounds(study: Any) -> dict[str, Any]:
+    from django.db import connection
+
+    bounds = {}
+    with connection.cursor() as cursor:
+        for table, query in BOUND_QUERIES.items():
+            started = time.perf_counter()
+            cursor.copy_expert(f"COPY ({query}) TO STDOUT", _Discard())
+            bounds[table] = time.perf_counter() - started
+    bounds["hf"] = _zip_bound(study)
+    return bounds
+
+
+def _zip_bound(study: Any) -> float:
+    import zipfile
+
+    from analysis.exports.writers import Sink
+    from analysis.queries import ANALYSED_KINDS
+    from attacks.models import Example
+
+    storage = Example._meta.get_field("image").storage
+    names = list(
+        Example.objects.filter(
+            study_items__study=study, study_items__kind__in=ANALYSED_KINDS
+        ).values_list("id", "image")
+    )
+    sink = Sink()  # the export's own non-seekable stream, drained as it does
+    started = time.perf_counter()
+    with zipfile.ZipFile(sink, "w") as archive:
+        for count, (example_id, name) in enumerate(names):
+            with storage.open(name, "rb") as image:
+                archive.writestr(f"images/{example_id}.png", image.read(), zipfile.ZIP_STORED)
+            if count % 1000 == 0:
+                sink.drain()
+    sink.drain()
+    return time.perf_counter() - started
 
 
 def run_study_report(study: Any) -> Any:
@@ -216,14 +274,17 @@ def setup_django(environment: dict[str, str]) -> None:
     call_command("migrate", verbosity=0)
 
 
-def warm_up(url: str) -> None:
-    """Read the tables once so that the first export does not pay for a cold cache alone."""
+def warm_up(url: str, media: Path) -> None:
+    """Read the tables and the image files once, so that neither the first export nor
+    the zip (or its bound) pays for a cold cache alone."""
     connection = connect(url)
     with connection.cursor() as cursor:
         for table in ("labeling_label", "labeling_participant", "study_studyitem"):
             cursor.execute(f"SELECT count(*) FROM {table}")
         cursor.execute("SELECT count(*), sum(length(image)) FROM attacks_example")
     connection.close()
+    for path in media.rglob("*.png"):
+        path.read_bytes()
 
 
 # ---- the run ----
@@ -233,20 +294,33 @@ def megabytes(value: float) -> str:
     return f"{value:.0f}"
 
 
-def export_rows(results: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+def bound_seconds(bounds: dict[str, float], table: str, export_format: str) -> float | None:
+    return bounds.get("hf" if export_format == "hf" else table)
+
+
+def export_rows(
+    results: list[tuple[str, str, dict[str, Any]]], bounds: dict[str, float]
+) -> list[str]:
     lines = [
         "| table | format | rows | seconds | rows/s | labels read/s | size MB "
-        "| peak RSS growth MB | peak RSS MB (absolute) | goal |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS growth MB | peak RSS MB (absolute) | bound s | bound rows/s "
+        "| time / bound | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for table, export_format, result in results:
         rate = result["rows"] / result["seconds"]
         met = rate >= GOAL_ROWS_PER_S and result["growth_mb"] < GOAL_MB
+        bound = bound_seconds(bounds, table, export_format)
+        against = (
+            f"{bound:.2f} | {result['rows'] / bound:,.0f} | {result['seconds'] / bound:.1f}x"
+            if bound
+            else "- | - | -"
+        )
         lines.append(
             f"| {table} | {export_format} | {result['rows']:,} | {result['seconds']:.2f} "
             f"| {rate:,.0f} | {result['labels'] / result['seconds']:,.0f} "
             f"| {result['bytes'] / 1e6:.1f} | {megabytes(result['growth_mb'])} "
-            f"| {megabytes(result['peak_mb'])} | {'met' if met else 'NOT met'} |"
+            f"| {megabytes(result['peak_mb'])} | {against} | {'met' if met else 'NOT met'} |"
         )
     return lines
 
@@ -349,7 +423,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        warm_up(args.database_url)
+        warm_up(args.database_url, media)
         exports = []
         for table, export_format in chosen_exports(args.exports):
             task: dict[str, Any] = {
@@ -361,6 +435,10 @@ def main() -> None:
             }
             result = timed(f"export {table} {export_format}", partial(in_child, task, environment))
             exports.append((table, export_format, result))
+        bounds: dict[str, float] = {}
+        if exports:
+            task = {"what": "bounds", "study_id": seeded.study_id}
+            bounds = timed("bounds", partial(in_child, task, environment))
         ours = None
         pandas: dict[str, Any] | None = None
         if not args.skip_report:
@@ -368,7 +446,7 @@ def main() -> None:
             ours = timed("study_report", partial(in_child, task, environment))
             task = {"what": "pandas", "study_id": seeded.study_id}
             pandas = timed("pandas report", partial(in_child, task, environment))
-        print_results(args, seeded, exports, ours, pandas)
+        print_results(args, seeded, exports, bounds, ours, pandas)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
         if not (args.keep_database or args.reuse_database):
@@ -423,6 +501,7 @@ def print_results(
     args: argparse.Namespace,
     seeded: Any,
     exports: list[tuple[str, str, dict[str, Any]]],
+    bounds: dict[str, float],
     ours: dict[str, Any] | None,
     pandas: dict[str, Any] | None,
 ) -> None:
@@ -450,7 +529,14 @@ def print_results(
         f"already loaded, connected); absolute = the child's peak RSS."
     )
     print()
-    print("\n".join(export_rows(exports)))
+    print("\n".join(export_rows(exports, bounds)))
+    print(
+        "Bound: what no export of the table can beat here, in the same run. Examples and "
+        "participants: PostgreSQL alone counting the labels per item or per participant "
+        "(COPY (SELECT ..., count(*) FROM labeling_label GROUP BY 1) TO STDOUT into "
+        "nothing). hf: the same PNG files read and written into a stored zip by zipfile, "
+        "no database."
+    )
     print()
     if pandas is not None:
         print("\n".join(report_rows(ours, pandas)))

@@ -229,7 +229,7 @@ def expected_participants(study: Study, include_excluded: bool = False) -> list[
                 "fast_responses": participant.fast_responses,
                 "excluded": participant.excluded,
                 "exclusion_reasons": participant.exclusion_reasons,
-                "median_client_response_ms": statistics.median(client_ms) if labels else None,
+                "median_client_response_ms": statistics.median(client_ms) if client_ms else None,
                 "median_server_response_ms": statistics.median(server_ms) if labels else None,
                 "first_label_at": min(times, default=None),
                 "last_label_at": max(times, default=None),
@@ -679,3 +679,22 @@ def test_a_study_without_labels_exports_its_columns_and_no_rows(make_study, tmp_
         assert examples["majority_label"].isna().all()
     names = zipfile.ZipFile(io.BytesIO(export(study, "examples", "hf"))).namelist()
     assert len([name for name in names if name.startswith("images/")]) == 2
+
+
+@pytest.mark.parametrize("include_excluded", [False, True])
+def test_participant_medians_skip_missing_browser_times(study: Study, include_excluded) -> None:
+    # Given a counted label with no browser time (a client that could not measure it):
+    # the excluded participant's only one, so they have no browser time at all
+    first = Label.objects.filter(item__study=study, item__kind="main").order_by("id")[0]
+    Label.objects.filter(pk=first.pk).update(client_response_ms=None)
+    expected = [
+        comparable(row, "participants") for row in expected_participants(study, include_excluded)
+    ]
+
+    for export_format in FORMATS:
+        # When the participants table is exported
+        data = export(study, "participants", export_format, include_excluded)
+
+        # Then every count, median and time is the plain computation's: the median of
+        # the times there are, attention answers counted apart from the labels
+        assert frame_records(read_with_pandas(data, export_format), "participants") == expected
