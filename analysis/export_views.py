@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 
 from analysis.exports import ExportRequest, ExportRequestError, export_bytes
 from config.auth import researcher_required
-from study.queries import owned_study
+from study.queries import study_for
 
 
 @researcher_required
@@ -16,7 +16,7 @@ from study.queries import owned_study
 def study_export(
     request: HttpRequest, study_id: int, table: str, export_format: str
 ) -> StreamingHttpResponse:
-    study = owned_study(request.user, study_id)
+    study = study_for(request.user, study_id)
     try:
         export = ExportRequest(
             table, export_format, include_excluded=request.GET.get("include_excluded") == "1"
