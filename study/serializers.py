@@ -87,11 +87,15 @@ class StudyDesignSerializer(serializers.Serializer):
 
 
 def _dataset(attrs: dict[str, Any]) -> str:
+    """As the designer picks it: the one asked for, the first sample's, or the only one."""
     if attrs.get("dataset"):
         return str(attrs["dataset"])
     first = attrs["samples"][0]["setting"] if attrs["samples"] else None
     found = AttackSetting.objects.filter(pk=first) if first is not None else None
     dataset = found.values_list("dataset", flat=True).first() if found is not None else None
+    available = queries.designable_datasets()
+    if dataset is None and len(available) == 1:
+        dataset = available[0]
     if dataset is None:
         raise serializers.ValidationError({"dataset": ["give the dataset or a sample's setting"]})
     return dataset

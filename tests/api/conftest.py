@@ -17,6 +17,8 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from attacks import services as attack_services
+from attacks.models import AttackSetting
 from study import services
 from study.design import StudyDesign
 from study.models import Study
@@ -46,6 +48,24 @@ def api(researcher: User) -> APIClient:
 @pytest.fixture
 def study(researcher: User, full_design) -> Study:
     return services.create_draft_study(owner=researcher, design=full_design)
+
+
+def clean_setting_named(name: str) -> AttackSetting:
+    """A clean setting over MNIST test images [9000, 9100): fast to generate."""
+    return attack_services.create_attack_setting(
+        name=name,
+        attack_name="clean",
+        config={},
+        dataset="mnist",
+        source_split="test",
+        source_range=(9000, 9100),
+        seed=0,
+    )
+
+
+@pytest.fixture
+def clean_setting(db: None) -> AttackSetting:
+    return clean_setting_named("clean-api")
 
 
 def _researcher(name: str) -> User:
