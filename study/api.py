@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from analysis.queries import study_progress
-from config.api import api_user, refusal_as_conflict, validated
+from config.api import Conflict, api_user, refusal_as_conflict, validated
 from study import services
 from study.models import Study
 from study.queries import Access, studies_for, study_for
@@ -66,9 +66,11 @@ class StudyViewSet(viewsets.GenericViewSet):
     def update(self, request: Request, pk: int) -> Response:
         """Replace a draft's design (editors and the owner; 409 once it has gone live)."""
         study = self._study(pk, Access.EDIT)
+        if study.status != Study.Status.DRAFT:
+            # 409 for the study's state; the design's own faults stay 400s, as on create.
+            raise Conflict(f"Only a draft's design can change; this study is {study.status}.")
         form = validated(StudyDesignSerializer, request)["form"]
-        with refusal_as_conflict():
-            study = services.replace_draft_design(study, form.to_design(), by=api_user(request))
+        study = services.replace_draft_design(study, form.to_design(), by=api_user(request))
         return self._detail(study)
 
     def _move(self, request: Request, pk: int, new_status: str) -> Response:

@@ -145,7 +145,7 @@ class StudySummarySerializer(serializers.ModelSerializer):
 
     def get_access(self, study: Study) -> str | None:
         access = queries.access_to(study, self.context["request"].user)
-        return access.name.lower() if access is not None else None
+        return access.label if access is not None else None
 
 
 class ItemGroupSerializer(serializers.Serializer):

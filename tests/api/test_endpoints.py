@@ -424,3 +424,21 @@ def test_the_token_command_refuses_non_researchers(db, django_user_model, userna
     django_user_model.objects.create_user("annotator")
     with pytest.raises(CommandError):
         call_command("api_token", username)
+
+
+@pytest.mark.parametrize(
+    "changes", [{"labels_per_item": 0}, {"samples": [{"setting": 999_999, "count": 3}]}]
+)
+def test_a_bad_edit_of_a_draft_is_a_400_that_keeps_its_design(
+    api: APIClient, study, settings_of_a_study, changes
+) -> None:
+    items = sorted(study.items.values_list("example_id", "kind"))
+
+    response = api.put(
+        f"/api/v1/studies/{study.pk}/", _design(settings_of_a_study, **changes), format="json"
+    )
+
+    assert response.status_code == 400
+    study.refresh_from_db()
+    assert (study.title, study.labels_per_item) == ("Which digit?", 3)
+    assert sorted(study.items.values_list("example_id", "kind")) == items
