@@ -8,7 +8,8 @@ from django.views.decorators.http import require_GET
 
 from analysis.exports import ExportRequest, ExportRequestError, export_bytes
 from config.auth import researcher_required
-from study.queries import owned_study
+from study.models import Study
+from study.queries import study_for
 
 
 @researcher_required
@@ -16,11 +17,17 @@ from study.queries import owned_study
 def study_export(
     request: HttpRequest, study_id: int, table: str, export_format: str
 ) -> StreamingHttpResponse:
-    study = owned_study(request.user, study_id)
+    study = study_for(request.user, study_id)
+    include_excluded = request.GET.get("include_excluded") == "1"
+    return export_response(study, table, export_format, include_excluded=include_excluded)
+
+
+def export_response(
+    study: Study, table: str, export_format: str, *, include_excluded: bool
+) -> StreamingHttpResponse:
+    """The export streamed as an attachment (the page's link and the REST API both use it)."""
     try:
-        export = ExportRequest(
-            table, export_format, include_excluded=request.GET.get("include_excluded") == "1"
-        )
+        export = ExportRequest(table, export_format, include_excluded=include_excluded)
     except ExportRequestError as error:
         raise Http404(str(error)) from error
     response = StreamingHttpResponse(export_bytes(study, export), content_type=export.content_type)

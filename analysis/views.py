@@ -1,6 +1,6 @@
 """Researcher pages of a study's results: the full report, the dashboard, charts, the gallery.
 
-Thin: each view finds the owner's study (404 for anyone else), reads the query
+Thin: each view finds the study (404 for anyone without access), reads the query
 string, calls the report or a query, and renders. Every page takes
 ``?include_excluded=1`` to count excluded participants' labels too.
 """
@@ -20,7 +20,7 @@ from analysis.queries import analysed_settings, study_progress
 from analysis.report import study_report
 from config.auth import researcher_required
 from study.models import Study
-from study.queries import owned_study
+from study.queries import study_for
 
 
 def _include_excluded(request: HttpRequest) -> bool:
@@ -40,7 +40,7 @@ def _context(request: HttpRequest, study: Study) -> dict[str, Any]:
 @require_GET
 def study_analysis(request: HttpRequest, study_id: int) -> HttpResponse:
     """Every measure of the report, in tables."""
-    study = owned_study(request.user, study_id)
+    study = study_for(request.user, study_id)
     context = _context(request, study)
     report = study_report(study, include_excluded=context["include_excluded"])
     context.update(report=report, progress=study_progress(study))
@@ -53,7 +53,7 @@ def study_dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
     """Live progress, the per-setting table and the charts, drawn from one report."""
     from analysis.charts import CHART_FIGURES, figure_bytes  # lazily: see study_chart
 
-    study = owned_study(request.user, study_id)
+    study = study_for(request.user, study_id)
     context = _context(request, study)
     report = study_report(study, include_excluded=context["include_excluded"])
     charts = {
@@ -68,7 +68,7 @@ def study_dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
 @require_GET
 def study_progress_json(request: HttpRequest, study_id: int) -> JsonResponse:
     """What the dashboard polls: labels of labels needed, participants, completed, excluded."""
-    return JsonResponse(study_progress(owned_study(request.user, study_id)))
+    return JsonResponse(study_progress(study_for(request.user, study_id)))
 
 
 @researcher_required
@@ -79,7 +79,7 @@ def study_chart(request: HttpRequest, study_id: int, chart: str, chart_format: s
     # with the URLconf, and only researchers' charts need its 30 MB and 0.4 s.
     from analysis.charts import CHART_FIGURES, CHART_TABLES, FORMATS, figure_bytes, table_csv
 
-    study = owned_study(request.user, study_id)
+    study = study_for(request.user, study_id)
     drawable = chart in CHART_FIGURES or (chart in CHART_TABLES and chart_format == "csv")
     if not drawable or chart_format not in FORMATS:
         raise Http404("no such chart")
@@ -115,7 +115,7 @@ def _gallery_filters(request: HttpRequest) -> GalleryFilters:
 @require_GET
 def study_gallery(request: HttpRequest, study_id: int) -> HttpResponse:
     """Examples with their votes and each model's prediction, filtered, a page at a time."""
-    study = owned_study(request.user, study_id)
+    study = study_for(request.user, study_id)
     filters = _gallery_filters(request)
     context = _context(request, study)
     context.update(

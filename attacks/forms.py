@@ -68,6 +68,20 @@ class AttackSettingForm(forms.Form):
         return value
 
 
+def setting_arguments(data: dict[str, Any]) -> dict[str, Any]:
+    """``services.create_attack_setting``'s arguments from the form's cleaned data."""
+    return {
+        "name": data["name"],
+        "attack_name": data["attack_name"],
+        "config": data["config"],
+        "dataset": data["dataset"],
+        "source_split": data["source_split"],
+        "source_range": (data["source_start"], data["source_stop"]),
+        "seed": data["seed"],
+        "target_model": data["target_model"],
+    }
+
+
 class GenerationJobForm(forms.Form):
     count = forms.IntegerField(min_value=1, max_value=100_000, initial=32)
     chunk_size = forms.IntegerField(min_value=1, max_value=4096, initial=64)

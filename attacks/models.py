@@ -22,6 +22,8 @@ class JobStatus(models.TextChoices):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # Stopped by a researcher: a worker skips it, or stops after the chunk it is on.
+    CANCELLED = "cancelled"
 
 
 class ClassifierModel(models.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,7 +31,13 @@ from attacks.models import (
 )
 from attacks.provenance import code_version
 
+logger = logging.getLogger(__name__)
+
 MAX_JOB_COUNT = 100_000
+
+
+class JobStopped(Exception):
+    """The job left ``running`` (a researcher cancelled it) while a worker generated a chunk."""
 
 
 def configured_dataset(name: str, split: str) -> ImageDataset:
@@ -203,6 +210,9 @@ def create_attack_setting(
     created_by: User | None = None,
 ) -> AttackSetting:
     """Validate the attack and its data, and store its full config (defaults included)."""
+    if AttackSetting.objects.filter(name=name).exists():
+        # Checked here, not left to the unique index: its error would be a 500, not a reason.
+        raise ValidationError(f"An attack setting is already called {name!r}.")
     try:
         attack = build_attack(attack_name, config)
     except AttackConfigError as error:
@@ -306,8 +316,14 @@ def existing_positions(setting_id: int, positions: Sequence[int]) -> set[int]:
 
 @transaction.atomic
 def record_examples(job: GenerationJob, generated: Sequence[GeneratedExample]) -> int:
-    """Store new examples and their predictions; positions already stored are skipped."""
-    GenerationJob.objects.select_for_update().get(pk=job.pk)
+    """Store new examples and their predictions; positions already stored are skipped.
+
+    Raises ``JobStopped``, storing nothing, if the job was cancelled meanwhile: the lock
+    orders this against ``cancel_generation_job``, so no example lands after a cancel.
+    """
+    locked = GenerationJob.objects.select_for_update().get(pk=job.pk)
+    if locked.status != JobStatus.RUNNING:
+        raise JobStopped(f"job {job.pk} is {locked.status}")
     skip = existing_positions(job.setting_id, [item.position for item in generated])
     for item in generated:
         if item.position not in skip:
@@ -347,6 +363,37 @@ def finish_generation_job(job_id: int) -> None:
 
 
 def fail_generation_job(job_id: int, error: str) -> None:
-    GenerationJob.objects.filter(pk=job_id).filter(~Q(status=JobStatus.SUCCEEDED)).update(
+    finished = Q(status=JobStatus.SUCCEEDED) | Q(status=JobStatus.CANCELLED)
+    GenerationJob.objects.filter(pk=job_id).filter(~finished).update(
         status=JobStatus.FAILED, error=error[:10_000], finished_at=timezone.now()
     )
+
+
+@transaction.atomic
+def cancel_generation_job(job: GenerationJob, *, by: User) -> GenerationJob:
+    """Stop a queued or running job; the examples it already stored stay (a retry resumes)."""
+    locked = GenerationJob.objects.select_for_update().get(pk=job.pk)
+    if locked.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        raise ValidationError(f"A {locked.status} job cannot be cancelled.")
+    locked.status = JobStatus.CANCELLED
+    locked.finished_at = timezone.now()
+    locked.save(update_fields=["status", "finished_at"])
+    logger.info("generation job %s cancelled by user %s", job.pk, by.pk)
+    return locked
+
+
+@transaction.atomic
+def retry_generation_job(job: GenerationJob, *, by: User) -> GenerationJob:
+    """Queue a failed or cancelled job again; it skips the chunks already stored (rule 4)."""
+    locked = GenerationJob.objects.select_for_update().select_related("setting").get(pk=job.pk)
+    if locked.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise ValidationError(f"A {locked.status} job cannot be retried.")
+    if locked.setting.kind == AttackSetting.Kind.IMPORTED:
+        raise ValidationError(f"{locked.setting} was imported from a file: it has no attack to run")
+    locked.status = JobStatus.QUEUED
+    locked.error = ""
+    locked.finished_at = None
+    locked.save(update_fields=["status", "error", "finished_at"])
+    _on_commit_send("run_generation_job", locked.pk)
+    logger.info("generation job %s queued again by user %s", job.pk, by.pk)
+    return locked

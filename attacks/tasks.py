@@ -123,6 +123,10 @@ def run_generation_job(job_id: int) -> None:
         return
     try:
         _generate(job, device)
+    except services.JobStopped:
+        # Cancelled while this chunk ran: its examples were discarded, the rest never made.
+        logger.info("generation job %s: cancelled, stopped", job_id)
+        return
     except Exception as error:
         logger.exception("generation job %s failed", job_id)
         services.fail_generation_job(job_id, f"{type(error).__name__}: {error}")

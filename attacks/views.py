@@ -8,7 +8,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from attacks import imports, services
-from attacks.forms import AttackSettingForm, GenerationJobForm, ImportExamplesForm, TrainModelForm
+from attacks.forms import (
+    AttackSettingForm,
+    GenerationJobForm,
+    ImportExamplesForm,
+    TrainModelForm,
+    setting_arguments,
+)
 from attacks.import_report import describe_import
 from attacks.models import AttackSetting, ClassifierModel, Example, GenerationJob
 from config.auth import researcher_required, signed_in_user
@@ -74,15 +80,7 @@ def setting_create(request: HttpRequest) -> HttpResponse:
     data = form.cleaned_data
     try:
         setting = services.create_attack_setting(
-            name=data["name"],
-            attack_name=data["attack_name"],
-            config=data["config"],
-            dataset=data["dataset"],
-            source_split=data["source_split"],
-            source_range=(data["source_start"], data["source_stop"]),
-            seed=data["seed"],
-            target_model=data["target_model"],
-            created_by=signed_in_user(request),
+            **setting_arguments(data), created_by=signed_in_user(request)
         )
     except ValidationError as error:
         return render_service_error(request, "attacks/setting_form.html", form, error)

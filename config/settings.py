@@ -26,6 +26,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_ratelimit",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "attacks",
     "study",
     "labeling",
@@ -181,6 +184,37 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+# The researchers' REST API (/api/v1/, config/api_urls.py): a token from `manage.py
+# api_token USER` for scripts, the signed-in session (with its CSRF check) for a browser.
+# JSON only: no browsable pages, so that nothing but the schema describes the API.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so that a request without credentials gets 401 with "WWW-Authenticate: Token".
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["config.api.IsResearcher"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "advstudy researcher API",
+    "DESCRIPTION": "Models, attack settings, generation jobs, studies, results and exports.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema is for researchers, like everything it describes.
+    "SERVE_PERMISSIONS": ["config.api.IsResearcher"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "attacks.models.JobStatus",
+        "StudyStatusEnum": "study.models.Study.Status",
+    },
 }
 
 # "None" lets the session and CSRF cookies work inside MTurk's iframe (a third-party

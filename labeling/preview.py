@@ -17,7 +17,7 @@ from config.auth import researcher_required
 from labeling import payloads
 from labeling.queries import answer_choices, choice_text, preview_sample
 from study.models import Study, StudyItem
-from study.queries import owned_study
+from study.queries import study_for
 
 SCREENS = ("consent", "instructions", "label", "done")
 
@@ -26,7 +26,7 @@ SCREENS = ("consent", "instructions", "label", "done")
 @never_cache
 @require_GET
 def study_preview(request: HttpRequest, study_id: int) -> HttpResponse:
-    study = owned_study(request.user, study_id)
+    study = study_for(request.user, study_id)
     screen = request.GET.get("screen", SCREENS[0])
     if screen not in SCREENS:
         screen = SCREENS[0]

@@ -9,7 +9,7 @@ from django import forms
 
 from attacks.models import AttackSetting
 from study.design import SettingSample, StudyDesign, class_names
-from study.models import Study
+from study.models import Study, StudyCollaborator
 from study.planning import MAX_LAB_CODES
 from study.queries import settings_with_examples
 
@@ -306,3 +306,8 @@ def initial_from_design(design: StudyDesign, *, title: str | None = None) -> dic
 
 class LabCodesForm(forms.Form):
     count = forms.IntegerField(min_value=1, max_value=MAX_LAB_CODES, initial=10)
+
+
+class CollaboratorForm(forms.Form):
+    username = forms.CharField(max_length=150, help_text="A researcher's user name")
+    role = forms.ChoiceField(choices=StudyCollaborator.Role.choices, initial="view")

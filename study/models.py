@@ -144,3 +144,27 @@ class LabCode(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+
+class StudyCollaborator(models.Model):
+    """Another researcher the owner shares a study with: to read it, or to run it as well."""
+
+    class Role(models.TextChoices):
+        VIEW = "view", "View: the study, its progress, results and exports"
+        EDIT = "edit", "Edit: as view, and change its design or status"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="collaborators")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="study_roles"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study_id", "user_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "user"], name="unique_study_collaborator"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} may {self.role} study {self.study_id}"

@@ -5,27 +5,75 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from enum import IntEnum
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from attacks.models import AttackSetting
 from study.design import SettingSample, StudyDesign, class_names
-from study.models import CANT_TELL, LabCode, Study, StudyItem
+from study.models import CANT_TELL, LabCode, Study, StudyCollaborator, StudyItem
 
 PARTICIPANTS_PER_PAGE = 100
 ANALYSED_KINDS = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
 
 
-def owned_study(user: User | AnonymousUser, study_id: int) -> Study:
-    """The study if ``user`` owns it (or is a superuser); 404 otherwise, so ids do not leak."""
-    study = Study.objects.filter(pk=study_id).first()
-    if study is None or not (study.owner_id == user.pk or getattr(user, "is_superuser", False)):
+class Access(IntEnum):
+    """What a researcher may do with a study; each level includes the ones below it."""
+
+    VIEW = 1  # read the study, its progress, results and exports
+    EDIT = 2  # also change its design, status and lab codes
+    OWN = 3  # also share it: add and remove collaborators
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+ACCESS_OF_ROLE: dict[str, Access] = {
+    StudyCollaborator.Role.VIEW: Access.VIEW,
+    StudyCollaborator.Role.EDIT: Access.EDIT,
+}
+
+
+def access_to(study: Study, user: User | AnonymousUser) -> Access | None:
+    """The user's access to ``study``: owners and superusers own it, collaborators have a role.
+
+    Whether the user is a researcher at all is the caller's door to check
+    (``config.auth.researcher_required``, the API's permission class), not this one's.
+    """
+    if study.owner_id == user.pk or getattr(user, "is_superuser", False):
+        return Access.OWN
+    if user.pk is None:
+        return None
+    role = study.collaborators.filter(user_id=user.pk).values_list("role", flat=True).first()
+    return ACCESS_OF_ROLE[role] if role else None
+
+
+def study_for(user: User | AnonymousUser, study_id: int, need: Access = Access.VIEW) -> Study:
+    """The study if ``user`` has at least ``need`` on it; 404 otherwise, so ids do not leak.
+
+    Researcher pages and the REST API both fetch studies through this one function. A
+    collaborator short of ``need`` gets 404 too: they can tell the study exists, but a
+    403 would be no more use to them and one rule is easier to audit.
+    """
+    study = Study.objects.filter(pk=study_id).select_related("owner").first()
+    if study is None:
+        raise Http404("no such study")
+    access = access_to(study, user)
+    if access is None or access < need:
         raise Http404("no such study")
     return study
+
+
+def studies_for(user: User | AnonymousUser) -> QuerySet[Study]:
+    """Studies the user owns or collaborates on (every study, for a superuser)."""
+    if getattr(user, "is_superuser", False):
+        return Study.objects.all()
+    return Study.objects.filter(Q(owner_id=user.pk) | Q(collaborators__user_id=user.pk)).distinct()
 
 
 def settings_with_examples(dataset: str | None = None) -> QuerySet[AttackSetting]:

@@ -1,4 +1,4 @@
-"""Writes for studies: design, edit a draft, open and close, lab codes. Each is atomic."""
+"""Writes for studies: design, edit a draft, open and close, lab codes, sharing. Each is atomic."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.db import transaction
 
 from attacks.models import Example
 from study.design import SettingSample, StudyDesign, class_names
-from study.models import LabCode, Study, StudyItem
+from study.models import LabCode, Study, StudyCollaborator, StudyItem
 from study.planning import (
     GOLD_KINDS,
     MAX_LAB_CODES,
@@ -22,10 +22,12 @@ from study.planning import (
     label_choices,
     plan_design,
 )
+from study.queries import Access, access_to
 
 logger = logging.getLogger(__name__)
 
 Status = Study.Status
+NOT_AN_EDITOR = "only the study's owner or an editor may change it"
 
 # Which status may follow which. A closed study never reopens: its participants were
 # told it ended and its numbers are final. A draft never ran, so there is nothing to
@@ -138,7 +140,7 @@ def replace_draft_design(study: Study, design: StudyDesign, *, by: User) -> Stud
 def change_status(study: Study, new_status: str, *, by: User) -> Study:
     """Move a study along ``STATUS_TRANSITIONS``; any other change is refused."""
     if not _may_manage(study, by):
-        raise PermissionDenied("only the study's owner may change it")
+        raise PermissionDenied(NOT_AN_EDITOR)
     old_status = study.status
     if new_status not in STATUS_TRANSITIONS.get(old_status, frozenset()):
         raise ValidationError(f"A {old_status} study cannot become {new_status or 'nothing'}.")
@@ -168,14 +170,48 @@ def add_lab_codes(study: Study, count: int, *, by: User) -> list[LabCode]:
 
 
 def _may_manage(study: Study, user: User) -> bool:
-    return study.owner_id == user.pk or user.is_superuser
+    access = access_to(study, user)
+    return access is not None and access >= Access.EDIT
 
 
 def _locked_for(study: Study, user: User) -> Study:
     locked = Study.objects.select_for_update().get(pk=study.pk)
     if not _may_manage(locked, user):
-        raise PermissionDenied("only the study's owner may change it")
+        raise PermissionDenied(NOT_AN_EDITOR)
     return locked
+
+
+@transaction.atomic
+def add_collaborator(study: Study, username: str, role: str, *, by: User) -> StudyCollaborator:
+    """Share ``study`` with another researcher, or change their role (only its owner may)."""
+    locked = Study.objects.select_for_update().get(pk=study.pk)
+    if access_to(locked, by) != Access.OWN:
+        raise PermissionDenied("only the study's owner may share it")
+    if role not in StudyCollaborator.Role.values:
+        raise ValidationError(
+            f"A collaborator's role is one of {', '.join(StudyCollaborator.Role.values)}."
+        )
+    user = User.objects.filter(username=username, is_active=True).first()
+    if user is None or not user.is_staff:
+        # Annotators never have accounts; a staff account is what makes a researcher.
+        raise ValidationError(f"No researcher is called {username!r}.")
+    if user.pk == locked.owner_id:
+        raise ValidationError("The owner already has every right to the study.")
+    collaborator, _ = StudyCollaborator.objects.update_or_create(
+        study=locked, user=user, defaults={"role": role}
+    )
+    logger.info("study %s shared with user %s (%s) by user %s", study.pk, user.pk, role, by.pk)
+    return collaborator
+
+
+@transaction.atomic
+def remove_collaborator(study: Study, user_id: int, *, by: User) -> bool:
+    """Stop sharing ``study`` with a researcher; False if it was not shared with them."""
+    locked = Study.objects.select_for_update().get(pk=study.pk)
+    if access_to(locked, by) != Access.OWN:
+        raise PermissionDenied("only the study's owner may share it")
+    deleted, _ = StudyCollaborator.objects.filter(study=locked, user_id=user_id).delete()
+    return deleted > 0
 
 
 def _set_design_fields(study: Study, design: StudyDesign, plan: DesignPlan) -> None:

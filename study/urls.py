@@ -10,4 +10,14 @@ urlpatterns = [
     path("studies/<int:study_id>/status/", views.study_status, name="study-status"),
     path("studies/<int:study_id>/lab-codes/", views.lab_codes_add, name="lab-codes-add"),
     path("studies/<int:study_id>/lab-codes.txt", views.lab_codes_text, name="lab-codes-text"),
+    path(
+        "studies/<int:study_id>/collaborators/",
+        views.collaborator_add,
+        name="collaborator-add",
+    ),
+    path(
+        "studies/<int:study_id>/collaborators/<int:user_id>/remove/",
+        views.collaborator_remove,
+        name="collaborator-remove",
+    ),
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -15,9 +17,9 @@ from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from config.auth import researcher_required, signed_in_user
 from config.form_pages import add_service_error, render_form, render_service_error
 from study import queries, recruitment, services
-from study.forms import LabCodesForm, StudyDesignForm, initial_from_design
+from study.forms import CollaboratorForm, LabCodesForm, StudyDesignForm, initial_from_design
 from study.models import Study
-from study.queries import owned_study
+from study.queries import Access, study_for
 
 STATUS_BUTTONS: dict[str, str] = {  # the status a button moves to -> its words
     Study.Status.LIVE: "Go live",
@@ -36,7 +38,7 @@ def researcher_home(request: HttpRequest) -> HttpResponse:
             "models": ClassifierModel.objects.all(),
             "settings": AttackSetting.objects.select_related("target_model"),
             "jobs": GenerationJob.objects.select_related("setting").order_by("-id")[:20],
-            "studies": Study.objects.filter(owner=signed_in_user(request)),
+            "studies": queries.studies_for(signed_in_user(request)).select_related("owner"),
         },
     )
 
@@ -65,7 +67,7 @@ def _copied_design_initial(request: HttpRequest) -> dict[str, Any] | None:
     source_id = request.GET.get("from", "")
     if not source_id.isdigit():
         return None
-    design = queries.design_of(owned_study(request.user, int(source_id)))
+    design = queries.design_of(study_for(request.user, int(source_id)))
     initial = initial_from_design(design, title=f"Copy of {design.title}")
     initial["dataset"] = design.samples[0].setting.dataset if design.samples else None
     return initial
@@ -83,7 +85,7 @@ def _chosen_dataset(request: HttpRequest, copied: dict[str, Any] | None) -> str 
 @researcher_required
 @require_http_methods(["GET", "POST"])
 def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
-    study = owned_study(request.user, study_id)
+    study = study_for(request.user, study_id, Access.EDIT)
     if study.status != Study.Status.DRAFT:
         return render(request, "study/not_editable.html", {"study": study}, status=409)
     design = queries.design_of(study)
@@ -103,13 +105,13 @@ def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
 @researcher_required
 @require_GET
 def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
-    return _detail_page(request, owned_study(request.user, study_id))
+    return _detail_page(request, study_for(request.user, study_id))
 
 
 @researcher_required
 @require_POST
 def study_status(request: HttpRequest, study_id: int) -> HttpResponse:
-    study = owned_study(request.user, study_id)
+    study = study_for(request.user, study_id, Access.EDIT)
     new_status = request.POST.get("status", "")
     try:
         services.change_status(study, new_status, by=signed_in_user(request))
@@ -121,25 +123,58 @@ def study_status(request: HttpRequest, study_id: int) -> HttpResponse:
 @researcher_required
 @require_POST
 def lab_codes_add(request: HttpRequest, study_id: int) -> HttpResponse:
-    study = owned_study(request.user, study_id)
-    form = LabCodesForm(request.POST)
-    if not form.is_valid():
-        return _detail_page(request, study, lab_code_form=form, status=400)
-    try:
-        services.add_lab_codes(study, form.cleaned_data["count"], by=signed_in_user(request))
-    except ValidationError as error:
-        add_service_error(form, error)
-        return _detail_page(request, study, lab_code_form=form, status=400)
-    return redirect("study-detail", study_id=study.pk)
+    study = study_for(request.user, study_id, Access.EDIT)
+    by = signed_in_user(request)
+    return _study_page_form(
+        request,
+        study,
+        LabCodesForm(request.POST),
+        lambda data: services.add_lab_codes(study, data["count"], by=by),
+    )
 
 
 @researcher_required
 @require_GET
 def lab_codes_text(request: HttpRequest, study_id: int) -> HttpResponse:
     """The unused lab codes, one a line: to print and hand out."""
-    study = owned_study(request.user, study_id)
+    study = study_for(request.user, study_id)
     codes = queries.lab_codes(study).filter(used_at=None).values_list("code", flat=True)
     return HttpResponse("".join(f"{code}\n" for code in codes), content_type="text/plain")
+
+
+@researcher_required
+@require_POST
+def collaborator_add(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = study_for(request.user, study_id, Access.OWN)
+    by = signed_in_user(request)
+    return _study_page_form(
+        request,
+        study,
+        CollaboratorForm(request.POST),
+        lambda data: services.add_collaborator(study, data["username"], data["role"], by=by),
+    )
+
+
+@researcher_required
+@require_POST
+def collaborator_remove(request: HttpRequest, study_id: int, user_id: int) -> HttpResponse:
+    study = study_for(request.user, study_id, Access.OWN)
+    services.remove_collaborator(study, user_id, by=signed_in_user(request))
+    return redirect("study-detail", study_id=study.pk)
+
+
+def _study_page_form(
+    request: HttpRequest, study: Study, form: Form, act: Callable[[dict[str, Any]], object]
+) -> HttpResponse:
+    """A small form of the study page: back to the page, or the page again with a 400."""
+    if form.is_valid():
+        try:
+            act(form.cleaned_data)
+        except ValidationError as error:
+            add_service_error(form, error)
+        else:
+            return redirect("study-detail", study_id=study.pk)
+    return _detail_page(request, study, refused_form=form, status=400)
 
 
 def _detail_page(
@@ -147,14 +182,16 @@ def _detail_page(
     study: Study,
     *,
     status_errors: list[str] | None = None,
-    lab_code_form: LabCodesForm | None = None,
+    refused_form: Form | None = None,
     status: int = 200,
 ) -> HttpResponse:
+    access = queries.access_to(study, request.user)
+    may_edit = access is not None and access >= Access.EDIT
     analysed = queries.analysed_item_count(study)
     join_url = request.build_absolute_uri(reverse("join", args=[study.join_token]))
     context = {
         "study": study,
-        "status_buttons": _status_buttons(study),
+        "status_buttons": _status_buttons(study) if may_edit else [],
         "status_errors": status_errors or [],
         "warnings": queries.design_warnings(study),
         "item_groups": queries.item_groups(study),
@@ -165,12 +202,21 @@ def _detail_page(
         "mturk_question": recruitment.mturk_external_question(join_url),
         "mturk_needs_https": not join_url.startswith("https://"),
         "lab_codes": queries.lab_codes(study),
-        "lab_code_form": lab_code_form or LabCodesForm(),
+        "lab_code_form": _or_new(refused_form, LabCodesForm),
         "preview_url": _preview_url(study),
         "progress": study_progress(study),
         "participants": queries.participant_page(study, request.GET.get("page")),
+        "may_edit": may_edit,
+        "may_share": access == Access.OWN,
+        "collaborators": study.collaborators.select_related("user").order_by("user__username"),
+        "collaborator_form": _or_new(refused_form, CollaboratorForm),
     }
     return render(request, "study/study_detail.html", context, status=status)
+
+
+def _or_new(refused: Form | None, form_class: type[Form]) -> Form:
+    """The refused form, to show its errors, if it is of this class; else a fresh one."""
+    return refused if isinstance(refused, form_class) else form_class()
 
 
 def _status_buttons(study: Study) -> list[tuple[str, str]]:

@@ -1,0 +1,75 @@
+"""The REST API's results and exports of a study: the analysis report as JSON, the exports
+streamed as the analysis page's links stream them. Readers of the study (view access) only.
+"""
+
+from __future__ import annotations
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from analysis.export_views import export_response
+from analysis.exports import CONTENT_TYPES, FORMATS, TABLE_NAMES
+from analysis.report import study_report
+from analysis.report.plain import report_as_json
+from config.api import IgnoreAccept, validated_query
+from study.queries import study_for
+
+MAX_REPLICATES = 1000  # the report's own default, and what the analysis page draws
+
+
+class ResultsQuerySerializer(serializers.Serializer):
+    include_excluded = serializers.BooleanField(
+        default=False, help_text="count excluded participants' labels too"
+    )
+    bootstrap_replicates = serializers.IntegerField(
+        default=MAX_REPLICATES, min_value=0, max_value=MAX_REPLICATES
+    )
+    seed = serializers.IntegerField(default=0, min_value=0, max_value=2**32 - 1)
+
+
+class StudyResultsView(APIView):
+    """The study's report, every measure the analysis page shows, as JSON."""
+
+    @extend_schema(
+        parameters=[ResultsQuerySerializer],
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="the study report")},
+    )
+    def get(self, request: Request, study_id: int) -> Response:
+        study = study_for(request.user, study_id)
+        query = validated_query(ResultsQuerySerializer, request)
+        report = study_report(
+            study,
+            include_excluded=query["include_excluded"],
+            bootstrap_replicates=query["bootstrap_replicates"],
+            seed=query["seed"],
+        )
+        return Response(report_as_json(report))
+
+
+class StudyExportView(APIView):
+    """An export: annotations, examples or participants as csv, jsonl or parquet; hf: a zip."""
+
+    content_negotiation_class = IgnoreAccept  # the file is of its own type, whatever is asked
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("table", str, OpenApiParameter.PATH, enum=list(TABLE_NAMES)),
+            OpenApiParameter("export_format", str, OpenApiParameter.PATH, enum=list(FORMATS)),
+            OpenApiParameter("include_excluded", bool, default=False),
+        ],
+        responses={
+            (200, content_type.split(";")[0]): OpenApiTypes.BINARY
+            for content_type in CONTENT_TYPES.values()
+        },
+    )
+    def get(
+        self, request: Request, study_id: int, table: str, export_format: str
+    ) -> StreamingHttpResponse:
+        study = study_for(request.user, study_id)
+        include_excluded = request.query_params.get("include_excluded") in ("1", "true")
+        return export_response(study, table, export_format, include_excluded=include_excluded)

@@ -1,0 +1,137 @@
+"""The REST API's shapes of models, attack settings and jobs.
+
+Writes are validated by the researcher pages' own forms (attacks.forms) and stored by
+attacks.services; the input serializers here only describe the JSON for the schema.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rest_framework import serializers
+
+from attacks.engine.attacks import attack_names
+from attacks.engine.datasets import DATASET_NAMES, SPLITS
+from attacks.forms import AttackSettingForm, GenerationJobForm
+from attacks.models import AttackSetting, ClassifierModel, GenerationJob
+from config.api import form_data
+
+
+class ClassifierModelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ClassifierModel
+        fields = [
+            "id",
+            "name",
+            "architecture",
+            "dataset",
+            "training_split",
+            "training_start",
+            "training_stop",
+            "training_config",
+            "evaluation_split",
+            "evaluation_start",
+            "evaluation_stop",
+            "evaluation_config",
+            "weights_sha256",
+            "clean_accuracy",
+            "robust_accuracy",
+            "certified_accuracy",
+            "status",
+            "progress",
+            "error",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class AttackSettingSerializer(serializers.ModelSerializer):
+    examples = serializers.IntegerField(
+        source="examples.count", read_only=True, help_text="examples generated or imported"
+    )
+
+    class Meta:
+        model = AttackSetting
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "attack_name",
+            "config",
+            "dataset",
+            "source_split",
+            "source_start",
+            "source_stop",
+            "target_model",
+            "seed",
+            "examples",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class AttackSettingInputSerializer(serializers.Serializer):
+    """A new attack setting, checked by the "New attack setting" page's form."""
+
+    name = serializers.CharField()
+    attack_name = serializers.ChoiceField(choices=attack_names())
+    config = serializers.DictField(
+        default=dict, help_text="the attack's options; missing ones take their defaults"
+    )
+    dataset = serializers.ChoiceField(choices=DATASET_NAMES)
+    source_split = serializers.ChoiceField(choices=SPLITS, default="test")
+    source_start = serializers.IntegerField(default=0)
+    source_stop = serializers.IntegerField()
+    target_model = serializers.IntegerField(
+        required=False, allow_null=True, help_text="a trained model's id; attacks on a model"
+    )
+    seed = serializers.IntegerField(default=0)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        data = {
+            **attrs,
+            "config": json.dumps(attrs["config"]),
+            "target_model": attrs.get("target_model") or "",
+        }
+        return form_data(AttackSettingForm(data))
+
+
+class GenerationJobSerializer(serializers.ModelSerializer):
+    progress = serializers.FloatField(read_only=True, help_text="done / count")
+
+    class Meta:
+        model = GenerationJob
+        fields = [
+            "id",
+            "setting",
+            "offset",
+            "count",
+            "chunk_size",
+            "status",
+            "done",
+            "progress",
+            "error",
+            "worker_host",
+            "device",
+            "code_version",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class GenerationJobInputSerializer(serializers.Serializer):
+    """More examples of a setting, checked by the setting page's job form."""
+
+    setting = serializers.IntegerField()
+    count = serializers.IntegerField()
+    chunk_size = serializers.IntegerField(default=64)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        setting = AttackSetting.objects.filter(pk=attrs["setting"]).first()
+        if setting is None:
+            raise serializers.ValidationError({"setting": ["no such attack setting"]})
+        return {"setting": setting, **form_data(GenerationJobForm(attrs))}

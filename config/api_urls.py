@@ -1,0 +1,27 @@
+"""The researchers' REST API, mounted at /api/v1/; its OpenAPI 3 schema at /api/v1/schema/."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.routers import SimpleRouter
+
+from analysis.api import StudyExportView, StudyResultsView
+from attacks.api import AttackSettingViewSet, ClassifierModelViewSet, GenerationJobViewSet
+from study.api import StudyViewSet
+
+# Path converters, not regexes: tests/test_researcher_urls_are_closed.py enumerates these.
+router = SimpleRouter(use_regex_path=False)
+router.register("models", ClassifierModelViewSet, basename="api-model")
+router.register("attack-settings", AttackSettingViewSet, basename="api-setting")
+router.register("jobs", GenerationJobViewSet, basename="api-job")
+router.register("studies", StudyViewSet, basename="api-study")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    *router.urls,
+    path("studies/<int:study_id>/results/", StudyResultsView.as_view(), name="api-study-results"),
+    path(
+        "studies/<int:study_id>/exports/<slug:table>.<slug:export_format>",
+        StudyExportView.as_view(),
+        name="api-study-export",
+    ),
+]
