@@ -18,13 +18,13 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 SERVICES = {"migrate", "web", "worker-gpu", "worker-cpu", "postgres", "redis"}
 
 
-def compose_config(**environment: str) -> subprocess.CompletedProcess[str]:
+def compose_config(*files: str, **environment: str) -> subprocess.CompletedProcess[str]:
     executable = shutil.which("docker-compose")
     if executable is None:
         pytest.fail("docker-compose is not installed: `apt-get install docker-compose`")
     clean = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
     return subprocess.run(
-        [executable, "-f", "docker-compose.yml", "config"],
+        [executable, *(f"-f{name}" for name in ("docker-compose.yml", *files)), "config"],
         cwd=REPOSITORY,
         env={**clean, **environment},
         capture_output=True,
@@ -47,11 +47,22 @@ def test_the_compose_file_validates_and_declares_every_service() -> None:
         )
     gpu = services["worker-gpu"]
     assert {"-Q", "gpu", "-P", "solo"} <= set(gpu["command"])
-    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
-    assert devices[0]["capabilities"] == ["gpu"]
+    # No device reservation in the base file: it comes up on a host without a GPU.
+    assert "deploy" not in gpu
     assert {"-Q", "default"} <= set(services["worker-cpu"]["command"])
     assert "gunicorn" in services["web"]["command"]
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+
+
+def test_the_gpu_override_reserves_an_nvidia_device_for_the_gpu_worker_only() -> None:
+    result = compose_config("docker-compose.gpu.yml", SECRET_KEY="s" * 50)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+
+    devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert {"-Q", "gpu", "-P", "solo"} <= set(services["worker-gpu"]["command"])
+    assert all("deploy" not in services[name] for name in SERVICES - {"worker-gpu"})
 
 
 def test_the_compose_file_refuses_to_start_without_a_secret_key() -> None:
