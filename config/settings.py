@@ -81,8 +81,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Plan the labelling loop's prepared statements once per connection and keep the
     # plan (labeling/services/statements.py: planning cost more than running them).
     # Only prepared statements are affected, and Django itself prepares none.
-    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
-        "-c plan_cache_mode=force_generic_plan"
+    # Added to any options that DATABASE_URL gives (?options=-c ...), not instead of them.
+    database_options = DATABASES["default"].setdefault("OPTIONS", {})
+    database_options["options"] = (
+        f"{database_options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
     )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the demo's pages read while a task writes; wait rather than fail on a lock.

@@ -119,3 +119,22 @@ def test_the_annotator_script_is_served_by_the_web_process_itself(settings, db) 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/javascript")
     assert b"performance.now()" in response.getvalue()
+
+
+def test_database_url_options_are_kept_beside_the_prepared_statements_plan_mode() -> None:
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from config import settings; print(settings.DATABASES['default']['OPTIONS'])",
+        ],
+        cwd=REPOSITORY,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+            "DATABASE_URL": "postgres://u@h:5432/d?options=-c%20statement_timeout%3D5000",
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "-c statement_timeout=5000 -c plan_cache_mode=force_generic_plan" in shown.stdout

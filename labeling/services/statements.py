@@ -6,7 +6,8 @@ compiler took about a third of the CPU building the same few statements again an
 again (py-spy: SQLCompiler.as_sql and its callees); in PostgreSQL, planning each one
 took longer than running it (EXPLAIN ANALYZE: 0.1-0.8 ms planning against
 0.04-0.3 ms execution). So each statement here is built once from the models' own
-column lists (a new field is picked up without editing SQL), PREPAREd once on each
+column lists (a new field is picked up by every SELECT without editing SQL; the two
+INSERTs name their columns, and a test checks that they name every one), PREPAREd once on each
 database connection and then only EXECUTEd: PostgreSQL plans it a few times and then
 keeps a generic plan. Rows become instances the way the ORM makes them
 (``Model.from_db`` after each field's database converters, e.g. JSON text to Python),
@@ -32,7 +33,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, connection
+from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connection
 from django.db.models import Count, F, Field, Model
 
 from attacks.models import Example
@@ -61,8 +62,16 @@ class Prepared:
 
     def fetch(self, *params: Any) -> list[tuple[Any, ...]]:
         with connection.cursor() as cursor:  # connects first if need be
-            self._prepare_on(connection.connection)
-            cursor.execute(self._execute, params)
+            raw = connection.connection
+            self._prepare_on(raw)
+            try:
+                cursor.execute(self._execute, params)
+            except NotSupportedError:
+                # "cached plan must not change result type": a migration changed a column
+                # that a prepared statement returns. This request fails; the connection's
+                # statements are deallocated and prepared afresh on its next use.
+                _STALE.add(raw)
+                raise
             return list(cursor.fetchall()) if cursor.description else []
 
     def _prepare_on(self, raw: Any) -> None:
@@ -71,17 +80,23 @@ class Prepared:
             return
         # Through the driver's own cursor: preparing is setting up the connection, not a
         # query of the request (Django would count and log it as one, on first use only).
-        with raw.cursor() as cursor:
+        with connection.wrap_database_errors, raw.cursor() as cursor:
             cursor.execute(f"PREPARE {self.name} AS {self.sql}")
         prepared.add(self.name)
 
 
 # Names prepared on each driver connection; weak, so a closed connection's entry goes.
+# Each thread has its own connection: no two threads share an entry.
 _PREPARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_STALE: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _prepared_names(raw: Any) -> set[str]:
-    # Each thread has its own connection: no two threads share an entry.
+    if raw in _STALE:
+        with connection.wrap_database_errors, raw.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+        _STALE.discard(raw)
+        _PREPARED.pop(raw, None)
     names = _PREPARED.get(raw)
     if names is None:
         names = _PREPARED[raw] = set()

@@ -119,8 +119,16 @@ def _submit_label(
         raise LabelRejected("the time for this image ran out")
     if locked.excluded:
         raise LabelRejected("this session has ended")
-    if assignment.status == Assignment.Status.EXPIRED and not take_slot_again(assignment):
-        raise LabelRejected("the time for this image ran out and it went to someone else")
+    if assignment.status == Assignment.Status.EXPIRED:
+        # Look for the client key first: taking the slot back and then finding the key
+        # spent on another answer would keep a slot that no label fills.
+        spent = Label.objects.select_related("item").filter(
+            participant=locked, client_key=client_key
+        )
+        if spent_label := spent.first():
+            return spent_label
+        if not take_slot_again(assignment):
+            raise LabelRejected("the time for this image ran out and it went to someone else")
     label = _store_label(assignment, value, client_key, client_response_ms)
     if label.assignment_id != assignment.pk:
         return label  # the client key was spent on another answer: that one stands
