@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 BENCHMARKS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BENCHMARKS))
 
-from bench_labeling_load import free_port, gunicorn  # noqa: E402
+from bench_labeling_load import fill_up, free_port, gunicorn  # noqa: E402
 from labeling_load.client import ClientConfig, Stats, run_annotators  # noqa: E402
 from labeling_load.measures import check_integrity  # noqa: E402
 from labeling_load.seeding import (  # noqa: E402
@@ -61,6 +61,8 @@ REPOSITORY = BENCHMARKS.parent
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/advstudy_faults"
 POSTGRES_RESTART = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main restart"
 FAULTS = ("worker-kill", "redis-restart", "postgres-restart")
+ANNOTATORS = 12  # labelling through each fault, ITEMS counted items each
+ITEMS = 20
 SOURCE_RANGE = (0, 9000)  # MNIST test images the fault jobs draw from
 Check = tuple[bool, str]
 
@@ -202,14 +204,23 @@ def label_during(
     base_url: str, study: Study, fault: Callable[[], None], at_s: float
 ) -> tuple[Stats, float]:
     """Annotators label ``study`` while ``fault`` happens ``at_s`` seconds in."""
+    from django.db import connections
+
     config = ClientConfig(base_url=base_url, join_token=study.join_token, think_ms=400.0)
     stats = Stats()
     timer = threading.Timer(at_s, fault)
     timer.start()
     started = time.monotonic()
-    asyncio.run(run_annotators(config, 12, 1, stats))
+    asyncio.run(run_annotators(config, ANNOTATORS, 1, stats))
     timer.join()
-    return stats, time.monotonic() - started
+    seconds = time.monotonic() - started
+    # As in the load benchmark: the last free slots can sit on items that everyone with
+    # items to go has already labelled; late arrivals fill them, and then every item
+    # must have exactly k labels. This process's own connection may predate a restart.
+    connections.close_all()
+    top_up = fill_up(study, config, argparse.Namespace(items_per_annotator=ITEMS, seed=1))
+    stats.acknowledged_keys += top_up.acknowledged_keys
+    return stats, seconds
 
 
 def labelling_checks(study: Study, stats: Stats, seconds: float) -> list[Check]:
@@ -276,7 +287,7 @@ def postgres_restart(environment: dict[str, str], log: Path, study: Study) -> li
 
 def new_study(seed: Any, title: str) -> Study:
     options = argparse.Namespace(labels_per_item=2, attention_checks=1, practice=1)
-    return create_level_study(seed, title, 12 * 20 // 2, 20, options)
+    return create_level_study(seed, title, ANNOTATORS * ITEMS // 2, ITEMS, options)
 
 
 def main() -> None:
