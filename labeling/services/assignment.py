@@ -24,7 +24,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import transaction
 from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
@@ -410,9 +410,7 @@ def _lease(
         served_at=claim.served_at,
         lease_expires_at=claim.expires_at,
     )
-    assignment._state.adding = False
-    assignment._state.db = DEFAULT_DB_ALIAS
-    return assignment
+    return statements.mark_stored(assignment)
 
 
 def take_slot_again(assignment: Assignment) -> bool:

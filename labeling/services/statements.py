@@ -146,6 +146,13 @@ class Columns(Generic[M]):
         return len(self.fields)
 
 
+def mark_stored(instance: M) -> M:
+    """An instance built in Python for a row a statement here wrote: saved, as if loaded."""
+    instance._state.adding = False
+    instance._state.db = DEFAULT_DB_ALIAS
+    return instance
+
+
 def table(model: type[Model]) -> str:
     return model._meta.db_table
 

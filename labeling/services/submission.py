@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from labeling.models import Assignment, Label, Participant
@@ -168,8 +168,7 @@ def _store_label(
             participant=assignment.participant, client_key=client_key
         )
     label.pk = stored
-    label._state.adding = False
-    label._state.db = DEFAULT_DB_ALIAS
+    statements.mark_stored(label)
     assignment.status = Assignment.Status.LABELLED
     return label
 
