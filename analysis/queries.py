@@ -10,10 +10,10 @@ from django.db.models import Count, Q, QuerySet, Sum
 from analysis.measures import agreement, majority_label, share
 from attacks.models import AttackSetting, ClassifierModel, Prediction
 from labeling.models import Label
-from study.models import Study, StudyItem
+from study.models import ANALYSED_ITEM_KINDS, Study, StudyItem
 
 # Attention and practice items are for quality control and training, never results.
-ANALYSED_KINDS = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
+ANALYSED_KINDS = ANALYSED_ITEM_KINDS
 
 
 @dataclass

@@ -15,10 +15,17 @@ from django.http import Http404
 
 from attacks.models import AttackSetting
 from study.design import SettingSample, StudyDesign, class_names
-from study.models import CANT_TELL, LabCode, Study, StudyCollaborator, StudyItem
+from study.models import (
+    ANALYSED_ITEM_KINDS,
+    CANT_TELL,
+    LabCode,
+    Study,
+    StudyCollaborator,
+    StudyItem,
+)
 
 PARTICIPANTS_PER_PAGE = 100
-ANALYSED_KINDS = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
+ANALYSED_KINDS = ANALYSED_ITEM_KINDS
 
 
 class Access(IntEnum):

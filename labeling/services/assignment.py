@@ -31,7 +31,7 @@ from django.utils import timezone
 from labeling.models import Assignment, Participant
 from labeling.services import statements
 from labeling.services.errors import AssignmentBusy, StudyNotOpen
-from study.models import Study, StudyItem
+from study.models import ANALYSED_ITEM_KINDS, Study, StudyItem
 
 _CLAIM_ATTEMPTS = 12
 _CLAIM_BACKOFF_S = 0.02  # 12 attempts back off for about 1.6 s in all
@@ -39,7 +39,7 @@ _HELD = 2  # the current item and the one after it
 # Strata a claim tries with one index-ordered query each before it falls back to a scan
 # of every stratum with free items (which only happens near the end of a study).
 _DIRECT_STRATUM_TRIES = 3
-COUNTED_KINDS = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
+COUNTED_KINDS = ANALYSED_ITEM_KINDS
 FINISHED = (Assignment.Status.LABELLED, Assignment.Status.TIMED_OUT)
 
 

@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from labeling.models import Participant
 from labeling.services.errors import EntryRefused, StudyNotOpen
-from study.models import LabCode, Study, StudyItem
+from study.models import ANALYSED_ITEM_KINDS, LabCode, Study, StudyItem
 
-_COUNTED_KINDS = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
+_COUNTED_KINDS = ANALYSED_ITEM_KINDS
 _NOT_OPEN = {
     Study.Status.DRAFT: "This study has not started yet.",
     Study.Status.PAUSED: "This study is paused at the moment. Please try again later.",

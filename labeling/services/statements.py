@@ -34,11 +34,12 @@ from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connection
-from django.db.models import Count, F, Field, Model
+from django.db.models import Count, F, Field, Max, Min, Model
 
 from attacks.models import Example
 from labeling.models import Assignment, Label, Participant
-from study.models import Study, StudyItem
+from labeling.services.tallies import median_of_present
+from study.models import ANALYSED_ITEM_KINDS, Study, StudyItem
 
 M = TypeVar("M", bound=Model)
 _Converter = Callable[[Any, Any, Any], Any]
@@ -159,6 +160,7 @@ def table(model: type[Model]) -> str:
 
 # Status values inlined as literals: constants of a statement, not parameters.
 _ACTIVE = Assignment.Status.ACTIVE.value
+_ANALYSED = "ARRAY[" + ", ".join(f"'{kind.value}'" for kind in ANALYSED_ITEM_KINDS) + "]"
 _EXPIRED = Assignment.Status.EXPIRED.value
 
 
@@ -514,11 +516,14 @@ def _lease_portably(claim: Claim, item: StudyItem) -> int:
     return int(leased.pk)
 
 
-# The label, its assignment marked answered and the item's label count, in one round
-# trip. ON CONFLICT on the client key only: a label this participant already stored
-# under the same key (two copies of one submission) is kept, nothing else changes and
-# the caller returns that label; any other conflict is a bug and raises (the ORM's
-# create() would raise on every conflict, aborting the caller's transaction).
+# The label, its assignment marked answered, the item's counts and the participant's
+# figures, in one round trip. ON CONFLICT on the client key only: a label this
+# participant already stored under the same key (two copies of one submission) is
+# kept, nothing else changes and the caller returns that label; any other conflict is
+# a bug and raises (the ORM's create() would raise on every conflict, aborting the
+# caller's transaction). The medians are taken afresh over the participant's labels
+# (a hundred or two rows by the label index): the new one is not visible to the
+# statement that inserts it, so it is added to them.
 _STORE_LABEL = Prepared(
     "store_label",
     10,
@@ -534,8 +539,33 @@ WITH stored AS (
     UPDATE {table(Assignment)} SET status = '{Assignment.Status.LABELLED.value}'
     WHERE id = $1 AND EXISTS (SELECT 1 FROM stored)
 ), counted AS (
-    UPDATE {table(StudyItem)} SET labelled_count = labelled_count + 1
+    UPDATE {table(StudyItem)} SET labelled_count = labelled_count + 1,
+        votes = jsonb_set(votes, ARRAY[$4::text],
+                          to_jsonb(coalesce((votes ->> $4::text)::integer, 0) + 1))
     WHERE id = $3 AND EXISTS (SELECT 1 FROM stored)
+    RETURNING kind = ANY({_ANALYSED}) AS analysed, kind = '{StudyItem.Kind.ATTENTION.value}'
+        AS attention
+), earlier AS (
+    SELECT l.client_response_ms, l.server_response_ms
+    FROM {table(Label)} l JOIN {table(StudyItem)} i ON i.id = l.item_id
+    WHERE l.participant_id = $2 AND i.kind = ANY({_ANALYSED})
+    UNION ALL SELECT $6, $7
+), tallied AS (
+    UPDATE {table(Participant)} p SET
+        analysed_labels = analysed_labels + c.analysed::integer,
+        attention_answers = attention_answers + c.attention::integer,
+        first_label_at = CASE WHEN c.analysed THEN coalesce(first_label_at, $8)
+                              ELSE first_label_at END,
+        last_label_at = CASE WHEN c.analysed THEN GREATEST(last_label_at, $8)
+                             ELSE last_label_at END,
+        median_client_response_ms = CASE WHEN c.analysed THEN (
+            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY client_response_ms)
+            FROM earlier) ELSE median_client_response_ms END,
+        median_server_response_ms = CASE WHEN c.analysed THEN (
+            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY server_response_ms)
+            FROM earlier) ELSE median_server_response_ms END
+    FROM counted c
+    WHERE p.id = $2 AND (c.analysed OR c.attention)
 )
 SELECT id FROM stored
 """
@@ -567,5 +597,26 @@ def _insert_label_portably(label: Label) -> int | None:
         return None
     label.save(force_insert=True)
     Assignment.objects.filter(pk=label.assignment_id).update(status=Assignment.Status.LABELLED)
-    StudyItem.objects.filter(pk=label.item_id).update(labelled_count=F("labelled_count") + 1)
+    item = StudyItem.objects.get(pk=label.item_id)
+    votes = {**item.votes, str(label.value): item.votes.get(str(label.value), 0) + 1}
+    StudyItem.objects.filter(pk=item.pk).update(labelled_count=F("labelled_count") + 1, votes=votes)
+    if item.kind == StudyItem.Kind.ATTENTION:
+        Participant.objects.filter(pk=label.participant_id).update(
+            attention_answers=F("attention_answers") + 1
+        )
+    elif item.is_analysed:
+        _tally_portably(label.participant_id)
     return int(label.pk)
+
+
+def _tally_portably(participant_id: int) -> None:
+    labels = Label.objects.filter(participant_id=participant_id, item__kind__in=ANALYSED_ITEM_KINDS)
+    figures = labels.aggregate(first=Min("created_at"), last=Max("created_at"), n=Count("id"))
+    times = list(labels.values_list("client_response_ms", "server_response_ms"))
+    Participant.objects.filter(pk=participant_id).update(
+        analysed_labels=figures["n"],
+        first_label_at=figures["first"],
+        last_label_at=figures["last"],
+        median_client_response_ms=median_of_present(client for client, _ in times),
+        median_server_response_ms=median_of_present(server for _, server in times),
+    )

@@ -5,7 +5,7 @@ functions take the ORM's portable way (labeling/services/statements.py). The sui
 database is PostgreSQL, so this runs the loop in a subprocess on a fresh SQLite file:
 three open-link participants label a study of k = 2 through the JSON API (answers,
 re-sent answers, a practice item), and the database must then hold exactly k labels
-per item, none doubled.
+per item, none doubled, and the counts kept at each answer must equal the labels'.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ _LOOP = textwrap.dedent(
     from django.test import Client
     from attacks import services as attack_services, tasks
     from labeling.models import Label
+    from labeling.services.tallies import drift
     from study.models import StudyItem
     from study.services import SettingSample, create_study
 
@@ -58,7 +59,7 @@ _LOOP = textwrap.dedent(
             answered += 1
     per_item = [item.labels.count() for item in StudyItem.objects.filter(study=study)]
     print(json.dumps({"answered": answered, "labels": Label.objects.count(),
-                      "per_item": sorted(per_item)}))
+                      "per_item": sorted(per_item), "drift": bool(drift(study))}))
     """
 )
 
@@ -76,4 +77,7 @@ def test_the_labelling_loop_runs_on_sqlite(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = result.stdout.strip().splitlines()[-1]
     # 6 items x k = 2 = 12 slots over 3 participants of 4 items each: all filled, once.
-    assert outcome == '{"answered": 12, "labels": 12, "per_item": [2, 2, 2, 2, 2, 2]}'
+    # The votes and participants' figures counted at each answer equal the labels'.
+    assert outcome == (
+        '{"answered": 12, "labels": 12, "per_item": [2, 2, 2, 2, 2, 2], "drift": false}'
+    )
