@@ -307,11 +307,11 @@ END"""
 def examples_table(study: Study, *, include_excluded: bool = False) -> Table:
     values = study_values(study)
     models = predicting_models(study)
-    votes = [f"v.v{index}" for index in range(len(values))]
+    votes = [f"i.v{index}" for index in range(len(values))]
     # The majority rule of analysis.measures.majority_label: the single most voted
     # answer; a tie at the top has none (and is flagged), as have unlabelled items.
     first_top = " ".join(
-        f"WHEN {vote} = v.top THEN {int(value)}" for vote, value in zip(votes, values, strict=True)
+        f"WHEN {vote} = i.top THEN {int(value)}" for vote, value in zip(votes, values, strict=True)
     )
     columns = (
         Column("example_id", "int", "e.id"),
@@ -322,8 +322,8 @@ def examples_table(study: Study, *, include_excluded: bool = False) -> Table:
         Column("setting", "str", "s.name"),
         Column("setting_kind", "str", "s.kind"),
         Column("attack_name", "str", "s.attack_name"),
-        Column("setting_eps", "float", _EPS_SQL),
-        Column("setting_config", "str", "s.config::text"),
+        Column("setting_eps", "float", "s.eps"),
+        Column("setting_config", "str", "s.config_text"),
         Column("dataset", "str", "s.dataset"),
         Column("source_split", "str", "s.source_split"),
         Column("position", "int", "e.position"),
@@ -334,28 +334,22 @@ def examples_table(study: Study, *, include_excluded: bool = False) -> Table:
         Column("l2_distance", "float", "e.l2_distance"),
         Column("l0_distance", "int", "e.l0_distance"),
         Column("image_sha256", "str", "e.image_sha256"),
-        Column("n_labels", "int", "coalesce(v.n, 0)"),
+        Column("n_labels", "int", "i.n"),
         *(
-            Column(vote_column(value), "int", f"coalesce({vote}, 0)")
+            Column(vote_column(value), "int", vote)
             for value, vote in zip(values, votes, strict=True)
         ),
         Column(
             "majority_label",
             "int",
-            f"CASE WHEN v.top > 0 AND v.winners = 1 THEN CASE {first_top} END END",
+            f"CASE WHEN i.top > 0 AND i.winners = 1 THEN CASE {first_top} END END",
         ),
-        Column("majority_tie", "bool", "coalesce(v.top > 0 AND v.winners > 1, false)"),
+        Column("majority_tie", "bool", "i.top > 0 AND i.winners > 1"),
         *(
             Column(prediction_column(model), "int", f"m{index}.label")
             for index, model in enumerate(models)
         ),
     )
-    counts = "".join(
-        f", count(*) FILTER (WHERE l.value = {int(value)}) AS v{index}"
-        for index, value in enumerate(values)
-    )
-    top = f"GREATEST({', '.join(f'c.v{index}' for index in range(len(values)))})"
-    winners = " + ".join(f"(c.v{index} = {top})::int" for index in range(len(values)))
     items = f"{ITEM} i WHERE i.study_id = %(study_id)s AND i.kind = ANY(%(kinds)s)"
     # A join per model (at most one prediction per example and model): hash joins,
     # where a subquery per cell made 150,000 index lookups for 50,000 rows and 3
@@ -365,24 +359,18 @@ def examples_table(study: Study, *, include_excluded: bool = False) -> Table:
         f"ON m{index}.example_id = e.id AND m{index}.model_id = {int(model.pk)} "
         for index, model in enumerate(models)
     )
-    # The votes of the chunk's items in one aggregate over the labels of its range of
-    # item ids. No join to the items there: it tripled the time (labels of other
-    # items in the range are counted, then dropped by the join on i.id).
     source = f"""
-        FROM {ITEM} i
+        FROM ({_items_with_votes(values, include_excluded)}) i
         JOIN {EXAMPLE} e ON e.id = i.example_id
-        JOIN {SETTING} s ON s.id = e.setting_id
-        LEFT JOIN (
-            SELECT c.*, {top} AS top, {winners} AS winners
-            FROM (
-                SELECT l.item_id, count(*) AS n {counts}
-                FROM {LABEL} l JOIN {PARTICIPANT} p ON p.id = l.participant_id
-                WHERE TRUE {{votes_range}} {_kept(include_excluded)}
-                GROUP BY l.item_id
-            ) c
-        ) v ON v.item_id = i.id {predictions}
-        WHERE i.study_id = %(study_id)s AND i.kind = ANY(%(kinds)s) {{range}}
+        JOIN settings s ON s.id = e.setting_id
+        {predictions}
     """
+    # Once per setting, not per row: its budget out of the JSON config, the config as text.
+    prefix = f"""WITH settings AS MATERIALIZED (
+        SELECT s.id, s.name, s.kind, s.attack_name, s.dataset, s.source_split,
+            {_EPS_SQL} AS eps, s.config::text AS config_text FROM {SETTING} s
+        WHERE s.id IN (SELECT e.setting_id FROM {ITEM} i JOIN {EXAMPLE} e ON e.id = i.example_id
+                       WHERE i.study_id = %(study_id)s AND i.kind = ANY(%(kinds)s)))"""
     return Table(
         "examples",
         columns,
@@ -391,7 +379,48 @@ def examples_table(study: Study, *, include_excluded: bool = False) -> Table:
         f"FROM {items}",
         _params(study),
         ranges={"votes_range": "l.item_id"},
+        prefix=prefix,
     )
+
+
+def _items_with_votes(values: list[int], include_excluded: bool) -> str:
+    """The chunk's items with their votes by answer (v0, v1, ... in the study's order),
+    their total ``n``, the top count and how many answers share it ``winners``: from
+    the counts kept on the item (StudyItem.votes), less those of excluded participants
+    unless they are included. Each level is fenced (OFFSET 0) so that PostgreSQL
+    computes a vote once per row: inlined, every use of ``top`` re-read the JSON."""
+    kept = ", ".join(
+        f"coalesce((i.votes ->> '{int(value)}')::integer, 0)"
+        + ("" if include_excluded else f" - coalesce(x.v{index}, 0)")
+        + f" AS v{index}"
+        for index, value in enumerate(values)
+    )
+    each = [f"c.v{index}" for index in range(len(values))]
+    winners = " + ".join(f"({vote} = c.top)::integer" for vote in each)
+    return f"""SELECT c.*, {winners} AS winners FROM (
+            SELECT c.*, {" + ".join(each)} AS n, GREATEST({", ".join(each)}) AS top FROM (
+                SELECT i.id, i.example_id, i.kind, i.stratum, {kept}
+                FROM {ITEM} i {_excluded_votes(values, include_excluded)}
+                WHERE i.study_id = %(study_id)s AND i.kind = ANY(%(kinds)s) {{range}}
+                OFFSET 0) c
+            OFFSET 0) c"""
+
+
+def _excluded_votes(values: list[int], include_excluded: bool) -> str:
+    """A join of the votes that excluded participants gave the items of the chunk: few
+    labels, found through the participants (a label's index starts with its participant)."""
+    if include_excluded:
+        return ""
+    counts = ", ".join(
+        f"count(*) FILTER (WHERE l.value = {int(value)}) AS v{index}"
+        for index, value in enumerate(values)
+    )
+    return f"""LEFT JOIN (
+            SELECT l.item_id, {counts}
+            FROM {PARTICIPANT} p JOIN {LABEL} l ON l.participant_id = p.id
+            WHERE p.study_id = %(study_id)s AND p.excluded {{votes_range}}
+            GROUP BY l.item_id
+        ) x ON x.item_id = i.id"""
 
 
 def count_examples(study: Study) -> int:
@@ -402,6 +431,9 @@ def count_examples(study: Study) -> int:
 
 
 def participants_table(study: Study, *, include_excluded: bool = False) -> Table:
+    # Counts and timing are over main and control labels, what the analysis uses:
+    # figures that the statement storing each label keeps on the participant's row
+    # (labeling.services.statements), so no label is read here.
     columns = (
         Column("participant", "str", pseudonym_sql("p")),
         Column("source", "str", "p.source"),
@@ -411,59 +443,19 @@ def participants_table(study: Study, *, include_excluded: bool = False) -> Table
         Column("instructions_read_at", "time", "p.instructions_read_at"),
         Column("practice_done_at", "time", "p.practice_done_at"),
         Column("completed_at", "time", "p.completed_at"),
-        Column("labels", "int", "coalesce(a.labels, 0)"),
-        Column("attention_answers", "int", "coalesce(g.attention_answers, 0)"),
+        Column("labels", "int", "p.analysed_labels"),
+        Column("attention_answers", "int", "p.attention_answers"),
         Column("attention_failures", "int", "p.attention_failures"),
         Column("fast_responses", "int", "p.fast_responses"),
         Column("excluded", "bool", "p.excluded"),
         Column("exclusion_reasons", "list", "p.exclusion_reasons"),
-        Column("median_client_response_ms", "float", "a.median_client_ms"),
-        Column("median_server_response_ms", "float", "a.median_server_ms"),
-        Column("first_label_at", "time", "a.first_label_at"),
-        Column("last_label_at", "time", "a.last_label_at"),
+        Column("median_client_response_ms", "float", "p.median_client_response_ms"),
+        Column("median_server_response_ms", "float", "p.median_server_response_ms"),
+        Column("first_label_at", "time", "p.first_label_at"),
+        Column("last_label_at", "time", "p.last_label_at"),
     )
-    # Counts and timing are over main and control labels: what the analysis uses. A
-    # participant's labels are all of their study, so the items are not joined per
-    # label (a million lookups, half the time): the few items that are not analysed
-    # (attention checks, practice) are a hashed NOT IN, and the attention answers
-    # come from the attention items' labels through the label index on the item.
-    not_analysed = f"""SELECT i.id FROM {ITEM} i
-        WHERE i.study_id = %(study_id)s AND i.kind = ANY(%(other_kinds)s)"""
-    attention = f"""SELECT i.id FROM {ITEM} i
-        WHERE i.study_id = %(study_id)s AND i.kind = 'attention'"""
-    source = f"""
-        FROM {PARTICIPANT} p
-        LEFT JOIN (
-            SELECT l.participant_id,
-                   count(*) AS labels,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY l.client_response_ms)
-                       AS median_client_ms,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY l.server_response_ms)
-                       AS median_server_ms,
-                   min(l.created_at) AS first_label_at,
-                   max(l.created_at) AS last_label_at
-            FROM {LABEL} l
-            WHERE l.item_id NOT IN ({not_analysed}) {{labels_range}}
-            GROUP BY l.participant_id
-        ) a ON a.participant_id = p.id
-        LEFT JOIN (
-            SELECT l.participant_id, count(*) AS attention_answers
-            FROM {LABEL} l
-            WHERE l.item_id IN ({attention}) {{labels_range}}
-            GROUP BY l.participant_id
-        ) g ON g.participant_id = p.id
-        WHERE p.study_id = %(study_id)s {_kept(include_excluded)} {{range}}
-    """
-    keys = f"FROM {PARTICIPANT} p WHERE p.study_id = %(study_id)s {_kept(include_excluded)}"
-    return Table(
-        "participants",
-        columns,
-        source,
-        "p.id",
-        keys,
-        {**_params(study), "other_kinds": sorted(set(StudyItem.Kind) - set(ANALYSED_KINDS))},
-        ranges={"labels_range": "l.participant_id"},
-    )
+    rows = f"FROM {PARTICIPANT} p WHERE p.study_id = %(study_id)s {_kept(include_excluded)}"
+    return Table("participants", columns, rows + " {range}", "p.id", rows, _params(study))
 
 
 def count_participants(study: Study, include_excluded: bool) -> int:
