@@ -17,9 +17,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Max, Min, QuerySet
 from django.utils import timezone
 
+from analysis.exports import tables
 from analysis.exports.tables import predicting_models, vote_column
 from analysis.queries import ANALYSED_KINDS
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
@@ -75,8 +77,8 @@ MODEL_FIELDS = (
 def provenance(study: Study, *, include_excluded: bool = False) -> dict[str, Any]:
     """Everything needed to judge and remake the export's data, as JSON-ready values.
 
-    A few grouped queries: items by (setting, kind, job), labels by (setting, kind,
-    value); everything else is summed from them here.
+    A few grouped queries: items by (setting, kind, job), their kept votes by
+    (setting, kind, value); everything else is summed from them here.
     """
     item_groups = list(
         StudyItem.objects.filter(study=study)
@@ -102,24 +104,38 @@ def provenance(study: Study, *, include_excluded: bool = False) -> dict[str, Any
             "examples": _code_versions(jobs.values()),
             "export": code_version(),
         },
-        "dates": _dates(study, label_groups),
+        "dates": _dates(study, include_excluded),
         "labels": _label_counts(study, label_groups, include_excluded),
     }
 
 
-# (setting id, item kind, value, count, first, last)
-LabelGroup = tuple[int, str, int, int, datetime.datetime, datetime.datetime]
+# (setting id, item kind, label value, count)
+LabelGroup = tuple[int, str, int, int]
 
 
 def _label_groups(study: Study, include_excluded: bool) -> list[LabelGroup]:
-    labels = Label.objects.filter(item__study=study, item__kind__in=ANALYSED_KINDS)
+    """Label counts by (setting, item kind, value), from the votes kept on the items
+    (StudyItem.votes): one row per item rather than per label. The few excluded
+    participants' labels are taken off unless they are included."""
+    counts: Counter[tuple[int, str, int]] = Counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT e.setting_id, i.kind, v.key::integer, sum(v.value::integer)
+                FROM {tables.ITEM} i JOIN {tables.EXAMPLE} e ON e.id = i.example_id,
+                     jsonb_each_text(i.votes) v
+                WHERE i.study_id = %s AND i.kind = ANY(%s) GROUP BY 1, 2, 3""",
+            [study.pk, list(ANALYSED_KINDS)],
+        )
+        for setting_id, kind, value, n in cursor.fetchall():
+            counts[(setting_id, kind, value)] += n
     if not include_excluded:
-        labels = labels.filter(participant__excluded=False)
-    return list(
-        labels.values_list("item__example__setting_id", "item__kind", "value")
-        .annotate(n=Count("id"), first=Min("created_at"), last=Max("created_at"))
-        .order_by()
-    )
+        excluded = Label.objects.filter(
+            participant__study=study, participant__excluded=True, item__kind__in=ANALYSED_KINDS
+        )
+        grouped = excluded.values_list("item__example__setting_id", "item__kind", "value")
+        for setting_id, kind, value, n in grouped.annotate(n=Count("id")).order_by():
+            counts[(setting_id, kind, value)] -= n
+    return [(*key, n) for key, n in sorted(counts.items()) if n]
 
 
 def _sum_by(rows: Iterable[tuple[Any, ...]], key: Callable[[tuple[Any, ...]], Any]) -> dict:
@@ -169,11 +185,16 @@ def _model(model: ClassifierModel) -> dict[str, Any]:
     }
 
 
-def _dates(study: Study, label_groups: list[LabelGroup]) -> dict[str, str | None]:
+def _dates(study: Study, include_excluded: bool) -> dict[str, str | None]:
+    """First and last analysed label, from the figures kept on the participants."""
+    participants = Participant.objects.filter(study=study)
+    if not include_excluded:
+        participants = participants.filter(excluded=False)
+    labelled = participants.aggregate(first=Min("first_label_at"), last=Max("last_label_at"))
     return {
         "study_created_at": _when(study.created_at),
-        "first_label_at": _when(min((row[4] for row in label_groups), default=None)),
-        "last_label_at": _when(max((row[5] for row in label_groups), default=None)),
+        "first_label_at": _when(labelled["first"]),
+        "last_label_at": _when(labelled["last"]),
         "exported_at": _when(timezone.now()),
     }
 
@@ -181,17 +202,20 @@ def _dates(study: Study, label_groups: list[LabelGroup]) -> dict[str, str | None
 def _label_counts(
     study: Study, label_groups: list[LabelGroup], include_excluded: bool
 ) -> dict[str, Any]:
-    counted = [(*row[:3], row[3]) for row in label_groups]
     names = dict(
-        AttackSetting.objects.filter(pk__in={row[0] for row in counted}).values_list("id", "name")
+        AttackSetting.objects.filter(pk__in={row[0] for row in label_groups}).values_list(
+            "id", "name"
+        )
     )
     participants = Participant.objects.filter(study=study)
-    by_value = _sum_by(counted, lambda row: row[2])
+    by_value = _sum_by(label_groups, lambda row: row[2])
     return {
         "total": sum(by_value.values()),
         "by_value": {vote_column(value): count for value, count in by_value.items()},
-        "by_setting": {names[key]: n for key, n in _sum_by(counted, lambda row: row[0]).items()},
-        "by_kind": _sum_by(counted, lambda row: row[1]),
+        "by_setting": {
+            names[key]: n for key, n in _sum_by(label_groups, lambda row: row[0]).items()
+        },
+        "by_kind": _sum_by(label_groups, lambda row: row[1]),
         "participants": participants.count(),
         "excluded_participants": participants.filter(excluded=True).count(),
         "include_excluded": include_excluded,

@@ -1,22 +1,23 @@
 """CSV, JSON Lines and Parquet, chunk by chunk, as bytes ready to send.
 
 PostgreSQL writes the CSV and the JSON Lines itself (analysis.exports.tables), so
-those go out as they come. Parquet is the CSV chunk parsed by Arrow's C++ reader
-with the table's column types and written as one row group per chunk by
-``pyarrow.parquet.ParquetWriter``. Times are UTC: ISO 8601 text in CSV and JSON
-Lines, ``timestamp[us, tz=UTC]`` in Parquet. Lists (a participant's exclusion
-reasons) are JSON text in CSV and real lists in JSON Lines and Parquet.
+those go out as they come. Parquet is the CSV chunk (the JSON Lines chunk, for a
+table with lists) parsed by Arrow's C++ reader with the table's column types and
+written as one row group per chunk by ``pyarrow.parquet.ParquetWriter``. Times are
+UTC: ISO 8601 text in CSV and JSON Lines, ``timestamp[us, tz=UTC]`` in Parquet.
+Lists (a participant's exclusion reasons) are JSON text in CSV and real lists in
+JSON Lines and Parquet.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from analysis.exports.tables import Column, Table
@@ -87,44 +88,52 @@ def jsonl_bytes(table: Table, on_rows: Callable[[int], None]) -> Iterator[bytes]
 
 def parquet_bytes(table: Table, on_rows: Callable[[int], None]) -> Iterator[bytes]:
     schema = arrow_schema(table.columns)
+    # Arrow's CSV reader has no lists; its JSON reader takes them as they come, where
+    # building them from Python objects would make one per row (and pa.array's first
+    # call imports pandas: a third of a second).
+    has_lists = any(column.kind == "list" for column in table.columns)
+    chunks = table.json_chunks() if has_lists else table.csv_chunks()
+    read = arrow_json_chunk if has_lists else arrow_csv_chunk
     sink = Sink()
     writer = pq.ParquetWriter(sink, schema, compression="zstd")
-    for chunk in table.csv_chunks():
-        writer.write_table(arrow_chunk(chunk.data, table.columns, schema))
+    for chunk in chunks:
+        writer.write_table(read(chunk.data, table.columns, schema))
         on_rows(chunk.rows)
         yield sink.drain()
     writer.close()
     yield sink.drain()
 
 
-def arrow_chunk(data: bytes, columns: Sequence[Column], schema: pa.Schema) -> pa.Table:
+def arrow_csv_chunk(data: bytes, columns: Sequence[Column], schema: pa.Schema) -> pa.Table:
     """A CSV chunk as Arrow, typed: empty unquoted fields are null, ``""`` an empty string."""
-    lists = [column.name for column in columns if column.kind == "list"]
-    types = {
-        column.name: pa.string() if column.kind == "list" else ARROW_TYPES[column.kind]
-        for column in columns
-    }
     parsed = pa_csv.read_csv(
         io.BytesIO(data),
         read_options=pa_csv.ReadOptions(
             column_names=[column.name for column in columns],
-            use_threads=False,
-            block_size=max(len(data), 1 << 20),
+            use_threads=True,
+            block_size=1 << 20,
         ),
         convert_options=pa_csv.ConvertOptions(
-            column_types=types,
+            column_types=schema,
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
             true_values=["true"],
             false_values=["false"],
         ),
     )
-    for name in lists:  # JSON text in the CSV; few rows (participants)
-        values = [None if text is None else json.loads(text) for text in parsed[name].to_pylist()]
-        parsed = parsed.set_column(
-            parsed.schema.get_field_index(name), name, pa.array(values, ARROW_TYPES["list"])
-        )
-    return parsed.cast(schema)
+    return parsed  # in the schema's types already: no cast (its first use imports compute)
+
+
+def arrow_json_chunk(data: bytes, columns: Sequence[Column], schema: pa.Schema) -> pa.Table:
+    """A JSON Lines chunk as Arrow, in the table's types (times from their ISO 8601 text)."""
+    parsed = pa_json.read_json(
+        io.BytesIO(data),
+        read_options=pa_json.ReadOptions(use_threads=True, block_size=1 << 20),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=schema, unexpected_field_behavior="error"
+        ),
+    )
+    return parsed.select([column.name for column in columns])
 
 
 WRITERS: dict[str, Callable[[Table, Callable[[int], None]], Iterator[bytes]]] = {

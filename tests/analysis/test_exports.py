@@ -495,9 +495,19 @@ def test_the_dataset_card_records_the_provenance(study: Study, trained_model, tm
     assert facts["labels"]["by_kind"] == {
         kind: kept.filter(item__kind=kind).count() for kind in ANALYSED
     }
+    counted = kept.filter(item__kind__in=ANALYSED)
+    assert facts["labels"]["by_value"] == {
+        tables.vote_column(value): n
+        for value, n in sorted(Counter(counted.values_list("value", flat=True)).items())
+    }
+    assert facts["labels"]["by_setting"] == dict(
+        Counter(counted.values_list("item__example__setting__name", flat=True))
+    )
     assert facts["labels"]["participants"] == 4
     assert facts["labels"]["excluded_participants"] == 1
-    assert facts["dates"]["first_label_at"] <= facts["dates"]["last_label_at"]
+    times = sorted(counted.values_list("created_at", flat=True))
+    assert facts["dates"]["first_label_at"] == times[0].astimezone(datetime.UTC).isoformat()
+    assert facts["dates"]["last_label_at"] == times[-1].astimezone(datetime.UTC).isoformat()
     assert trained_model.weights_sha256 in text
     assert "## Attack settings" in text
     assert "### clean-4-3" in text
@@ -633,7 +643,7 @@ def test_a_missing_output_directory_is_refused(study: Study, tmp_path: Path) -> 
 
 
 def test_awkward_names_survive_every_format(study: Study, trained_model) -> None:
-    awkward_setting = 'clean, "quoted"\\ 100%'
+    awkward_setting = 'clean, "quoted"\\ 100%\tü\x01'
     awkward_model = 'tiny "cnn" 5%'
     setting = study.items.filter(kind="main").first().example.setting
     type(setting).objects.filter(pk=setting.pk).update(name=awkward_setting)
