@@ -110,6 +110,7 @@ def check_integrity(
     from django.db.models.functions import Coalesce
 
     from labeling.models import Assignment, Label, Participant
+    from labeling.services.tallies import drift
     from study.models import StudyItem
 
     k = study.labels_per_item
@@ -187,6 +188,11 @@ def check_integrity(
             f"items whose assigned_count differs from labels + active leases: {bad_assigned}",
         ),
         (active == 0 or not complete, f"items still leased at the end: {active}"),
+        (
+            not (drifted := drift(study)),
+            f"votes or participants' figures that differ from their labels: "
+            f"{len(drifted.items)} items, {len(drifted.participants)} participants",
+        ),
         (
             True,
             f"participants: {participants.count()}, completed "

@@ -158,10 +158,15 @@ def table(model: type[Model]) -> str:
     return model._meta.db_table
 
 
-# Status values inlined as literals: constants of a statement, not parameters.
+def _kinds_array(kinds: Sequence[StudyItem.Kind]) -> str:
+    return "ARRAY[" + ", ".join(f"'{kind.value}'" for kind in kinds) + "]"
+
+
+# Status and kind values inlined as literals: constants of a statement, not parameters.
 _ACTIVE = Assignment.Status.ACTIVE.value
-_ANALYSED = "ARRAY[" + ", ".join(f"'{kind.value}'" for kind in ANALYSED_ITEM_KINDS) + "]"
 _EXPIRED = Assignment.Status.EXPIRED.value
+_ANALYSED = _kinds_array(ANALYSED_ITEM_KINDS)
+_NOT_ANALYSED = _kinds_array([kind for kind in StudyItem.Kind if kind not in ANALYSED_ITEM_KINDS])
 
 
 _participant = Columns(Participant, "participant")
@@ -522,8 +527,9 @@ def _lease_portably(claim: Claim, item: StudyItem) -> int:
 # kept, nothing else changes and the caller returns that label; any other conflict is
 # a bug and raises (the ORM's create() would raise on every conflict, aborting the
 # caller's transaction). The medians are taken afresh over the participant's labels
-# (a hundred or two rows by the label index): the new one is not visible to the
-# statement that inserts it, so it is added to them.
+# (a hundred or two rows by the label index; the study's few practice and attention
+# items left out by id: joining every label to its item cost five times as much);
+# the new label is not visible to the statement that inserts it, so it is added.
 _STORE_LABEL = Prepared(
     "store_label",
     10,
@@ -543,12 +549,14 @@ WITH stored AS (
         votes = jsonb_set(votes, ARRAY[$4::text],
                           to_jsonb(coalesce((votes ->> $4::text)::integer, 0) + 1))
     WHERE id = $3 AND EXISTS (SELECT 1 FROM stored)
-    RETURNING kind = ANY({_ANALYSED}) AS analysed, kind = '{StudyItem.Kind.ATTENTION.value}'
-        AS attention
+    RETURNING study_id, kind = ANY({_ANALYSED}) AS analysed,
+        kind = '{StudyItem.Kind.ATTENTION.value}' AS attention
 ), earlier AS (
     SELECT l.client_response_ms, l.server_response_ms
-    FROM {table(Label)} l JOIN {table(StudyItem)} i ON i.id = l.item_id
-    WHERE l.participant_id = $2 AND i.kind = ANY({_ANALYSED})
+    FROM {table(Label)} l, counted c
+    WHERE l.participant_id = $2 AND l.item_id <> ALL(ARRAY(
+        SELECT i.id FROM {table(StudyItem)} i
+        WHERE i.study_id = c.study_id AND i.kind = ANY({_NOT_ANALYSED})))
     UNION ALL SELECT $6, $7
 ), tallied AS (
     UPDATE {table(Participant)} p SET
