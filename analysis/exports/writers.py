@@ -31,6 +31,9 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "list": pa.list_(pa.string()),
 }
 
+# Arrow parses a chunk (CSV or JSON Lines) in blocks of this size, in parallel.
+PARSE_BLOCK_BYTES = 1 << 20
+
 
 class Sink:
     """A write-only, non-seekable file whose bytes are taken away with ``drain``."""
@@ -111,8 +114,10 @@ def arrow_csv_chunk(data: bytes, columns: Sequence[Column], schema: pa.Schema) -
         read_options=pa_csv.ReadOptions(
             column_names=[column.name for column in columns],
             use_threads=True,
-            block_size=1 << 20,
+            block_size=PARSE_BLOCK_BYTES,
         ),
+        # A quoted value may hold a newline (a setting's name): blocks must not end there.
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(
             column_types=schema,
             strings_can_be_null=True,
@@ -128,7 +133,7 @@ def arrow_json_chunk(data: bytes, columns: Sequence[Column], schema: pa.Schema) 
     """A JSON Lines chunk as Arrow, in the table's types (times from their ISO 8601 text)."""
     parsed = pa_json.read_json(
         io.BytesIO(data),
-        read_options=pa_json.ReadOptions(use_threads=True, block_size=1 << 20),
+        read_options=pa_json.ReadOptions(use_threads=True, block_size=PARSE_BLOCK_BYTES),
         parse_options=pa_json.ParseOptions(
             explicit_schema=schema, unexpected_field_behavior="error"
         ),

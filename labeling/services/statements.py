@@ -562,7 +562,7 @@ WITH stored AS (
     UPDATE {table(Participant)} p SET
         analysed_labels = analysed_labels + c.analysed::integer,
         attention_answers = attention_answers + c.attention::integer,
-        first_label_at = CASE WHEN c.analysed THEN coalesce(first_label_at, $8)
+        first_label_at = CASE WHEN c.analysed THEN LEAST(first_label_at, $8)
                               ELSE first_label_at END,
         last_label_at = CASE WHEN c.analysed THEN GREATEST(last_label_at, $8)
                              ELSE last_label_at END,

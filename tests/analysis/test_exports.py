@@ -30,7 +30,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from PIL import Image
 
-from analysis.exports import ExportRequest, export_bytes, tables
+from analysis.exports import ExportRequest, export_bytes, tables, writers
 from analysis.measures import majority_label
 from attacks import services as attack_services
 from attacks import tasks
@@ -642,8 +642,10 @@ def test_a_missing_output_directory_is_refused(study: Study, tmp_path: Path) -> 
 # ---- names that CSV, JSON and SQL must all survive ----
 
 
-def test_awkward_names_survive_every_format(study: Study, trained_model) -> None:
-    awkward_setting = 'clean, "quoted"\\ 100%\tü\x01'
+def test_awkward_names_survive_every_format(study: Study, trained_model, monkeypatch) -> None:
+    awkward_setting = 'clean, "quoted"\\ 100%\tü\x01\nline two'
+    # Blocks far smaller than a chunk: Arrow must not cut inside the quoted newline.
+    monkeypatch.setattr(writers, "PARSE_BLOCK_BYTES", 256)
     awkward_model = 'tiny "cnn" 5%'
     setting = study.items.filter(kind="main").first().example.setting
     type(setting).objects.filter(pk=setting.pk).update(name=awkward_setting)
