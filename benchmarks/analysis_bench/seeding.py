@@ -124,6 +124,8 @@ def seed_study(
 
     from django.db import connection, transaction
 
+    from labeling.services.tallies import recount
+
     started = time.perf_counter()
     generator = np.random.default_rng(seed)
     plans = setting_plans()
@@ -148,6 +150,8 @@ def seed_study(
             staging = _labels(generator, examples, items, participants, counts, plans)
             _insert_labels(cursor, staging)
             _reset_sequences(cursor)
+        # The votes and participants' figures that the labelling loop keeps as it goes.
+        recount(study)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM (ANALYZE)")  # hint bits and statistics, as a settled server has
     return Seeded(
@@ -450,25 +454,9 @@ def _insert_labels(cursor: Any, staging: pd.DataFrame) -> None:
            FROM label_staging"""
     )
     cursor.execute(
-        """UPDATE study_studyitem i SET assigned_count = n, labelled_count = n, votes = counts
-           FROM (SELECT item_id, sum(n)::integer AS n, jsonb_object_agg(value, n) AS counts
-                 FROM (SELECT item_id, value, count(*) AS n FROM label_staging
-                       GROUP BY item_id, value) by_value
-                 GROUP BY item_id) c
+        """UPDATE study_studyitem i SET assigned_count = n, labelled_count = n
+           FROM (SELECT item_id, count(*) AS n FROM label_staging GROUP BY item_id) c
            WHERE c.item_id = i.id"""
-    )
-    # What the statement that stores each label keeps on its participant's row.
-    cursor.execute(
-        """UPDATE labeling_participant p SET analysed_labels = n, first_label_at = first_at,
-               last_label_at = last_at, median_client_response_ms = client_ms,
-               median_server_response_ms = server_ms
-           FROM (SELECT l.participant_id, count(*) AS n, min(l.created_at) AS first_at,
-                        max(l.created_at) AS last_at,
-                        percentile_cont(0.5) WITHIN GROUP (ORDER BY l.client_ms) AS client_ms,
-                        percentile_cont(0.5) WITHIN GROUP (ORDER BY l.server_ms) AS server_ms
-                 FROM label_staging l JOIN study_studyitem i ON i.id = l.item_id
-                 WHERE i.kind IN ('main', 'control') GROUP BY l.participant_id) c
-           WHERE c.participant_id = p.id"""
     )
 
 

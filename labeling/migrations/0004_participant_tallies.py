@@ -13,7 +13,45 @@ ANALYSED = ("main", "control")
 BATCH = 1000
 
 
+# SQL on PostgreSQL: seconds for a million labels, and no label held in memory. A copy
+# of labeling.services.tallies' recount as it was: a migration runs frozen code.
+RECOUNT_SQL = (
+    """UPDATE study_studyitem i SET votes = c.counts
+       FROM (SELECT item_id, jsonb_object_agg(value, n) AS counts
+             FROM (SELECT item_id, value, count(*) AS n FROM labeling_label GROUP BY 1, 2) v
+             GROUP BY item_id) c
+       WHERE c.item_id = i.id""",
+    """UPDATE labeling_participant p SET analysed_labels = a.n, first_label_at = a.first_at,
+           last_label_at = a.last_at, median_client_response_ms = a.client_ms,
+           median_server_response_ms = a.server_ms
+       FROM (SELECT l.participant_id, count(*) AS n, min(l.created_at) AS first_at,
+                    max(l.created_at) AS last_at,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY l.client_response_ms)
+                        AS client_ms,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY l.server_response_ms)
+                        AS server_ms
+             FROM labeling_label l JOIN study_studyitem i ON i.id = l.item_id
+             WHERE i.kind IN ('main', 'control') GROUP BY 1) a
+       WHERE a.participant_id = p.id""",
+    """UPDATE labeling_participant p SET attention_answers = g.n
+       FROM (SELECT l.participant_id, count(*) AS n
+             FROM labeling_label l JOIN study_studyitem i ON i.id = l.item_id
+             WHERE i.kind = 'attention' GROUP BY 1) g
+       WHERE g.participant_id = p.id""",
+)
+
+
 def count_stored_labels(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        with schema_editor.connection.cursor() as cursor:
+            for statement in RECOUNT_SQL:
+                cursor.execute(statement)
+    else:
+        count_in_python(apps)
+
+
+def count_in_python(apps):
+    """The same counts through the ORM, for SQLite (the demo: a few hundred labels)."""
     label = apps.get_model("labeling", "Label")
     item = apps.get_model("study", "StudyItem")
     participant = apps.get_model("labeling", "Participant")

@@ -2,9 +2,12 @@
 
 The statement that stores a label also counts it: the item's votes by answer and the
 participant's figures (labeling.services.statements). The exports read those rather
-than a million labels, so they must never drift; this recounts them the slow, plain
-way (the ORM and Python's statistics) for the integrity checks of the tests and of
-the load benchmark.
+than a million labels, so they must never drift. ``drift`` recounts them the slow,
+plain way (the ORM and Python's statistics) for the integrity checks of the tests
+and of the load benchmark; ``recount`` writes the counts afresh (``manage.py
+recount_tallies``), for labels stored by code that did not keep them: a web process
+still running the previous release while the migration that added them ran, or rows
+loaded by hand.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from django.db import connection, transaction
 from django.db.models import Count
 
 from labeling.models import Label, Participant
@@ -121,3 +125,62 @@ def drift(study: Study) -> Drift:
             pk for pk, counted in figures.items() if not kept_figures[pk].matches(counted)
         ),
     )
+
+
+@transaction.atomic
+def recount(study: Study) -> None:
+    """Write the study's votes and participants' figures afresh from its labels.
+
+    No label may arrive meanwhile (it would be counted by its statement and then
+    overwritten, or the other way round): on PostgreSQL the labels table is locked
+    against writes for the few seconds it takes; SQLite has one writer already.
+    """
+    if connection.vendor != "postgresql":
+        _recount_portably(study)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {Label._meta.db_table} IN SHARE MODE")
+        for statement in _RECOUNT:
+            cursor.execute(statement, {"study": study.pk, "analysed": list(ANALYSED_ITEM_KINDS)})
+
+
+def _recount_portably(study: Study) -> None:
+    for pk, votes in counted_votes(study).items():
+        StudyItem.objects.filter(pk=pk).update(votes=votes)
+    for pk, figures in counted_figures(study).items():
+        Participant.objects.filter(pk=pk).update(**asdict(figures))
+
+
+_ITEM, _PARTICIPANT = StudyItem._meta.db_table, Participant._meta.db_table
+_LABEL = Label._meta.db_table
+_RECOUNT = (
+    f"""UPDATE {_ITEM} i SET votes = coalesce(c.counts, '{{}}'::jsonb)
+        FROM {_ITEM} own LEFT JOIN (
+            SELECT item_id, jsonb_object_agg(value, n) AS counts
+            FROM (SELECT l.item_id, l.value, count(*) AS n
+                  FROM {_LABEL} l JOIN {_ITEM} li ON li.id = l.item_id
+                  WHERE li.study_id = %(study)s GROUP BY 1, 2) by_value
+            GROUP BY item_id
+        ) c ON c.item_id = own.id
+        WHERE own.id = i.id AND own.study_id = %(study)s""",
+    f"""UPDATE {_PARTICIPANT} p SET
+            analysed_labels = coalesce(a.n, 0), attention_answers = coalesce(g.n, 0),
+            first_label_at = a.first_at, last_label_at = a.last_at,
+            median_client_response_ms = a.client_ms, median_server_response_ms = a.server_ms
+        FROM {_PARTICIPANT} own
+        LEFT JOIN (
+            SELECT l.participant_id, count(*) AS n, min(l.created_at) AS first_at,
+                   max(l.created_at) AS last_at,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY l.client_response_ms) AS client_ms,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY l.server_response_ms) AS server_ms
+            FROM {_LABEL} l JOIN {_ITEM} i ON i.id = l.item_id
+            WHERE i.study_id = %(study)s AND i.kind = ANY(%(analysed)s) GROUP BY 1
+        ) a ON a.participant_id = own.id
+        LEFT JOIN (
+            SELECT l.participant_id, count(*) AS n
+            FROM {_LABEL} l JOIN {_ITEM} i ON i.id = l.item_id
+            WHERE i.study_id = %(study)s AND i.kind = '{StudyItem.Kind.ATTENTION.value}'
+            GROUP BY 1
+        ) g ON g.participant_id = own.id
+        WHERE own.id = p.id AND own.study_id = %(study)s""",
+)

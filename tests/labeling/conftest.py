@@ -6,15 +6,17 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from attacks import services as attack_services
 from attacks import tasks
 from labeling import services
-from labeling.models import Participant
+from labeling.models import Assignment, Participant
 from labeling.services.assignment import forget_study_shape
 from study.models import Study, StudyItem
 
@@ -52,6 +54,18 @@ def configure(study: Study, **fields: object) -> Study:
     Study.objects.filter(pk=study.pk).update(**fields)
     study.refresh_from_db()
     return study
+
+
+def timed(study: Study) -> Study:
+    return configure(study, presentation="timed", exposure_ms=200, response_deadline_ms=2000)
+
+
+def deadline_passes(assignment: Assignment | None) -> None:
+    """Move the trial's start back past its response deadline."""
+    assert assignment is not None
+    Assignment.objects.filter(pk=assignment.pk).update(
+        served_at=timezone.now() - timedelta(seconds=3)
+    )
 
 
 def diligent(item: StudyItem) -> int:

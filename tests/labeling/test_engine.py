@@ -13,7 +13,14 @@ from django.utils import timezone
 from labeling import services
 from labeling.models import Assignment, Label, Participant
 from study.models import Study, StudyItem
-from tests.labeling.conftest import add_items, answer_all, configure, run_at_once
+from tests.labeling.conftest import (
+    add_items,
+    answer_all,
+    configure,
+    deadline_passes,
+    run_at_once,
+    timed,
+)
 
 
 def kinds_seen(participant: Participant) -> list[str]:
@@ -153,17 +160,6 @@ def test_leases_use_the_studys_lease_minutes_and_expired_items_are_reclaimed(mak
         present.labels.values_list("item_id", flat=True)
     )
     assert all(item.assigned_count == 1 for item in StudyItem.objects.filter(study=study))
-
-
-def timed(study: Study) -> Study:
-    return configure(study, presentation="timed", exposure_ms=200, response_deadline_ms=2000)
-
-
-def deadline_passes(assignment: Assignment | None) -> None:
-    assert assignment is not None
-    Assignment.objects.filter(pk=assignment.pk).update(
-        served_at=timezone.now() - timedelta(seconds=3)
-    )
 
 
 def test_a_timeout_is_a_skipped_trial_whose_item_goes_back_to_the_pool(make_study) -> None:

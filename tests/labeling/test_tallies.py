@@ -8,20 +8,26 @@ answers, expired leases taken again, timeouts, exclusion.
 
 from __future__ import annotations
 
+import io
 import random
 import statistics
 import uuid
 from datetime import timedelta
 from importlib import import_module
 
+import pandas as pd
+import pytest
 from django.apps import apps
+from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 
+from analysis.exports import ExportRequest, export_bytes
 from labeling import services
 from labeling.models import Assignment, Label, Participant
-from labeling.services.tallies import Figures, counted_figures, counted_votes, drift
+from labeling.services.tallies import counted_votes, drift
 from study.models import CANT_TELL, Study, StudyItem
-from tests.labeling.conftest import add_items, configure
+from tests.labeling.conftest import add_items, configure, deadline_passes, timed
 
 
 def test_a_participants_answers_are_counted_as_they_come(make_study) -> None:
@@ -59,7 +65,7 @@ def test_a_participants_answers_are_counted_as_they_come(make_study) -> None:
 
 
 def test_counts_equal_the_labels_after_a_busy_study(make_study) -> None:
-    study = make_study(count=12, labels_per_item=3, items_per_participant=4)
+    study = timed(make_study(count=12, labels_per_item=3, items_per_participant=4))
     configure(study, attention_checks_per_participant=1, max_attention_failures=0)
     add_items(study, StudyItem.Kind.PRACTICE, 2)
     add_items(study, StudyItem.Kind.ATTENTION, 2, source_start=7000)
@@ -83,8 +89,13 @@ def _label_until_full(study: Study, choose: random.Random) -> None:
 
 
 def _label_busily(participant: Participant, choose: random.Random) -> None:
-    """Answers, some sent twice, some after their lease ran out and was taken again."""
+    """Answers, some sent twice, some after their lease ran out and was taken again,
+    and in a timed study some trials left to time out."""
     while (assignment := services.next_assignment(participant)) is not None:
+        if participant.study.presentation == "timed" and choose.random() < 0.15:
+            deadline_passes(assignment)
+            services.record_timeout(participant, assignment.public_id)
+            continue
         if choose.random() < 0.2:
             Assignment.objects.filter(pk=assignment.pk).update(
                 lease_expires_at=timezone.now() - timedelta(seconds=1)
@@ -100,43 +111,74 @@ def _label_busily(participant: Participant, choose: random.Random) -> None:
             return  # excluded, or the expired slot went to someone else
 
 
-def test_excluding_a_participant_changes_no_count(make_study) -> None:
+def test_excluding_a_participant_changes_no_kept_count(make_study) -> None:
     study = make_study(count=2, labels_per_item=1, items_per_participant=2)
     participant = services.join_study(study)
     while (assignment := services.next_assignment(participant)) is not None:
         services.submit_label(participant, assignment.public_id, 4, uuid.uuid4(), 800.0)
-    before = counted_votes(study)
+    kept = dict(StudyItem.objects.filter(study=study).values_list("pk", "votes"))
+    assert sorted(kept.values(), key=str) == [{"4": 1}, {"4": 1}]
 
     Participant.objects.filter(pk=participant.pk).update(excluded=True)
 
-    assert counted_votes(study) == before
-    assert not drift(study)
+    # The items keep every vote; the export takes the excluded participant's off.
+    assert dict(StudyItem.objects.filter(study=study).values_list("pk", "votes")) == kept
+    examples = b"".join(export_bytes(study, ExportRequest("examples", "csv")))
+    frame = pd.read_csv(io.BytesIO(examples))
+    assert list(frame["n_labels"]) == [0, 0]
+    assert list(frame["votes_4"]) == [0, 0]
 
 
-def test_the_migration_counts_the_labels_stored_before_it(make_study) -> None:
-    study = make_study(count=6, labels_per_item=2, items_per_participant=3)
+@pytest.mark.parametrize("path", ["postgresql", "python"])
+def test_the_migration_counts_the_labels_stored_before_it(make_study, path) -> None:
+    study = timed(make_study(count=6, labels_per_item=2, items_per_participant=3))
     add_items(study, StudyItem.Kind.ATTENTION, 1, source_start=7000)
     configure(study, attention_checks_per_participant=1, max_attention_failures=5)
-    choose = random.Random(3)
-    _label_until_full(study, choose)
-    expected_votes, expected_figures = counted_votes(study), counted_figures(study)
-    StudyItem.objects.update(votes={})
-    Participant.objects.update(**{name: None for name in _NULLABLE}, analysed_labels=0)
-    Participant.objects.update(attention_answers=0)
+    _label_until_full(study, random.Random(3))
+    _forget_counts()
     assert drift(study)
 
     migration = import_module("labeling.migrations.0004_participant_tallies")
-    migration.count_stored_labels(apps, None)
+    if path == "postgresql":
+        with connection.schema_editor() as editor:
+            migration.count_stored_labels(apps, editor)
+    else:
+        migration.count_in_python(apps)
 
     assert not drift(study)
-    assert counted_votes(study) == expected_votes
-    kept = {p.pk: Figures.kept(p) for p in Participant.objects.filter(study=study)}
-    assert all(kept[pk].matches(figures) for pk, figures in expected_figures.items())
 
 
-_NULLABLE = (
-    "first_label_at",
-    "last_label_at",
-    "median_client_response_ms",
-    "median_server_response_ms",
-)
+def test_recount_writes_the_counts_afresh_and_the_command_reports_them(make_study) -> None:
+    study = make_study(count=4, labels_per_item=2, items_per_participant=2)
+    other = make_study(count=2, labels_per_item=1, items_per_participant=2)
+    _label_until_full(study, random.Random(5))
+    _label_until_full(other, random.Random(6))
+    _forget_counts()
+    Participant.objects.filter(study=study).update(analysed_labels=99)
+
+    checked = io.StringIO()
+    call_command("recount_tallies", str(study.pk), "--check", stdout=checked)
+    assert f"Counts that differ: study {study.pk}: 4 items," in checked.getvalue()
+    assert drift(study)  # --check changes nothing
+
+    call_command("recount_tallies", stdout=io.StringIO())
+
+    assert not drift(study)
+    assert not drift(other)
+    again = io.StringIO()
+    call_command("recount_tallies", stdout=again)
+    assert "All counts equal the labels (2 studies)." in again.getvalue()
+    with pytest.raises(CommandError, match="no study 999999"):
+        call_command("recount_tallies", "999999")
+
+
+def _forget_counts() -> None:
+    StudyItem.objects.update(votes={})
+    Participant.objects.update(
+        analysed_labels=0,
+        attention_answers=0,
+        first_label_at=None,
+        last_label_at=None,
+        median_client_response_ms=None,
+        median_server_response_ms=None,
+    )
