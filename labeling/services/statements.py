@@ -28,17 +28,17 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connection
-from django.db.models import Count, F, Field, Max, Min, Model
+from django.db.models import Count, F, Field, Model
 
 from attacks.models import Example
 from labeling.models import Assignment, Label, Participant
-from labeling.services.tallies import median_of_present
+from labeling.services import tallies
 from study.models import ANALYSED_ITEM_KINDS, Study, StudyItem
 
 M = TypeVar("M", bound=Model)
@@ -608,23 +608,7 @@ def _insert_label_portably(label: Label) -> int | None:
     item = StudyItem.objects.get(pk=label.item_id)
     votes = {**item.votes, str(label.value): item.votes.get(str(label.value), 0) + 1}
     StudyItem.objects.filter(pk=item.pk).update(labelled_count=F("labelled_count") + 1, votes=votes)
-    if item.kind == StudyItem.Kind.ATTENTION:
-        Participant.objects.filter(pk=label.participant_id).update(
-            attention_answers=F("attention_answers") + 1
-        )
-    elif item.is_analysed:
-        _tally_portably(label.participant_id)
+    if item.kind == StudyItem.Kind.ATTENTION or item.is_analysed:
+        figures = tallies.figures_of(label.participant_id)
+        Participant.objects.filter(pk=label.participant_id).update(**asdict(figures))
     return int(label.pk)
-
-
-def _tally_portably(participant_id: int) -> None:
-    labels = Label.objects.filter(participant_id=participant_id, item__kind__in=ANALYSED_ITEM_KINDS)
-    figures = labels.aggregate(first=Min("created_at"), last=Max("created_at"), n=Count("id"))
-    times = list(labels.values_list("client_response_ms", "server_response_ms"))
-    Participant.objects.filter(pk=participant_id).update(
-        analysed_labels=figures["n"],
-        first_label_at=figures["first"],
-        last_label_at=figures["last"],
-        median_client_response_ms=median_of_present(client for client, _ in times),
-        median_server_response_ms=median_of_present(server for _, server in times),
-    )

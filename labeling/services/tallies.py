@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 
 from labeling.models import Label, Participant
 from study.models import ANALYSED_ITEM_KINDS, Study, StudyItem
@@ -84,21 +84,31 @@ def counted_votes(study: Study) -> dict[int, dict[str, int]]:
 
 def counted_figures(study: Study) -> dict[int, Figures]:
     """Every participant's figures, as the participant row keeps them."""
+    return _figures_of(Participant.objects.filter(study=study))
+
+
+def figures_of(participant_id: int) -> Figures:
+    """One participant's figures, counted from their labels."""
+    return _figures_of(Participant.objects.filter(pk=participant_id))[participant_id]
+
+
+def _figures_of(participants: QuerySet[Participant]) -> dict[int, Figures]:
+    labels = Label.objects.filter(participant__in=participants)
     analysed: defaultdict[int, list[tuple[float | None, int, datetime]]] = defaultdict(list)
-    rows = Label.objects.filter(item__study=study, item__kind__in=ANALYSED_ITEM_KINDS)
+    rows = labels.filter(item__kind__in=ANALYSED_ITEM_KINDS)
     for participant_id, *times in rows.values_list(
         "participant_id", "client_response_ms", "server_response_ms", "created_at"
     ).order_by():
         analysed[participant_id].append(tuple(times))  # type: ignore[arg-type]
     attention = dict(
-        Label.objects.filter(item__study=study, item__kind=StudyItem.Kind.ATTENTION)
+        labels.filter(item__kind=StudyItem.Kind.ATTENTION)
         .values_list("participant_id")
         .annotate(n=Count("id"))
         .order_by()
     )
     return {
         pk: _figures(analysed.get(pk, []), attention.get(pk, 0))
-        for pk in Participant.objects.filter(study=study).values_list("pk", flat=True)
+        for pk in participants.values_list("pk", flat=True)
     }
 
 
