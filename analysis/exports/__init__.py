@@ -1,17 +1,19 @@
 """Exports of a study: annotations, examples and participants as CSV, JSON Lines or
 Parquet, and a Hugging Face imagefolder zip of the examples with their images.
 
-Every export streams: PostgreSQL writes the rows chunk by chunk (COPY, see
-analysis.exports.tables) and they leave as bytes chunk by chunk, so memory stays
-flat at any study size. All the queries of one export read one snapshot
+Every export streams: PostgreSQL sends the stored rows chunk by chunk (COPY, see
+analysis.exports.source), Arrow assembles each chunk's columns
+(analysis.exports.tables) and it leaves as bytes (analysis.exports.writers), so
+memory stays flat at any study size. All the queries of one export read one snapshot
 (REPEATABLE READ), so a download taken while labels still arrive is consistent
-within itself. Only main and
-control items are exported (analysis.queries.ANALYSED_KINDS); excluded
-participants are left out unless ``include_excluded`` is set.
+within itself. Only main and control items are exported
+(analysis.queries.ANALYSED_KINDS); excluded participants are left out unless
+``include_excluded`` is set.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,13 @@ from analysis.exports.imagefolder import imagefolder_bytes
 from analysis.exports.writers import WRITERS
 from analysis.snapshot import read_snapshot
 from study.models import Study
+
+# pyarrow turns Python values (a constant in a computation) into Arrow ones through a
+# shim that imports pandas, where it is installed, on its first use: 0.2 s that the
+# first export of a process would pay. Production installs no pandas; where it is
+# installed, it is imported here, with the exports' other libraries.
+with contextlib.suppress(ImportError):
+    import pandas  # noqa: F401
 
 TABLE_NAMES = tuple(tables.TABLES)
 FORMATS = ("csv", "jsonl", "parquet", "hf")

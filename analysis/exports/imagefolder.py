@@ -1,86 +1,104 @@
 """A Hugging Face ``imagefolder`` dataset as one zip, written as a stream.
 
     README.md          the dataset card: provenance (see card.py)
-    metadata.jsonl     one row per image: ``file_name`` and the examples table's columns
     images/<id>.png    each image exactly as the annotators saw it
+    metadata.jsonl     one row per image: ``file_name`` and the examples table's columns
 
 ``datasets.load_dataset("imagefolder", data_dir=<unzipped>)`` reads it as it is.
-zipfile writes to a non-seekable stream (data descriptors after each member), so
-the archive goes out while it is being made; PNGs are stored, not deflated again.
-Members carry a fixed date so that the same data makes the same bytes.
+One pass over the examples table: each chunk's images go out at once, stored (PNGs
+do not deflate again), while its metadata rows are deflated into a staged member that
+follows the last image; the archive goes out while it is being made
+(analysis.exports.zipstream).
 """
 
 from __future__ import annotations
 
-import zipfile
-from collections.abc import Callable, Iterator
-from typing import Any
+import os
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 
-from django.db import connection
+import pyarrow as pa
+from django.core.files.storage import FileSystemStorage, Storage
 
 from analysis.exports import tables
 from analysis.exports.card import dataset_card, provenance
-from analysis.exports.writers import Sink
-from analysis.queries import ANALYSED_KINDS
+from analysis.exports.source import rendered_chunks
+from analysis.exports.writers import json_lines
+from analysis.exports.zipstream import DEFLATED, StagedMember, ZipStream
 from attacks.models import Example
 from study.models import Study
 
-FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say
-IMAGES_PER_CHUNK = 1000
+# A PNG of an example fits in one read of this size (MNIST's are about 300 bytes);
+# a larger one takes more reads.
+_READ_BYTES = 1 << 16
 
 
 def image_name(example_id: int) -> str:
     return f"images/{example_id}.png"
 
 
-def _member(name: str, compression: int) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
-    info.compress_type = compression
-    info.external_attr = 0o644 << 16
-    return info
-
-
 def imagefolder_bytes(
     study: Study, include_excluded: bool, on_rows: Callable[[int], None]
 ) -> Iterator[bytes]:
-    sink = Sink()
-    # Level 1: metadata.jsonl deflates nearly as well, three times faster than level 6.
-    with zipfile.ZipFile(sink, "w", compresslevel=1) as archive:
-        card = dataset_card(provenance(study, include_excluded=include_excluded))
-        archive.writestr(_member("README.md", zipfile.ZIP_DEFLATED), card)
-        yield sink.drain()
-        yield from _metadata(archive, sink, study, include_excluded)
-        yield from _images(archive, sink, study, on_rows)
-    yield sink.drain()
+    archive = ZipStream()
+    card = dataset_card(provenance(study, include_excluded=include_excluded))
+    yield archive.member("README.md", card.encode(), DEFLATED)
+    table = tables.examples_table(study, include_excluded=include_excluded, with_images=True)
+    metadata = StagedMember("metadata.jsonl", DEFLATED)
+    render = partial(
+        _metadata_and_images,
+        columns=table.columns[:-1],  # all but the stored image's name
+        read=image_reader(Example._meta.get_field("image").storage),
+    )
+    for rows, (lines, images) in rendered_chunks(table, render):
+        metadata.write(lines)
+        yield archive.stored_members(images)
+        on_rows(rows)
+    yield from archive.staged(metadata)
+    yield from archive.finish()
 
 
-def _metadata(
-    archive: zipfile.ZipFile, sink: Sink, study: Study, include_excluded: bool
-) -> Iterator[bytes]:
-    table = tables.examples_table(study, include_excluded=include_excluded)
-    table = table.with_first(tables.Column("file_name", "str", "'images/' || e.id || '.png'"))
-    with archive.open(_member("metadata.jsonl", zipfile.ZIP_DEFLATED), "w") as metadata:
-        for chunk in table.json_chunks():
-            metadata.write(chunk.data)
-            yield sink.drain()
+def _metadata_and_images(
+    chunk: pa.Table, columns: Sequence[tables.Column], read: Callable[[Sequence[str]], list[bytes]]
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The chunk's metadata.jsonl lines, and its images by name in the archive."""
+    lines = json_lines(chunk.drop_columns([tables.STORED_IMAGE]), columns)
+    names = chunk.column("file_name").to_pylist()
+    images = read(chunk.column(tables.STORED_IMAGE).to_pylist())
+    return lines, list(zip(names, images, strict=True))
 
 
-def _images(
-    archive: zipfile.ZipFile, sink: Sink, study: Study, on_rows: Callable[[int], None]
-) -> Iterator[bytes]:
-    storage = Example._meta.get_field("image").storage
-    sql = f"""
-        SELECT e.id, e.image FROM {tables.ITEM} i JOIN {tables.EXAMPLE} e ON e.id = i.example_id
-        WHERE i.study_id = %(study_id)s AND i.kind = ANY(%(kinds)s) ORDER BY i.id
-    """
-    params: dict[str, Any] = {"study_id": study.pk, "kinds": list(ANALYSED_KINDS)}
-    with connection.chunked_cursor() as cursor:  # named: the list of files streams too
-        cursor.execute(sql, params)
-        while rows := cursor.fetchmany(IMAGES_PER_CHUNK):
-            for example_id, stored_name in rows:
-                with storage.open(stored_name, "rb") as image:
-                    archive.writestr(
-                        _member(image_name(example_id), zipfile.ZIP_STORED), image.read()
-                    )
-            on_rows(len(rows))
-            yield sink.drain()
+def image_reader(storage: Storage) -> Callable[[Sequence[str]], list[bytes]]:
+    """Reads stored images by name: straight from the file system where they are files
+    (Django's File objects cost as much again as the reads), through the storage
+    otherwise."""
+    if not isinstance(storage, FileSystemStorage):
+        return lambda names: [_read_stored(storage, name) for name in names]
+    root = os.fspath(storage.location)
+    return lambda names: [_read_file(os.path.join(root, _relative(name))) for name in names]
+
+
+def _read_stored(storage: Storage, name: str) -> bytes:
+    with storage.open(name, "rb") as image:
+        return bytes(image.read())
+
+
+def _relative(name: str) -> str:
+    """A stored name, refused if it could lead out of the storage's folder."""
+    if name.startswith(("/", "\\")) or ".." in name.split("/"):
+        raise ValueError(f"stored image name {name!r} leaves the media folder")
+    return name
+
+
+def _read_file(path: str) -> bytes:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(descriptor, _READ_BYTES)
+        if len(data) < _READ_BYTES:
+            return data
+        parts = [data]
+        while part := os.read(descriptor, _READ_BYTES):
+            parts.append(part)
+        return b"".join(parts)
+    finally:
+        os.close(descriptor)

@@ -1,28 +1,32 @@
-"""CSV, JSON Lines and Parquet, chunk by chunk, as bytes ready to send.
+"""CSV, JSON Lines and Parquet from a table's assembled Arrow chunks, as bytes ready to send.
 
-PostgreSQL writes the CSV and the JSON Lines itself (analysis.exports.tables), so
-those go out as they come. Parquet is the CSV chunk (the JSON Lines chunk, for a
-table with lists) parsed by Arrow's C++ reader with the table's column types and
-written as one row group per chunk by ``pyarrow.parquet.ParquetWriter``. Times are
-UTC: ISO 8601 text in CSV and JSON Lines, ``timestamp[us, tz=UTC]`` in Parquet.
-Lists (a participant's exclusion reasons) are JSON text in CSV and real lists in
-JSON Lines and Parquet.
+Each chunk (analysis.exports.source) becomes text or a Parquet row group in Arrow's
+C++ code, column by column: no Python object is made per row or per value. Times are
+UTC: ISO 8601 text (``2026-12-04T10:00:00.500000Z``) in CSV and JSON Lines,
+``timestamp[us, tz=UTC]`` in Parquet. Lists (a participant's exclusion reasons) are
+JSON text in CSV and real lists in JSON Lines and Parquet. In CSV, NULL is an empty
+field and every string is quoted, so an empty string (``""``) differs from it.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from analysis.exports.arrays import decoded, text_bytes
+from analysis.exports.source import rendered_chunks
 from analysis.exports.tables import Column, Table
 
-ARROW_TYPES: dict[str, pa.DataType] = {
+PARQUET_TYPES: dict[str, pa.DataType] = {
     "int": pa.int64(),
     "float": pa.float64(),
     "bool": pa.bool_(),
@@ -30,9 +34,13 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "time": pa.timestamp("us", tz="UTC"),
     "list": pa.list_(pa.string()),
 }
-
-# Arrow parses a chunk (CSV or JSON Lines) in blocks of this size, in parallel.
-PARSE_BLOCK_BYTES = 1 << 20
+# Blocks are gathered into row groups of at least this many rows: readers handle few
+# large row groups better than many small ones.
+ROW_GROUP_ROWS = 65_536
+# JSON has no NaN or infinities: as PostgreSQL's to_json, they become strings.
+_NOT_FINITE = {"nan": '"NaN"', "inf": '"Infinity"', "-inf": '"-Infinity"'}
+# Characters that JSON strings escape: the quote, the backslash, and U+0000-U+001F.
+_ESCAPED = '["\\\\\\x00-\\x1f]'
 
 
 class Sink:
@@ -66,8 +74,7 @@ class Sink:
         return data
 
 
-def arrow_schema(columns: Sequence[Column]) -> pa.Schema:
-    return pa.schema([pa.field(column.name, ARROW_TYPES[column.kind]) for column in columns])
+# ---- CSV ----
 
 
 def csv_header(names: Sequence[str]) -> bytes:
@@ -76,69 +83,158 @@ def csv_header(names: Sequence[str]) -> bytes:
     return line.getvalue().encode()
 
 
+def csv_text(chunk: pa.Table, columns: Sequence[Column]) -> bytes:
+    """The chunk's rows as CSV, no header."""
+    texts = [
+        iso_times(values) if column.kind == "time" else values
+        for column, values in zip(columns, chunk.columns, strict=True)
+    ]
+    out = pa.BufferOutputStream()
+    pa_csv.write_csv(
+        pa.table(texts, names=chunk.column_names),
+        out,
+        pa_csv.WriteOptions(include_header=False, quoting_style="needed"),
+    )
+    return out.getvalue().to_pybytes()
+
+
+def iso_times(times: pa.ChunkedArray) -> pa.ChunkedArray:
+    """UTC times as ISO 8601 text: ``2026-12-04T10:00:00.500000Z``.
+
+    Made from the times without their zone (the same UTC values): Arrow formats a
+    zoned time through its time zone database, 16 times slower even for UTC."""
+    text = pc.cast(pc.cast(times, pa.timestamp("us")), pa.string())  # 2026-12-04 10:00:00.5
+    return pc.binary_join_element_wise(
+        pc.replace_substring(text, " ", "T", max_replacements=1), "Z", ""
+    )
+
+
 def csv_bytes(table: Table, on_rows: Callable[[int], None]) -> Iterator[bytes]:
     yield csv_header(table.names)
-    for chunk in table.csv_chunks():
-        yield chunk.data
-        on_rows(chunk.rows)
+    for rows, text in rendered_chunks(table, partial(csv_text, columns=table.columns)):
+        yield text
+        on_rows(rows)
+
+
+# ---- JSON Lines ----
+
+
+def json_lines(chunk: pa.Table, columns: Sequence[Column]) -> bytes:
+    """The chunk's rows as JSON Lines: each row one object with the columns' names as keys.
+
+    Each line is made for all rows at once, joining the constant keys with each
+    column's values as JSON text."""
+    pieces: list[str | pa.ChunkedArray] = []
+    for index, (column, values) in enumerate(zip(columns, chunk.columns, strict=True)):
+        pieces.append(("{" if index == 0 else ",") + json.dumps(column.name) + ":")
+        pieces.append(pc.fill_null(json_values(values, column.kind), "null"))
+    pieces.append("}\n")
+    if chunk.num_rows == 0:
+        return b""
+    return text_bytes(pc.binary_join_element_wise(*pieces, ""))
+
+
+def json_values(values: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
+    """Each value's JSON text; null stays null."""
+    if pa.types.is_dictionary(values.type):
+        # Each distinct value (a setting's config, say) is rendered once, then repeated.
+        texts = [
+            json_values(pa.chunked_array([part.dictionary]), kind).combine_chunks()
+            for part in values.chunks
+        ]
+        return pa.chunked_array(
+            [text.take(part.indices) for text, part in zip(texts, values.chunks, strict=True)],
+            pa.string(),
+        )
+    if kind == "str":
+        return _quoted(values)
+    if kind == "time":
+        return _quoted(iso_times(values))
+    if kind == "float":
+        return _json_floats(values)
+    if kind == "list":
+        return values  # PostgreSQL's JSON text already
+    return pc.cast(values, pa.string())  # int, bool: 12, true
+
+
+def _quoted(strings: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pc.any(pc.match_substring_regex(strings, _ESCAPED)).as_py():
+        strings = _escaped(strings)
+    return pc.binary_join_element_wise('"', strings, '"', "")
+
+
+def _escaped(strings: pa.ChunkedArray) -> pa.ChunkedArray:
+    """JSON's escapes, as json.dumps writes them (non-ASCII stays as it is)."""
+    strings = pc.replace_substring(strings, "\\", "\\\\")
+    strings = pc.replace_substring(strings, '"', '\\"')
+    for code in range(0x20):
+        character = chr(code)
+        escape = json.dumps(character)[1:-1]  # \n, \t, ... or \u0001
+        strings = pc.replace_substring(strings, character, escape)
+    return strings
+
+
+def _json_floats(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    texts = pc.cast(values, pa.string())  # the shortest text that reads back the same
+    if not pc.all(pc.or_kleene(pc.is_finite(values), pc.is_null(values))).as_py():
+        for text, json_text in _NOT_FINITE.items():
+            texts = pc.if_else(pc.equal(texts, text), json_text, texts)
+    return texts
 
 
 def jsonl_bytes(table: Table, on_rows: Callable[[int], None]) -> Iterator[bytes]:
-    for chunk in table.json_chunks():
-        yield chunk.data
-        on_rows(chunk.rows)
+    for rows, text in rendered_chunks(table, partial(json_lines, columns=table.columns)):
+        yield text
+        on_rows(rows)
+
+
+# ---- Parquet ----
+
+
+def parquet_schema(columns: Sequence[Column]) -> pa.Schema:
+    return pa.schema([pa.field(column.name, PARQUET_TYPES[column.kind]) for column in columns])
 
 
 def parquet_bytes(table: Table, on_rows: Callable[[int], None]) -> Iterator[bytes]:
-    schema = arrow_schema(table.columns)
-    # Arrow's CSV reader has no lists; its JSON reader takes them as they come, where
-    # building them from Python objects would make one per row (and pa.array's first
-    # call imports pandas: a third of a second).
-    has_lists = any(column.kind == "list" for column in table.columns)
-    chunks = table.json_chunks() if has_lists else table.csv_chunks()
-    read = arrow_json_chunk if has_lists else arrow_csv_chunk
+    schema = parquet_schema(table.columns)
     sink = Sink()
     writer = pq.ParquetWriter(sink, schema, compression="zstd")
-    for chunk in chunks:
-        writer.write_table(read(chunk.data, table.columns, schema))
-        on_rows(chunk.rows)
-        yield sink.drain()
+    values = partial(_parquet_values, columns=table.columns, schema=schema)
+    group: list[pa.Table] = []
+    for rows, block in rendered_chunks(table, values):
+        group.append(block)
+        if sum(map(len, group)) >= ROW_GROUP_ROWS:
+            writer.write_table(pa.concat_tables(group))
+            group = []
+            yield sink.drain()
+        on_rows(rows)
+    if group:
+        writer.write_table(pa.concat_tables(group))
     writer.close()
     yield sink.drain()
 
 
-def arrow_csv_chunk(data: bytes, columns: Sequence[Column], schema: pa.Schema) -> pa.Table:
-    """A CSV chunk as Arrow, typed: empty unquoted fields are null, ``""`` an empty string."""
-    parsed = pa_csv.read_csv(
-        io.BytesIO(data),
-        read_options=pa_csv.ReadOptions(
-            column_names=[column.name for column in columns],
-            use_threads=True,
-            block_size=PARSE_BLOCK_BYTES,
-        ),
-        # A quoted value may hold a newline (a setting's name): blocks must not end there.
-        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-        convert_options=pa_csv.ConvertOptions(
-            column_types=schema,
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            true_values=["true"],
-            false_values=["false"],
-        ),
-    )
-    return parsed  # in the schema's types already: no cast (its first use imports compute)
+def _parquet_values(chunk: pa.Table, columns: Sequence[Column], schema: pa.Schema) -> pa.Table:
+    values = [
+        _json_lists(column_values) if column.kind == "list" else decoded(column_values)
+        for column, column_values in zip(columns, chunk.columns, strict=True)
+    ]
+    return pa.Table.from_arrays(values, schema=schema)
 
 
-def arrow_json_chunk(data: bytes, columns: Sequence[Column], schema: pa.Schema) -> pa.Table:
-    """A JSON Lines chunk as Arrow, in the table's types (times from their ISO 8601 text)."""
+def _json_lists(texts: pa.ChunkedArray) -> pa.ChunkedArray:
+    """JSON arrays of strings (PostgreSQL's text) as Arrow lists, parsed by Arrow's
+    JSON reader in one pass."""
+    if len(texts) == 0:
+        return pa.chunked_array([], pa.list_(pa.string()))
+    lines = pc.binary_join_element_wise('{"v":', pc.fill_null(texts, "null"), "}\n", "")
     parsed = pa_json.read_json(
-        io.BytesIO(data),
-        read_options=pa_json.ReadOptions(use_threads=True, block_size=PARSE_BLOCK_BYTES),
+        io.BytesIO(text_bytes(lines)),
         parse_options=pa_json.ParseOptions(
-            explicit_schema=schema, unexpected_field_behavior="error"
+            explicit_schema=pa.schema([pa.field("v", pa.list_(pa.string()))])
         ),
     )
-    return parsed.select([column.name for column in columns])
+    return parsed.column("v")
 
 
 WRITERS: dict[str, Callable[[Table, Callable[[int], None]], Iterator[bytes]]] = {

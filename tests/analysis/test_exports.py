@@ -30,7 +30,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from PIL import Image
 
-from analysis.exports import ExportRequest, export_bytes, tables, writers
+from analysis.exports import ExportRequest, export_bytes, source, tables, writers
 from analysis.measures import majority_label
 from attacks import services as attack_services
 from attacks import tasks
@@ -389,25 +389,30 @@ def test_excluded_participants_come_back_with_include_excluded(study: Study) -> 
     assert frame_records(annotations, "annotations") == expected
 
 
-def test_chunked_streams_give_the_same_rows_and_one_row_group_per_chunk(
+def test_chunked_streams_give_the_same_rows_in_blocks_and_row_groups(
     study: Study, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     whole = {fmt: export(study, "annotations", fmt) for fmt in FORMATS}
-    monkeypatch.setattr(tables, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(source, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(source, "BLOCK_ROWS", 3)
+    monkeypatch.setattr(writers, "ROW_GROUP_ROWS", 5)
 
     chunks = list(export_bytes(study, ExportRequest("annotations", "csv")))
-    parquet = export(study, "annotations", "parquet")
+    parquet = pq.ParquetFile(io.BytesIO(export(study, "annotations", "parquet")))
 
-    # Chunks are ranges of 4 label ids: at most 4 rows each, so at least 4 for 14 rows.
+    # Chunks are ranges of 4 label ids, cut in blocks of at most 3 rows: at least 5
+    # blocks for 14 rows, each sent as it is made.
     data_chunks = chunks[1:]  # after the header
-    assert len(data_chunks) >= 4
-    assert all(1 <= chunk.count(b"\n") <= 4 for chunk in data_chunks)
+    assert len(data_chunks) >= 5
+    assert all(1 <= chunk.count(b"\n") <= 3 for chunk in data_chunks)
     assert b"".join(chunks) == whole["csv"]
     assert export(study, "annotations", "jsonl") == whole["jsonl"]
-    assert pq.ParquetFile(io.BytesIO(parquet)).num_row_groups == len(data_chunks)
-    assert pd.read_parquet(io.BytesIO(parquet)).equals(
-        pd.read_parquet(io.BytesIO(whole["parquet"]))
-    )
+    # Blocks gather into row groups of at least 5 rows (the last may have fewer).
+    group_rows = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
+    assert sum(group_rows) == 14
+    assert len(group_rows) >= 2
+    assert all(5 <= rows <= 7 for rows in group_rows[:-1])
+    assert parquet.read().to_pandas().equals(pd.read_parquet(io.BytesIO(whole["parquet"])))
 
 
 def test_participants_appear_only_under_their_pseudonym(study: Study, tmp_path: Path) -> None:
@@ -546,7 +551,8 @@ def test_hf_download_is_a_zip(study: Study, researcher_client: Client) -> None:
 
     assert response["Content-Type"] == "application/zip"
     names = zipfile.ZipFile(io.BytesIO(response.getvalue())).namelist()
-    assert names[:2] == ["README.md", "metadata.jsonl"]
+    assert names[0] == "README.md"
+    assert names[-1] == "metadata.jsonl"  # after the images, whose rows it gathers
     assert len([name for name in names if name.startswith("images/")]) == 5
 
 
@@ -645,7 +651,7 @@ def test_a_missing_output_directory_is_refused(study: Study, tmp_path: Path) -> 
 def test_awkward_names_survive_every_format(study: Study, trained_model, monkeypatch) -> None:
     awkward_setting = 'clean, "quoted"\\ 100%\tü\x01\nline two'
     # Blocks far smaller than a chunk: Arrow must not cut inside the quoted newline.
-    monkeypatch.setattr(writers, "PARSE_BLOCK_BYTES", 256)
+    monkeypatch.setattr(source, "PARSE_BLOCK_BYTES", 256)
     awkward_model = 'tiny "cnn" 5%'
     setting = study.items.filter(kind="main").first().example.setting
     type(setting).objects.filter(pk=setting.pk).update(name=awkward_setting)
