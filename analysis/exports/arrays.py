@@ -8,13 +8,10 @@ Arrow's own joins (Acero) took longer than PostgreSQL's whole query for these si
 
 from __future__ import annotations
 
-import io
 from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.json as pa_json
 
 Values: TypeAlias = pa.Array | pa.ChunkedArray
 
@@ -90,22 +87,12 @@ def counts_by_key(row_keys: Values, keys: Values, answers: Values, values: list[
     return counts
 
 
-def json_counts(objects: Values, values: list[int]) -> np.ndarray:
-    """Counts kept as JSON objects (``{"3": 2, "-1": 1}``, answer -> count) as a (rows,
-    len(values)) matrix; answers missing from an object count 0. Arrow's JSON reader
-    parses them all at once, where PostgreSQL's ->> cost 1 us a cell."""
-    if len(objects) == 0 or not values:
-        return np.zeros((len(objects), len(values)), dtype=np.int64)
-    lines = text_bytes(pc.binary_join_element_wise(pc.fill_null(objects, "{}"), "\n", ""))
-    schema = pa.schema([pa.field(str(value), pa.int64()) for value in values])
-    parsed = pa_json.read_json(
-        io.BytesIO(lines),
-        read_options=pa_json.ReadOptions(use_threads=False),  # threads cost more here
-        parse_options=pa_json.ParseOptions(
-            explicit_schema=schema, unexpected_field_behavior="ignore"
-        ),
-    )
-    return np.column_stack([ids(pc.fill_null(parsed.column(str(value)), 0)) for value in values])
+def int_matrix(columns: list[Values], rows: int) -> np.ndarray:
+    """Integer columns with no nulls side by side: a (rows, len(columns)) matrix."""
+    matrix = np.zeros((rows, len(columns)), dtype=np.int64)
+    for index, column in enumerate(columns):
+        matrix[:, index] = ids(column)
+    return matrix
 
 
 def text_bytes(strings: Values) -> bytes:

@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from django.core.files.storage import FileSystemStorage, Storage
 
 from analysis.exports import tables
 from analysis.exports.card import dataset_card, provenance
 from analysis.exports.source import rendered_chunks
 from analysis.exports.writers import json_lines
-from analysis.exports.zipstream import DEFLATED, StagedMember, ZipStream
+from analysis.exports.zipstream import DEFLATED, StagedMember, ZipStream, deflate_piece
 from attacks.models import Example
 from study.models import Study
 
@@ -50,32 +51,36 @@ def imagefolder_bytes(
         columns=table.columns[:-1],  # all but the stored image's name
         read=image_reader(Example._meta.get_field("image").storage),
     )
-    for rows, (lines, images) in rendered_chunks(table, render):
-        metadata.write(lines)
+    for rows, (lines, deflated, images) in rendered_chunks(table, render):
+        metadata.write(lines, deflated)
         yield archive.stored_members(images)
         on_rows(rows)
     yield from archive.staged(metadata)
     yield from archive.finish()
 
 
+Reader = Callable[[pa.ChunkedArray], list[bytes]]
+
+
 def _metadata_and_images(
-    chunk: pa.Table, columns: Sequence[tables.Column], read: Callable[[Sequence[str]], list[bytes]]
-) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """The chunk's metadata.jsonl lines, and its images by name in the archive."""
+    chunk: pa.Table, columns: Sequence[tables.Column], read: Reader
+) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """A block's metadata.jsonl lines, deflated too, and its images by name in the
+    archive: made on the rendering threads, several blocks at once."""
     lines = json_lines(chunk.drop_columns([tables.STORED_IMAGE]), columns)
     names = chunk.column("file_name").to_pylist()
-    images = read(chunk.column(tables.STORED_IMAGE).to_pylist())
-    return lines, list(zip(names, images, strict=True))
+    images = read(chunk.column(tables.STORED_IMAGE))
+    return lines, deflate_piece(lines), list(zip(names, images, strict=True))
 
 
-def image_reader(storage: Storage) -> Callable[[Sequence[str]], list[bytes]]:
+def image_reader(storage: Storage) -> Reader:
     """Reads stored images by name: straight from the file system where they are files
     (Django's File objects cost as much again as the reads), through the storage
     otherwise."""
     if not isinstance(storage, FileSystemStorage):
-        return lambda names: [_read_stored(storage, name) for name in names]
-    root = os.fspath(storage.location)
-    return lambda names: [_read_file(os.path.join(root, _relative(name))) for name in names]
+        return lambda names: [_read_stored(storage, name) for name in names.to_pylist()]
+    root = os.fspath(storage.location) + os.sep
+    return lambda names: [_read_file(root + name) for name in _inside(names).to_pylist()]
 
 
 def _read_stored(storage: Storage, name: str) -> bytes:
@@ -83,11 +88,17 @@ def _read_stored(storage: Storage, name: str) -> bytes:
         return bytes(image.read())
 
 
-def _relative(name: str) -> str:
-    """A stored name, refused if it could lead out of the storage's folder."""
-    if name.startswith(("/", "\\")) or ".." in name.split("/"):
+# A stored name that could lead out of the storage's folder: absolute, or with "..".
+_LEAVING = r"^[/\\]|(^|[/\\])\.\.([/\\]|$)"
+
+
+def _inside(names: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The stored names, all checked at once; an error names the first that leaves."""
+    leaving = pc.match_substring_regex(names, _LEAVING)
+    if pc.any(leaving).as_py():
+        name = names.filter(leaving)[0].as_py()
         raise ValueError(f"stored image name {name!r} leaves the media folder")
-    return name
+    return names
 
 
 def _read_file(path: str) -> bytes:

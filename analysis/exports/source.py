@@ -44,7 +44,10 @@ from analysis.exports.tables import Column, Parts, Table
 CHUNK_ROWS = 100_000
 # A block is what a rendering thread takes at a time: enough rows that Arrow's
 # per-call costs are small, few enough that several are in flight on a small table.
+# A chunk's first block is FIRST_BLOCK_ROWS and each next one twice the last, up to
+# BLOCK_ROWS, so that rendering starts as soon as PostgreSQL sends the first rows.
 BLOCK_ROWS = 8_192
+FIRST_BLOCK_ROWS = 1_024
 # Arrow parses a block's CSV in parts of this size.
 PARSE_BLOCK_BYTES = 1 << 20
 # How many blocks wait for a rendering thread; how many threads render: as many as
@@ -63,7 +66,6 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "str": pa.string(),
     "time": pa.timestamp("us", tz="UTC"),
     "list": pa.string(),  # a JSON array, as PostgreSQL prints it
-    "json": pa.string(),  # a JSON object, as PostgreSQL prints it
 }
 
 Item = TypeVar("Item")
@@ -122,7 +124,9 @@ def _read_blocks(
             upto = start + CHUNK_ROWS - 1
             params = {**table.params, "start": start, "upto": upto}
             extras = {
-                name: parse_csv(_copy(cursor, query.select(ranged=True), params), query.columns)
+                name: parse_csv(
+                    _one_text(cursor, query.select_as_one_text(ranged=True), params), query.columns
+                )
                 for name, query in table.extras.items()
             }
             blocks = _Blocks(table.prepare({**lookups, **extras}), emit)
@@ -143,12 +147,14 @@ class _Blocks:
         self._shared = shared
         self._emit = emit
         self._rows: list[bytes] = []
+        self._size = min(FIRST_BLOCK_ROWS, BLOCK_ROWS)
         self._stopped = False
 
     def write(self, row: bytes) -> None:
         self._rows.append(row)
-        if len(self._rows) >= BLOCK_ROWS:
+        if len(self._rows) >= self._size:
             self.flush()
+            self._size = min(2 * self._size, BLOCK_ROWS)
 
     def flush(self) -> bool:
         """Hands on the rows so far; False once the reader has stopped."""
@@ -175,6 +181,12 @@ def _copy(cursor: Any, select: str, params: dict[str, Any]) -> bytes:
     rows = _Rows()
     cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv)", rows)
     return rows.getvalue()
+
+
+def _one_text(cursor: Any, select: str, params: dict[str, Any]) -> bytes:
+    cursor.execute(select, params)
+    text = cursor.fetchone()[0]
+    return text.encode() if text else b""
 
 
 class _Rows:

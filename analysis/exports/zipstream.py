@@ -11,6 +11,7 @@ when an archive has 65,535 members or more, or passes 4 GiB.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import tempfile
 import zlib
@@ -31,37 +32,69 @@ _FILE_MODE = 0o644 << 16  # rw-r--r--, in the high half of the external attribut
 # Every member is dated 1980-01-01 00:00, the earliest a zip can say, so that the same
 # data makes the same bytes.
 _DOS_TIME, _DOS_DATE = 0, (1 << 5) | 1
+# The fixed fields of a stored member's local header and central record, up to its CRC;
+# after its name's length, the central record's extra and comment lengths, disk,
+# internal and external attributes.
+_STORED_LOCAL = (_LOCAL_SIGNATURE, _VERSION, 0, STORED, _DOS_TIME, _DOS_DATE)
+_STORED_CENTRAL = (
+    _CENTRAL_SIGNATURE, _MADE_BY_UNIX | _VERSION, _VERSION, 0, STORED, _DOS_TIME, _DOS_DATE,
+)  # fmt: skip
+_NO_EXTRA = (0, 0, 0, 0, _FILE_MODE)
+# Room for a member's headers beyond its data and name, in the check for ZIP64.
+_HEADER_ROOM = 256
 # The central directory waits in memory up to this size, then in a temporary file.
 _SPOOL_BYTES = 16 << 20
 
 
-class StagedMember:
-    """A member written in pieces (and deflated as they come) before it is added: its
-    bytes wait in a temporary file (in memory while small) until ``ZipStream.staged``."""
+def deflate_piece(data: bytes, level: int = 1) -> bytes:
+    """``data`` as raw deflate blocks that end on a byte boundary and are not the last:
+    pieces made apart (on several threads) and put one after the other, then
+    FINAL_BLOCK, are one deflate stream, as pigz makes them. Each piece starts with
+    an empty window, which costs little on pieces of megabytes."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
-    def __init__(self, name: str, compression: int = DEFLATED, level: int = 1) -> None:
+
+# An empty last block: what ends a stream of pieces.
+FINAL_BLOCK = zlib.compressobj(1, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
+
+
+class StagedMember:
+    """A member written in pieces before it is added: its stored bytes wait in a
+    temporary file (in memory while small) until ``ZipStream.staged``. A deflated
+    member takes each piece with its ``deflate_piece``."""
+
+    def __init__(self, name: str, compression: int = DEFLATED) -> None:
         self.name = name
         self.compression = compression
-        self._deflate = zlib.compressobj(level, zlib.DEFLATED, -15) if compression else None
         self._file = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
+        self._finished = False
         self.crc = 0
         self.size = 0
         self.stored_size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, deflated: bytes | None = None) -> None:
+        if self._finished:
+            raise ValueError(f"{self.name} is finished")
+        if (deflated is None) == (self.compression == DEFLATED):
+            raise ValueError("a deflated member takes each piece with its deflate_piece")
         self.crc = zlib.crc32(data, self.crc)
         self.size += len(data)
-        self._keep(self._deflate.compress(data) if self._deflate else data)
+        self._keep(data if deflated is None else deflated)
 
     def _keep(self, data: bytes) -> None:
         self.stored_size += len(data)
         self._file.write(data)
 
+    def finish(self) -> None:
+        """No more pieces: the sizes are final."""
+        if not self._finished and self.compression == DEFLATED:
+            self._keep(FINAL_BLOCK)
+        self._finished = True
+
     def blocks(self, block_bytes: int = 1 << 20) -> Iterator[bytes]:
-        """Its stored bytes, after the last write, then closes its file."""
-        if self._deflate:
-            self._keep(self._deflate.flush())
-            self._deflate = None
+        """Its stored bytes, then closes its file."""
+        self.finish()
         self._file.seek(0)
         try:
             while block := self._file.read(block_bytes):
@@ -85,23 +118,40 @@ class ZipStream:
         return self._header(name.encode(), compression, crc, len(stored), len(data)) + stored
 
     def stored_members(self, members: Iterable[tuple[str, bytes]]) -> bytes:
-        """Many stored members, headers and data, as one block of bytes."""
+        """Many stored members, headers and data, as one block of bytes.
+
+        The loop for tens of thousands of small images: a member is a CRC and two
+        struct.pack calls, and their central records go to the directory at once."""
         parts: list[bytes] = []
-        for name, data in members:
-            parts.append(
-                self._header(name.encode(), STORED, zlib.crc32(data), len(data), len(data))
+        central: list[bytes] = []
+        offset, count = self._offset, self._count
+        remaining = iter(members)
+        overflow: list[tuple[str, bytes]] = []
+        for text, data in remaining:
+            size, name, crc = len(data), text.encode(), zlib.crc32(data)
+            if offset + size + len(name) + _HEADER_ROOM >= _MAX_32:
+                overflow.append((text, data))  # this one on need ZIP64's fields
+                break
+            parts += (_LOCAL.pack(*_STORED_LOCAL, crc, size, size, len(name), 0), name, data)
+            central += (
+                _CENTRAL.pack(*_STORED_CENTRAL, crc, size, size, len(name), *_NO_EXTRA, offset),
+                name,
             )
-            parts.append(data)
+            offset += _LOCAL.size + len(name) + size
+            count += 1
+        self._central.write(b"".join(central))
+        self._offset, self._count = offset, count
+        for text, data in itertools.chain(overflow, remaining):
+            name, size = text.encode(), len(data)
+            parts += (self._header(name, STORED, zlib.crc32(data), size, size), data)
         return b"".join(parts)
 
     def staged(self, member: StagedMember) -> Iterator[bytes]:
         """A staged member's header, then its bytes."""
-        blocks = member.blocks()
-        first = next(blocks, b"")  # flushes its compressor: the sizes are final after it
+        member.finish()
         name = member.name.encode()
         yield self._header(name, member.compression, member.crc, member.stored_size, member.size)
-        yield first
-        yield from blocks
+        yield from member.blocks()
 
     def finish(self) -> Iterator[bytes]:
         """The central directory and the end records."""

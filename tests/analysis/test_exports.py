@@ -395,6 +395,7 @@ def test_chunked_streams_give_the_same_rows_in_blocks_and_row_groups(
     whole = {fmt: export(study, "annotations", fmt) for fmt in FORMATS}
     monkeypatch.setattr(source, "CHUNK_ROWS", 4)
     monkeypatch.setattr(source, "BLOCK_ROWS", 3)
+    monkeypatch.setattr(source, "FIRST_BLOCK_ROWS", 2)
     monkeypatch.setattr(writers, "ROW_GROUP_ROWS", 5)
 
     chunks = list(export_bytes(study, ExportRequest("annotations", "csv")))
