@@ -55,18 +55,47 @@ def with_their_dependencies(names: set[str]) -> set[str]:
     return found
 
 
+def _guards_import_error(node: ast.AST) -> bool:
+    """``try: ... except ImportError`` or ``with contextlib.suppress(ImportError)``: an
+    optional import, used where it is installed."""
+    names = {"ImportError", "ModuleNotFoundError"}
+    if isinstance(node, ast.Try):
+        caught = [handler.type for handler in node.handlers if handler.type is not None]
+        return any(name in ast.unparse(kind) for kind in caught for name in names)
+    if isinstance(node, ast.With):
+        return any(
+            "suppress" in ast.unparse(item.context_expr)
+            and any(name in ast.unparse(item.context_expr) for name in names)
+            for item in node.items
+        )
+    return False
+
+
+def _imports(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return [node.module]
+    return []
+
+
 def imported_top_level_modules() -> dict[str, list[str]]:
-    """Top-level module -> the application files that import it (module level or not)."""
+    """Top-level module -> the application files that import it (module level or not),
+    optional imports left out."""
     imported: dict[str, list[str]] = {}
     for package in APPLICATION:
         for path in (REPOSITORY / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                names = []
-                if isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                for name in names:
+            tree = ast.parse(path.read_text(), str(path))
+            optional = {
+                id(inner)
+                for node in ast.walk(tree)
+                if _guards_import_error(node)
+                for inner in ast.walk(node)
+            }
+            for node in ast.walk(tree):
+                if id(node) in optional:
+                    continue
+                for name in _imports(node):
                     imported.setdefault(name.split(".")[0], []).append(str(path))
     return imported
 

@@ -17,16 +17,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.db import connection
 from django.db.models import Count, Max, Min, QuerySet
 from django.utils import timezone
 
-from analysis.exports import tables
 from analysis.exports.tables import predicting_models, vote_column
 from analysis.queries import ANALYSED_KINDS
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from attacks.provenance import code_version
-from labeling.models import Label, Participant
+from labeling.models import Participant
 from study.models import Study, StudyItem
 
 STUDY_FIELDS = (
@@ -74,11 +72,21 @@ MODEL_FIELDS = (
 )
 
 
-def provenance(study: Study, *, include_excluded: bool = False) -> dict[str, Any]:
+# (setting id, item kind, label value, count)
+LabelGroup = tuple[int, str, int, int]
+
+
+def provenance(
+    study: Study,
+    *,
+    include_excluded: bool,
+    label_groups: list[LabelGroup],
+) -> dict[str, Any]:
     """Everything needed to judge and remake the export's data, as JSON-ready values.
 
-    A few grouped queries: items by (setting, kind, job), their kept votes by
-    (setting, kind, value); everything else is summed from them here.
+    ``label_groups``: the exported labels by (setting, item kind, value), which the
+    imagefolder export sums from the rows it writes. One grouped query gives the
+    items by (setting, kind, job); everything else is summed from these here.
     """
     item_groups = list(
         StudyItem.objects.filter(study=study)
@@ -90,7 +98,6 @@ def provenance(study: Study, *, include_excluded: bool = False) -> dict[str, Any
     settings = AttackSetting.objects.filter(
         pk__in={setting_id for setting_id, _, _, _ in item_groups}
     ).select_related("target_model")
-    label_groups = _label_groups(study, include_excluded)
     return {
         "study": {
             "id": study.pk,
@@ -107,35 +114,6 @@ def provenance(study: Study, *, include_excluded: bool = False) -> dict[str, Any
         "dates": _dates(study, include_excluded),
         "labels": _label_counts(study, label_groups, include_excluded),
     }
-
-
-# (setting id, item kind, label value, count)
-LabelGroup = tuple[int, str, int, int]
-
-
-def _label_groups(study: Study, include_excluded: bool) -> list[LabelGroup]:
-    """Label counts by (setting, item kind, value), from the votes kept on the items
-    (StudyItem.votes): one row per item rather than per label. The few excluded
-    participants' labels are taken off unless they are included."""
-    counts: Counter[tuple[int, str, int]] = Counter()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT e.setting_id, i.kind, v.key::integer, sum(v.value::integer)
-                FROM {tables.ITEM} i JOIN {tables.EXAMPLE} e ON e.id = i.example_id,
-                     jsonb_each_text(i.votes) v
-                WHERE i.study_id = %s AND i.kind = ANY(%s) GROUP BY 1, 2, 3""",
-            [study.pk, list(ANALYSED_KINDS)],
-        )
-        for setting_id, kind, value, n in cursor.fetchall():
-            counts[(setting_id, kind, value)] += n
-    if not include_excluded:
-        excluded = Label.objects.filter(
-            participant__study=study, participant__excluded=True, item__kind__in=ANALYSED_KINDS
-        )
-        grouped = excluded.values_list("item__example__setting_id", "item__kind", "value")
-        for setting_id, kind, value, n in grouped.annotate(n=Count("id")).order_by():
-            counts[(setting_id, kind, value)] -= n
-    return [(*key, n) for key, n in sorted(counts.items()) if n]
 
 
 def _sum_by(rows: Iterable[tuple[Any, ...]], key: Callable[[tuple[Any, ...]], Any]) -> dict:

@@ -1,20 +1,24 @@
 """A Hugging Face ``imagefolder`` dataset as one zip, written as a stream.
 
-    README.md          the dataset card: provenance (see card.py)
     images/<id>.png    each image exactly as the annotators saw it
     metadata.jsonl     one row per image: ``file_name`` and the examples table's columns
+    README.md          the dataset card: provenance (see card.py)
 
 ``datasets.load_dataset("imagefolder", data_dir=<unzipped>)`` reads it as it is.
-One pass over the examples table: each chunk's images go out at once, stored (PNGs
+One pass over the examples table: each block's images go out at once, stored (PNGs
 do not deflate again), while its metadata rows are deflated into a staged member that
-follows the last image; the archive goes out while it is being made
+follows the last image, and its votes are summed for the card, which comes last: its
+label counts are those of the rows written, from the same snapshot, and cost no
+query of their own. The archive goes out while it is being made
 (analysis.exports.zipstream).
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import pyarrow as pa
@@ -42,35 +46,61 @@ def imagefolder_bytes(
     study: Study, include_excluded: bool, on_rows: Callable[[int], None]
 ) -> Iterator[bytes]:
     archive = ZipStream()
-    card = dataset_card(provenance(study, include_excluded=include_excluded))
-    yield archive.member("README.md", card.encode(), DEFLATED)
     table = tables.examples_table(study, include_excluded=include_excluded, with_images=True)
     metadata = StagedMember("metadata.jsonl", DEFLATED)
     render = partial(
-        _metadata_and_images,
+        _block_members,
         columns=table.columns[:-1],  # all but the stored image's name
+        votes=[(tables.vote_column(value), value) for value in tables.study_values(study)],
         read=image_reader(Example._meta.get_field("image").storage),
     )
-    for rows, (lines, deflated, images) in rendered_chunks(table, render):
-        metadata.write(lines, deflated)
-        yield archive.stored_members(images)
+    labels: Counter[tuple[int, str, int]] = Counter()
+    for rows, block in rendered_chunks(table, render):
+        metadata.write(block.lines, block.deflated_lines)
+        labels.update(block.labels)
+        yield archive.stored_members(block.images)
         on_rows(rows)
     yield from archive.staged(metadata)
+    groups = [(*key, n) for key, n in sorted(labels.items()) if n]
+    card = dataset_card(provenance(study, include_excluded=include_excluded, label_groups=groups))
+    yield archive.member("README.md", card.encode(), DEFLATED)
     yield from archive.finish()
 
 
 Reader = Callable[[pa.ChunkedArray], list[bytes]]
 
 
-def _metadata_and_images(
-    chunk: pa.Table, columns: Sequence[tables.Column], read: Reader
-) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """A block's metadata.jsonl lines, deflated too, and its images by name in the
-    archive: made on the rendering threads, several blocks at once."""
+@dataclass(frozen=True)
+class _Members:
+    lines: bytes  # metadata.jsonl's
+    deflated_lines: bytes
+    images: list[tuple[str, bytes]]  # name in the archive, PNG
+    labels: dict[tuple[int, str, int], int]  # (setting id, item kind, answer): votes
+
+
+def _block_members(
+    chunk: pa.Table, columns: Sequence[tables.Column], votes: list[tuple[str, int]], read: Reader
+) -> _Members:
+    """A block's part of the archive, made on the rendering threads, several at once."""
     lines = json_lines(chunk.drop_columns([tables.STORED_IMAGE]), columns)
     names = chunk.column("file_name").to_pylist()
     images = read(chunk.column(tables.STORED_IMAGE))
-    return lines, deflate_piece(lines), list(zip(names, images, strict=True))
+    return _Members(
+        lines, deflate_piece(lines), list(zip(names, images, strict=True)), _votes(chunk, votes)
+    )
+
+
+def _votes(chunk: pa.Table, votes: list[tuple[str, int]]) -> dict[tuple[int, str, int], int]:
+    """The block's votes by (setting, item kind, answer), for the card: from its vote
+    columns (``(column, answer)``)."""
+    sums = chunk.group_by(["setting_id", "item_kind"]).aggregate(
+        [(column, "sum") for column, _ in votes]
+    )
+    found: dict[tuple[int, str, int], int] = {}
+    for row in sums.to_pylist():
+        for column, value in votes:
+            found[(row["setting_id"], row["item_kind"], value)] = row[f"{column}_sum"]
+    return found
 
 
 def image_reader(storage: Storage) -> Reader:

@@ -98,7 +98,7 @@ def csv_text(chunk: pa.Table, columns: Sequence[Column]) -> bytes:
     return out.getvalue().to_pybytes()
 
 
-def iso_times(times: pa.ChunkedArray) -> pa.ChunkedArray:
+def iso_times(times: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """UTC times as ISO 8601 text: ``2026-12-04T10:00:00.500000Z``.
 
     Made from the times without their zone (the same UTC values): Arrow formats a
@@ -123,29 +123,59 @@ def json_lines(chunk: pa.Table, columns: Sequence[Column]) -> bytes:
     """The chunk's rows as JSON Lines: each row one object with the columns' names as keys.
 
     Each line is made for all rows at once, joining the constant keys with each
-    column's values as JSON text."""
-    pieces: list[str | pa.ChunkedArray] = []
-    for index, (column, values) in enumerate(zip(columns, chunk.columns, strict=True)):
-        pieces.append(("{" if index == 0 else ",") + json.dumps(column.name) + ":")
-        pieces.append(pc.fill_null(json_values(values, column.kind), "null"))
-    pieces.append("}\n")
+    column's values as JSON text. Columns dictionary-encoded with one index (a
+    setting's name, kind, budget, config ...) are rendered together, once per
+    distinct entry, and repeated by that index."""
     if chunk.num_rows == 0:
         return b""
+    values = [column.combine_chunks() for column in chunk.columns]
+    pieces: list[str | pa.Array] = []
+    start = 0
+    while start < len(columns):
+        end = _encoded_run_end(values, start)
+        if pa.types.is_dictionary(values[start].type):
+            pieces += [",", _encoded_members(columns[start:end], values[start:end])]
+        else:
+            member = json.dumps(columns[start].name) + ":"
+            pieces += ["," + member, _or_null(json_values(values[start], columns[start].kind))]
+        start = end
+    pieces[0] = "{" + str(pieces[0])[1:]
+    pieces.append("}\n")
     return text_bytes(pc.binary_join_element_wise(*pieces, ""))
 
 
-def json_values(values: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
+def _encoded_run_end(values: Sequence[pa.Array], start: int) -> int:
+    """Where the run of columns from ``start`` that share one dictionary index ends."""
+    first = values[start]
+    end = start + 1
+    if pa.types.is_dictionary(first.type):
+        while (
+            end < len(values)
+            and pa.types.is_dictionary(values[end].type)
+            and values[end].indices.equals(first.indices)
+        ):
+            end += 1
+    return end
+
+
+def _encoded_members(columns: Sequence[Column], values: Sequence[pa.Array]) -> pa.Array:
+    """``"name":value,...`` of columns that share a dictionary index: made for each
+    dictionary entry, then taken by the index (all null where it is null)."""
+    pieces: list[str | pa.Array] = []
+    for index, (column, encoded) in enumerate(zip(columns, values, strict=True)):
+        member = ("," if index else "") + json.dumps(column.name) + ":"
+        pieces += [member, _or_null(json_values(encoded.dictionary, column.kind))]
+    entries = pc.binary_join_element_wise(*pieces, "")
+    unmatched = ",".join(json.dumps(column.name) + ":null" for column in columns)
+    return pc.fill_null(entries.take(values[0].indices), unmatched)
+
+
+def _or_null(texts: pa.Array) -> pa.Array:
+    return pc.fill_null(texts, "null") if texts.null_count else texts
+
+
+def json_values(values: pa.Array, kind: str) -> pa.Array:
     """Each value's JSON text; null stays null."""
-    if pa.types.is_dictionary(values.type):
-        # Each distinct value (a setting's config, say) is rendered once, then repeated.
-        texts = [
-            json_values(pa.chunked_array([part.dictionary]), kind).combine_chunks()
-            for part in values.chunks
-        ]
-        return pa.chunked_array(
-            [text.take(part.indices) for text, part in zip(texts, values.chunks, strict=True)],
-            pa.string(),
-        )
     if kind == "str":
         return _quoted(values)
     if kind == "time":
@@ -157,13 +187,13 @@ def json_values(values: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
     return pc.cast(values, pa.string())  # int, bool: 12, true
 
 
-def _quoted(strings: pa.ChunkedArray) -> pa.ChunkedArray:
+def _quoted(strings: pa.Array) -> pa.Array:
     if pc.any(pc.match_substring_regex(strings, _ESCAPED)).as_py():
         strings = _escaped(strings)
     return pc.binary_join_element_wise('"', strings, '"', "")
 
 
-def _escaped(strings: pa.ChunkedArray) -> pa.ChunkedArray:
+def _escaped(strings: pa.Array) -> pa.Array:
     """JSON's escapes, as json.dumps writes them (non-ASCII stays as it is)."""
     strings = pc.replace_substring(strings, "\\", "\\\\")
     strings = pc.replace_substring(strings, '"', '\\"')
@@ -174,7 +204,7 @@ def _escaped(strings: pa.ChunkedArray) -> pa.ChunkedArray:
     return strings
 
 
-def _json_floats(values: pa.ChunkedArray) -> pa.ChunkedArray:
+def _json_floats(values: pa.Array) -> pa.Array:
     texts = pc.cast(values, pa.string())  # the shortest text that reads back the same
     if not pc.all(pc.or_kleene(pc.is_finite(values), pc.is_null(values))).as_py():
         for text, json_text in _NOT_FINITE.items():

@@ -17,6 +17,8 @@ import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
 
+from zlib_ng import zlib_ng
+
 STORED, DEFLATED = 0, 8
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -46,17 +48,21 @@ _HEADER_ROOM = 256
 _SPOOL_BYTES = 16 << 20
 
 
-def deflate_piece(data: bytes, level: int = 1) -> bytes:
+def deflate_piece(data: bytes, level: int = 2) -> bytes:
     """``data`` as raw deflate blocks that end on a byte boundary and are not the last:
     pieces made apart (on several threads) and put one after the other, then
     FINAL_BLOCK, are one deflate stream, as pigz makes them. Each piece starts with
-    an empty window, which costs little on pieces of megabytes."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
-    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    an empty window, which costs little on pieces of megabytes.
+
+    zlib-ng, not zlib: for the examples' 40 MB of JSON Lines, level 2 took it 0.08 s
+    for 5.4 MB where zlib's level 1 took 0.17 s for 6.3 MB; the stream is the same
+    deflate that every unzip reads."""
+    compressor = zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib_ng.Z_SYNC_FLUSH)
 
 
 # An empty last block: what ends a stream of pieces.
-FINAL_BLOCK = zlib.compressobj(1, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
+FINAL_BLOCK = zlib_ng.compressobj(1, zlib_ng.DEFLATED, -15).flush(zlib_ng.Z_FINISH)
 
 
 class StagedMember:
@@ -114,7 +120,7 @@ class ZipStream:
     def member(self, name: str, data: bytes, compression: int = STORED, level: int = 1) -> bytes:
         """One member whose bytes are all here: its local header and data."""
         crc = zlib.crc32(data)
-        stored = zlib.compress(data, level, -15) if compression == DEFLATED else data
+        stored = zlib_ng.compress(data, level, -15) if compression == DEFLATED else data
         return self._header(name.encode(), compression, crc, len(stored), len(data)) + stored
 
     def stored_members(self, members: Iterable[tuple[str, bytes]]) -> bytes:

@@ -552,8 +552,8 @@ def test_hf_download_is_a_zip(study: Study, researcher_client: Client) -> None:
 
     assert response["Content-Type"] == "application/zip"
     names = zipfile.ZipFile(io.BytesIO(response.getvalue())).namelist()
-    assert names[0] == "README.md"
-    assert names[-1] == "metadata.jsonl"  # after the images, whose rows it gathers
+    # The images first; then their rows and the card, which sum what was written.
+    assert names[-2:] == ["metadata.jsonl", "README.md"]
     assert len([name for name in names if name.startswith("images/")]) == 5
 
 
