@@ -14,7 +14,7 @@ within itself. Only main and control items are exported
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +84,7 @@ def count_rows(study: Study, request: ExportRequest) -> int:
 
 def export_bytes(
     study: Study, request: ExportRequest, on_rows: Callable[[int], None] | None = None
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The export as a stream of byte chunks; ``on_rows(n)`` after every n rows written."""
     report = on_rows or (lambda rows: None)
     with read_snapshot():

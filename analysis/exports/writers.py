@@ -39,8 +39,12 @@ PARQUET_TYPES: dict[str, pa.DataType] = {
 ROW_GROUP_ROWS = 65_536
 # JSON has no NaN or infinities: as PostgreSQL's to_json, they become strings.
 _NOT_FINITE = {"nan": '"NaN"', "inf": '"Infinity"', "-inf": '"-Infinity"'}
-# Characters that JSON strings escape: the quote, the backslash, and U+0000-U+001F.
-_ESCAPED = '["\\\\\\x00-\\x1f]'
+# Characters that JSON strings escape: the quote, the backslash, and U+0000-U+001F; and
+# the line and paragraph separators, which JSON allows raw but which split a line for
+# readers that split on every line break (Python's str.splitlines, JavaScript before
+# ES2019).
+_ESCAPED = '["\\\\\\x00-\\x1f\u2028\u2029]'
+_SEPARATORS = ("\u2028", "\u2029")
 
 
 class Sink:
@@ -194,12 +198,11 @@ def _quoted(strings: pa.Array) -> pa.Array:
 
 
 def _escaped(strings: pa.Array) -> pa.Array:
-    """JSON's escapes, as json.dumps writes them (non-ASCII stays as it is)."""
+    """JSON's escapes, as json.dumps writes them (other non-ASCII stays as it is)."""
     strings = pc.replace_substring(strings, "\\", "\\\\")
     strings = pc.replace_substring(strings, '"', '\\"')
-    for code in range(0x20):
-        character = chr(code)
-        escape = json.dumps(character)[1:-1]  # \n, \t, ... or \u0001
+    for character in (*map(chr, range(0x20)), *_SEPARATORS):
+        escape = json.dumps(character)[1:-1]  # \n, \t, ... \u0001, \u2028
         strings = pc.replace_substring(strings, character, escape)
     return strings
 

@@ -32,14 +32,12 @@ from PIL import Image
 
 from analysis.exports import ExportRequest, export_bytes, source, tables, writers
 from analysis.measures import majority_label
-from attacks import services as attack_services
-from attacks import tasks
-from attacks.models import ClassifierModel, Example, GenerationJob, JobStatus, Prediction
+from attacks.models import ClassifierModel, Example, GenerationJob
 from labeling import services
 from labeling.models import Label, Participant
-from study.models import CANT_TELL, Study, StudyItem
+from study.models import Study, StudyItem
+from tests.analysis.export_study import RAW_IDS, labelled_study
 
-RAW_IDS = {"prolific": "5f0c1e2d3b4a59687766aa01", "mturk": "A1B2C3WORKERXYZ"}
 ANALYSED = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
 ANNOTATION_COLUMNS = [
     "label_id", "participant", "participant_excluded", "item_id", "item_kind", "stratum",
@@ -53,72 +51,9 @@ FORMATS = ("csv", "jsonl", "parquet")
 # ---- given: a labelled study ----
 
 
-def _add_items(study: Study, kind: str, count: int, source_start: int) -> list[StudyItem]:
-    setting = attack_services.create_attack_setting(
-        name=f"{kind}-items",
-        attack_name="clean",
-        config={},
-        dataset="mnist",
-        source_split="test",
-        source_range=(source_start, source_start + 100),
-        seed=1,
-    )
-    tasks.run_generation_job(attack_services.create_generation_job(setting, count).pk)
-    first_key = StudyItem.objects.filter(study=study).count()
-    return [
-        StudyItem.objects.create(
-            study=study,
-            example=example,
-            kind=kind,
-            expected_label=example.source_label if kind == StudyItem.Kind.ATTENTION else None,
-            stratum=500 + position,
-            shuffle_key=first_key + position,
-        )
-        for position, example in enumerate(setting.examples.order_by("position"))
-    ]
-
-
-def _answer_all(participant: Participant, choose, fast_on_counted: bool = False) -> None:
-    """Every trial through the services; gold items right, counted ones by ``choose``."""
-    while (assignment := services.next_assignment(participant)) is not None:
-        item = StudyItem.objects.select_related("example").get(pk=assignment.item_id)
-        gold = item.expected_label is not None
-        value = item.expected_label if item.expected_label is not None else choose(item)
-        client_ms = 10.0 if fast_on_counted and not gold else 900.0 + item.pk
-        services.submit_label(participant, assignment.public_id, value, uuid.uuid4(), client_ms)
-
-
 @pytest.fixture
 def study(trained_model: ClassifierModel, make_study) -> Study:
-    study = make_study(count=4, labels_per_item=3, items_per_participant=4)
-    _add_items(study, StudyItem.Kind.CONTROL, 1, source_start=8000)
-    _add_items(study, StudyItem.Kind.ATTENTION, 1, source_start=8500)
-    Study.objects.filter(pk=study.pk).update(
-        items_per_participant=5, attention_checks_per_participant=1, max_fast_responses=0
-    )
-    study.refresh_from_db()
-    # A second model that predicted on one example only: its other cells are empty.
-    second = ClassifierModel.objects.create(
-        name="second-model",
-        architecture="small_cnn",
-        dataset="mnist",
-        training_split="test",
-        training_start=0,
-        training_stop=100,
-        weights_sha256="ab" * 32,
-        status=JobStatus.SUCCEEDED,
-    )
-    first_example = StudyItem.objects.filter(study=study, kind="main").order_by("example_id")[0]
-    Prediction.objects.create(example_id=first_example.example_id, model=second, label=3)
-
-    excluded = services.enter_study(study, "mturk", RAW_IDS["mturk"], {})
-    _answer_all(excluded, lambda item: 7, fast_on_counted=True)
-    alice = services.enter_study(study, "prolific", RAW_IDS["prolific"], {"SESSION_ID": "s1"})
-    _answer_all(alice, lambda item: item.example.source_label)
-    bob = services.enter_study(study, "prolific", "another-prolific-id", {})
-    _answer_all(bob, lambda item: (item.example.source_label + item.pk % 2) % 10)
-    _answer_all(services.join_study(study), lambda item: CANT_TELL)
-    return study
+    return labelled_study(make_study)
 
 
 # ---- the expected rows, from the ORM ----
