@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Generator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,9 +94,14 @@ def export_bytes(
         else:
             table = tables.TABLES[request.table](study, include_excluded=request.include_excluded)
             chunks = WRITERS[request.export_format](table, report)
-        for chunk in chunks:
-            if chunk:
-                yield chunk
+        # Closed here, not when it is collected: a download cut off half way must stop
+        # the export's query thread, which holds the connection inside a COPY, before
+        # the transaction ends on that connection (it would wait for the thread, and
+        # the thread for a reader that is gone).
+        with closing(chunks):
+            for chunk in chunks:
+                if chunk:
+                    yield chunk
 
 
 def write_export(

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 
@@ -44,7 +45,7 @@ def image_name(example_id: int) -> str:
 
 def imagefolder_bytes(
     study: Study, include_excluded: bool, on_rows: Callable[[int], None]
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     archive = ZipStream()
     table = tables.examples_table(study, include_excluded=include_excluded, with_images=True)
     metadata = StagedMember("metadata.jsonl", DEFLATED)
@@ -55,11 +56,12 @@ def imagefolder_bytes(
         read=image_reader(Example._meta.get_field("image").storage),
     )
     labels: Counter[tuple[int, str, int]] = Counter()
-    for rows, block in rendered_chunks(table, render):
-        metadata.write(block.lines, block.deflated_lines)
-        labels.update(block.labels)
-        yield archive.stored_members(block.images)
-        on_rows(rows)
+    with closing(rendered_chunks(table, render)) as blocks:
+        for rows, block in blocks:
+            metadata.write(block.lines, block.deflated_lines)
+            labels.update(block.labels)
+            yield archive.stored_members(block.images)
+            on_rows(rows)
     yield from archive.staged(metadata)
     groups = [(*key, n) for key, n in sorted(labels.items()) if n]
     card = dataset_card(provenance(study, include_excluded=include_excluded, label_groups=groups))

@@ -30,7 +30,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -82,15 +82,9 @@ class _Block:
     shared: Future[Parts]  # the lookups and its chunk's extras, parsed and prepared
 
 
-def read_chunks(table: Table) -> Iterator[pa.Table]:
-    """The table's rows as Arrow tables in the export's columns, block by block, in order."""
-    for _, chunk in rendered_chunks(table, lambda chunk: chunk):
-        yield chunk
-
-
 def rendered_chunks(
     table: Table, render: Callable[[pa.Table], Rendered]
-) -> Iterator[tuple[int, Rendered]]:
+) -> Generator[tuple[int, Rendered], None, None]:
     """``(rows, render(block))`` for each block of the table with rows, in key order."""
     with connection.cursor() as cursor:
         cursor.execute(TEXT_SETTINGS)
@@ -113,11 +107,13 @@ def rendered_chunks(
             _read_blocks(wrapper, table, extras, emit)
 
         blocks = read_ahead(produce)
+        results = in_order(make, blocks, RENDER_THREADS)
         try:
-            for rows, rendered in in_order(make, blocks, RENDER_THREADS):
+            for rows, rendered in results:
                 if rows:
                     yield rows, rendered
-        finally:
+        finally:  # in this order: renderers, then the query thread, then the extras'
+            results.close()
             blocks.close()
             extras.close()
 
@@ -325,7 +321,7 @@ def read_ahead(
 
 def in_order(
     work: Callable[[Item], Result], items: Iterable[Item], threads: int
-) -> Iterator[Result]:
+) -> Generator[Result, None, None]:
     """``work(item)`` for each item, done by ``threads`` threads at once (and at most
     that many ahead of the reader), given back in the items' order."""
     if threads <= 1:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 from functools import partial
 
 import pyarrow as pa
@@ -113,11 +114,12 @@ def iso_times(times: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     )
 
 
-def csv_bytes(table: Table, on_rows: Callable[[int], None]) -> Iterator[bytes]:
+def csv_bytes(table: Table, on_rows: Callable[[int], None]) -> Generator[bytes, None, None]:
     yield csv_header(table.names)
-    for rows, text in rendered_chunks(table, partial(csv_text, columns=table.columns)):
-        yield text
-        on_rows(rows)
+    with closing(rendered_chunks(table, partial(csv_text, columns=table.columns))) as blocks:
+        for rows, text in blocks:
+            yield text
+            on_rows(rows)
 
 
 # ---- JSON Lines ----
@@ -215,10 +217,11 @@ def _json_floats(values: pa.Array) -> pa.Array:
     return texts
 
 
-def jsonl_bytes(table: Table, on_rows: Callable[[int], None]) -> Iterator[bytes]:
-    for rows, text in rendered_chunks(table, partial(json_lines, columns=table.columns)):
-        yield text
-        on_rows(rows)
+def jsonl_bytes(table: Table, on_rows: Callable[[int], None]) -> Generator[bytes, None, None]:
+    with closing(rendered_chunks(table, partial(json_lines, columns=table.columns))) as blocks:
+        for rows, text in blocks:
+            yield text
+            on_rows(rows)
 
 
 # ---- Parquet ----
@@ -228,19 +231,20 @@ def parquet_schema(columns: Sequence[Column]) -> pa.Schema:
     return pa.schema([pa.field(column.name, PARQUET_TYPES[column.kind]) for column in columns])
 
 
-def parquet_bytes(table: Table, on_rows: Callable[[int], None]) -> Iterator[bytes]:
+def parquet_bytes(table: Table, on_rows: Callable[[int], None]) -> Generator[bytes, None, None]:
     schema = parquet_schema(table.columns)
     sink = Sink()
     writer = pq.ParquetWriter(sink, schema, compression="zstd")
     values = partial(_parquet_values, columns=table.columns, schema=schema)
     group: list[pa.Table] = []
-    for rows, block in rendered_chunks(table, values):
-        group.append(block)
-        if sum(map(len, group)) >= ROW_GROUP_ROWS:
-            writer.write_table(pa.concat_tables(group))
-            group = []
-            yield sink.drain()
-        on_rows(rows)
+    with closing(rendered_chunks(table, values)) as blocks:
+        for rows, block in blocks:
+            group.append(block)
+            if sum(map(len, group)) >= ROW_GROUP_ROWS:
+                writer.write_table(pa.concat_tables(group))
+                group = []
+                yield sink.drain()
+            on_rows(rows)
     if group:
         writer.write_table(pa.concat_tables(group))
     writer.close()
@@ -270,7 +274,7 @@ def _json_lists(texts: pa.ChunkedArray) -> pa.ChunkedArray:
     return parsed.column("v")
 
 
-WRITERS: dict[str, Callable[[Table, Callable[[int], None]], Iterator[bytes]]] = {
+WRITERS: dict[str, Callable[[Table, Callable[[int], None]], Generator[bytes, None, None]]] = {
     "csv": csv_bytes,
     "jsonl": jsonl_bytes,
     "parquet": parquet_bytes,

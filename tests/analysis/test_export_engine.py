@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 from django.db import DatabaseError, connection
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from analysis.exports import ExportRequest, export_bytes, source, tables, writers
 from analysis.exports.source import in_order, read_ahead
@@ -483,3 +484,41 @@ def test_an_image_name_that_leaves_the_media_folder_stops_the_zip(study: Study, 
         _export(study, "examples", "hf")
 
     assert _export_threads() == []
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("export_format", ["csv", "jsonl", "parquet", "hf"])
+def test_a_download_cut_off_inside_a_copy_ends_the_transaction(
+    trained_model: ClassifierModel, make_study, monkeypatch: pytest.MonkeyPatch, export_format
+) -> None:
+    # Given an export whose query thread is inside its COPY, waiting for a reader that
+    # takes one row at a time (the export owns its transaction: no test transaction)
+    study = labelled_study(make_study)
+    monkeypatch.setattr(source, "BLOCK_ROWS", 1)
+    monkeypatch.setattr(source, "FIRST_BLOCK_ROWS", 1)
+    monkeypatch.setattr(source, "READ_AHEAD", 1)
+    threads_at_the_end: list[list[str]] = []
+    rollback = BaseDatabaseWrapper.rollback
+
+    def recording_rollback(wrapper: BaseDatabaseWrapper) -> None:
+        threads_at_the_end.append(_export_threads())
+        rollback(wrapper)
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "rollback", recording_rollback)
+    table = "examples" if export_format == "hf" else "annotations"
+    chunks = export_bytes(study, ExportRequest(table, export_format))
+    next(chunks)
+
+    # When the reader goes away (the server closes the stream)
+    chunks.close()
+
+    # Then the export's threads had stopped before its transaction ended on their
+    # connection (a COPY still going there made the rollback wait for ever), and the
+    # connection is back in autocommit and answers
+    assert threads_at_the_end == [[]]
+    assert _export_threads() == []
+    assert connection.get_autocommit()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM labeling_label")
+        assert cursor.fetchone()[0] > 0
