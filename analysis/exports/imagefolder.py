@@ -28,6 +28,7 @@ from django.core.files.storage import FileSystemStorage, Storage
 
 from analysis.exports import tables
 from analysis.exports.card import dataset_card, provenance
+from analysis.exports.schema import Column
 from analysis.exports.source import rendered_chunks
 from analysis.exports.writers import json_lines
 from analysis.exports.zipstream import DEFLATED, StagedMember, ZipStream, deflate_piece
@@ -81,7 +82,7 @@ class _Members:
 
 
 def _block_members(
-    chunk: pa.Table, columns: Sequence[tables.Column], votes: list[tuple[str, int]], read: Reader
+    chunk: pa.Table, columns: Sequence[Column], votes: list[tuple[str, int]], read: Reader
 ) -> _Members:
     """A block's part of the archive, made on the rendering threads, several at once."""
     lines = json_lines(chunk.drop_columns([tables.STORED_IMAGE]), columns)

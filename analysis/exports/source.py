@@ -41,7 +41,7 @@ import pyarrow.csv as pa_csv
 from django.db import connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from analysis.exports.tables import Column, Parts, Table
+from analysis.exports.schema import Column, Parts, Table
 from analysis.snapshot import second_connection
 
 CHUNK_ROWS = 100_000

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from analysis.exports import arrays
+from analysis.exports.schema import Column, Parts, Query, Table
 from analysis.queries import ANALYSED_KINDS
 from attacks.models import AttackSetting, ClassifierModel, Example, Prediction
 from labeling.models import Label, Participant
@@ -53,72 +54,6 @@ PREDICTION = Prediction._meta.db_table
 _PSEUDONYM_MESSAGE = b"advstudy-export:"
 # The imagefolder export reads each example's stored image name beside its row.
 STORED_IMAGE = "stored_image"
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str  # "int", "float", "bool", "str", "time" (UTC) or "list" (of strings)
-    sql: str = ""  # a column read from PostgreSQL: its value, over the query's FROM clause
-
-
-@dataclass(frozen=True)
-class Query:
-    """One SELECT: its columns and FROM ... WHERE ...; a chunked one has ``{range}`` in
-    its WHERE, where ``range_on BETWEEN`` the chunk's first and last key goes."""
-
-    columns: tuple[Column, ...]
-    source: str
-    order: str = ""
-    range_on: str = ""
-
-    def select(self, *, ranged: bool = False) -> str:
-        within = f"AND {self.range_on} BETWEEN %(start)s AND %(upto)s" if ranged else ""
-        order = f"ORDER BY {self.order}" if self.order else ""
-        columns = ", ".join(column.sql for column in self.columns)
-        return f"SELECT {columns} {self.source.format(range=within)} {order}"
-
-    def select_as_one_text(self, *, ranged: bool = False) -> str:
-        """The rows as one CSV text, for a query of integers only (no field to quote):
-        one value, where COPY sends a message per row. For the 150,000 predictions of
-        50,000 examples, PostgreSQL took 40 ms to make it against 60-100 ms to COPY,
-        and Python appended no row one by one."""
-        if any(column.kind != "int" for column in self.columns):
-            raise ValueError("only integer columns can go out as one text")
-        fields = ", ',', ".join(f"({column.sql})::text" for column in self.columns)
-        line = f"concat({fields}, E'\\n')"  # NULL: an empty field
-        order = f" ORDER BY {self.order}" if self.order else ""
-        within = f"AND {self.range_on} BETWEEN %(start)s AND %(upto)s" if ranged else ""
-        return f"SELECT string_agg({line}, ''{order}) {self.source.format(range=within)}"
-
-
-Parts = Mapping[str, pa.Table]
-
-
-def _as_read(parts: Parts) -> Parts:
-    return parts
-
-
-@dataclass(frozen=True)
-class Table:
-    """A table's columns, its queries, and how its rows are made: ``prepare`` takes the
-    lookups and a chunk's extras once per chunk (to sort them, say); ``assemble`` takes
-    those and a block of the chunk's ``rows`` to the export's columns, in order."""
-
-    name: str
-    columns: tuple[Column, ...]
-    key: str  # unique and ordering: the chunks are ranges of it
-    key_source: str  # FROM ... WHERE ... of the keys, to find where a chunk starts
-    rows: Query
-    assemble: Callable[[Parts], pa.Table]
-    extras: Mapping[str, Query] = field(default_factory=dict)
-    lookups: Mapping[str, Query] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-    prepare: Callable[[Parts], Parts] = _as_read
-
-    @property
-    def names(self) -> list[str]:
-        return [column.name for column in self.columns]
 
 
 def _stored(columns: Sequence[Column]) -> Callable[[Parts], pa.Table]:

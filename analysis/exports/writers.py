@@ -24,17 +24,11 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from analysis.exports.arrays import decoded, text_bytes
-from analysis.exports.source import rendered_chunks
-from analysis.exports.tables import Column, Table
+from analysis.exports.schema import Column, Table
+from analysis.exports.source import ARROW_TYPES, rendered_chunks
 
-PARQUET_TYPES: dict[str, pa.DataType] = {
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "str": pa.string(),
-    "time": pa.timestamp("us", tz="UTC"),
-    "list": pa.list_(pa.string()),
-}
+# As they are read, but lists as lists rather than their JSON text.
+PARQUET_TYPES: dict[str, pa.DataType] = {**ARROW_TYPES, "list": pa.list_(pa.string())}
 # Blocks are gathered into row groups of at least this many rows: readers handle few
 # large row groups better than many small ones.
 ROW_GROUP_ROWS = 65_536

@@ -31,8 +31,8 @@ from django.db import DatabaseError, connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from analysis.exports import ExportRequest, export_bytes, source, tables, writers
+from analysis.exports.schema import Column, Table
 from analysis.exports.source import in_order, read_ahead
-from analysis.exports.tables import Column
 from analysis.exports.zipstream import (
     DEFLATED,
     FINAL_BLOCK,
@@ -350,7 +350,7 @@ def test_a_database_error_in_the_query_thread_reaches_the_reader(
     table = tables.participants_table(study)
     failing = replace(table, rows=replace(table.rows, source=table.rows.source + " AND 1/0 = 1"))
 
-    def failing_table(study: Study, *, include_excluded: bool = False) -> tables.Table:
+    def failing_table(study: Study, *, include_excluded: bool = False) -> Table:
         return failing
 
     monkeypatch.setitem(tables.TABLES, "participants", failing_table)
