@@ -31,11 +31,12 @@ def read_snapshot() -> Iterator[None]:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 for setting in _SETTINGS:
                     cursor.execute(setting)
-        connection.owns_read_snapshot = owned  # type: ignore[attr-defined]
+        outer = getattr(connection, "owns_read_snapshot", False)
+        connection.owns_read_snapshot = owned or outer  # type: ignore[attr-defined]
         try:
             yield
         finally:
-            connection.owns_read_snapshot = False  # type: ignore[attr-defined]
+            connection.owns_read_snapshot = outer  # type: ignore[attr-defined]
 
 
 @contextmanager
@@ -49,22 +50,34 @@ def second_connection(*settings: str) -> Iterator[Any | None]:
     if not getattr(connection, "owns_read_snapshot", False):
         yield None
         return
+    other = _importing_connection(settings)
+    try:
+        yield other
+    finally:
+        if other is not None:
+            other.close()
+
+
+def _importing_connection(settings: tuple[str, ...]) -> Any | None:
+    """A new connection inside this one's snapshot, or None (and a warning) where
+    PostgreSQL refuses one (no connection left, say); this one's transaction goes on as
+    it was. (Exporting the snapshot cannot fail in a savepoint's stead: PostgreSQL
+    exports none from a subtransaction.)"""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_export_snapshot()")
         snapshot = cursor.fetchone()[0]
+    other = None
     try:
         with connection.wrap_database_errors:
             other = connection.get_new_connection(connection.get_connection_params())
-    except DatabaseError as error:  # too many connections, say: one will do
-        logger.warning("no second connection for the read snapshot: %s", error)
-        yield None
-        return
-    try:
-        other.set_session(isolation_level="REPEATABLE READ", readonly=True)
-        with other.cursor() as cursor:
-            cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
-            for setting in (*_SETTINGS, *settings):
-                cursor.execute(setting)
-        yield other
-    finally:
-        other.close()
+            other.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            with other.cursor() as cursor:
+                cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+                for setting in (*_SETTINGS, *settings):
+                    cursor.execute(setting)
+        return other
+    except DatabaseError as error:
+        logger.warning("no second connection in the read snapshot: %s", error)
+        if other is not None:
+            other.close()
+        return None

@@ -110,7 +110,9 @@ def image_reader(storage: Storage) -> Reader:
     """Reads stored images by name: straight from the file system where they are files
     (Django's File objects cost as much again as the reads), through the storage
     otherwise."""
-    if not isinstance(storage, FileSystemStorage):
+    # Exactly Django's (a subclass may open files its own way); __class__, not type():
+    # default_storage is a lazy object that passes __class__ through.
+    if storage.__class__ is not FileSystemStorage:
         return lambda names: [_read_stored(storage, name) for name in names.to_pylist()]
     root = os.fspath(storage.location) + os.sep
     return lambda names: [_read_file(root + name) for name in _inside(names).to_pylist()]

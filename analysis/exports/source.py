@@ -32,7 +32,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack, closing, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -53,10 +53,19 @@ BLOCK_ROWS = 8_192
 FIRST_BLOCK_ROWS = 1_024
 # Arrow parses a block's CSV in parts of this size.
 PARSE_BLOCK_BYTES = 1 << 20
-# How many blocks wait for a rendering thread; how many threads render: as many as
-# the cores PostgreSQL leaves, a few at most.
+# How many blocks wait for a rendering thread; how many threads render: one per core
+# this process may use (its affinity, not the host's count), four at most. PostgreSQL
+# takes one core's share while it sends, and the threads share the rest.
 READ_AHEAD = 4
-RENDER_THREADS = max(1, min(4, (os.cpu_count() or 1)))
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+RENDER_THREADS = max(1, min(4, _usable_cores()))
 
 # PostgreSQL's text of a time: ISO 8601 in UTC ("2026-12-04 10:00:00.5+00"), as Arrow
 # reads it, whatever the server's defaults. SET LOCAL ends with the export's transaction.
@@ -106,16 +115,15 @@ def rendered_chunks(
         def produce(emit: Callable[[_Block], bool]) -> None:
             _read_blocks(wrapper, table, extras, emit)
 
-        blocks = read_ahead(produce)
-        results = in_order(make, blocks, RENDER_THREADS)
-        try:
+        # Closed in this order, each whatever the one before raised: the extras' thread,
+        # the query thread, the renderers (an ExitStack closes last in, first).
+        with ExitStack() as stack:
+            stack.callback(extras.close)
+            blocks = stack.enter_context(closing(read_ahead(produce)))
+            results = stack.enter_context(closing(in_order(make, blocks, RENDER_THREADS)))
             for rows, rendered in results:
                 if rows:
                     yield rows, rendered
-        finally:  # in this order: renderers, then the query thread, then the extras'
-            results.close()
-            blocks.close()
-            extras.close()
 
 
 class _Extras:
@@ -262,6 +270,9 @@ def parse_csv(data: bytes, columns: Sequence[Column]) -> pa.Table:
         parse_options=pa_csv.ParseOptions(newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(
             column_types=schema,
+            # Only PostgreSQL's NULL, an empty unquoted field: Arrow's default list
+            # also reads NA, null, N/A or NaN (which PostgreSQL does not quote) as null.
+            null_values=[""],
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
             true_values=["t"],

@@ -182,8 +182,10 @@ def json_values(values: pa.Array, kind: str) -> pa.Array:
         return _quoted(iso_times(values))
     if kind == "float":
         return _json_floats(values)
-    if kind == "list":
-        return values  # PostgreSQL's JSON text already
+    if kind == "list":  # PostgreSQL's JSON text already, which leaves U+2028 raw
+        for separator in _SEPARATORS:
+            values = pc.replace_substring(values, separator, json.dumps(separator)[1:-1])
+        return values
     return pc.cast(values, pa.string())  # int, bool: 12, true
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 import psycopg2
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 import pytest
 from django.db import DatabaseError, connection
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -41,7 +42,8 @@ from analysis.exports.zipstream import (
     ZipStream,
     deflate_piece,
 )
-from attacks.models import ClassifierModel, Prediction
+from analysis.snapshot import read_snapshot
+from attacks.models import AttackSetting, ClassifierModel, Example, Prediction
 from labeling.models import Participant
 from study.models import Study
 from tests.analysis.export_study import labelled_study
@@ -174,7 +176,7 @@ def _chunk() -> tuple[pa.Table, list[Column]]:
             "at": pa.array(padded(TIMES), pa.timestamp("us", tz="UTC")),
             "count": pa.array(padded([0, -3, 2**62]), pa.int64()),
             "flag": pa.array(padded([True, False]), pa.bool_()),
-            "reasons": pa.array(padded(['["a \\"b\\"", "c"]', "[]"]), pa.string()),
+            "reasons": pa.array(padded(['["a \\"b\\"", "c"]', "[]", '["x\u2028y"]']), pa.string()),
         }
     )
     return chunk, columns
@@ -365,6 +367,32 @@ def test_a_database_error_in_the_query_thread_reaches_the_reader(
         cursor.execute("SELECT 1")
 
 
+def test_words_that_other_readers_take_for_missing_stay_values(study: Study) -> None:
+    # Given a setting named with words that CSV readers take for NULL, and a distance
+    # that is not a number
+    example = study.items.filter(kind="main").order_by("id")[0].example
+    words = {"name": "NA", "attack_name": "null", "dataset": "N/A", "source_split": "nan"}
+    AttackSetting.objects.filter(pk=example.setting_id).update(**words)
+    Example.objects.filter(pk=example.pk).update(linf_distance=math.nan)
+
+    # When the examples are exported, each format keeps them as they are
+    csv = pa_csv.read_csv(
+        io.BytesIO(_export(study, "examples", "csv")),
+        convert_options=pa_csv.ConvertOptions(
+            null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    ).to_pylist()
+    jsonl = [json.loads(line) for line in _export(study, "examples", "jsonl").splitlines()]
+    parquet = pq.read_table(io.BytesIO(_export(study, "examples", "parquet"))).to_pylist()
+    for rows, nan in ((csv, math.nan), (jsonl, "NaN"), (parquet, math.nan)):
+        row = next(row for row in rows if row["example_id"] == example.pk)
+        assert [row["setting"], row["attack_name"], row["dataset"], row["source_split"]] == [
+            "NA", "null", "N/A", "nan",
+        ]  # fmt: skip
+        distance = row["linf_distance"]
+        assert distance == nan if isinstance(nan, str) else math.isnan(distance)
+
+
 # ---- the second connection ----
 
 
@@ -454,6 +482,40 @@ def test_inside_another_transaction_one_connection_reads_everything(
 
     assert second_connections == [None]
     assert pd.read_parquet(io.BytesIO(data))["prediction_second-model"].notna().sum() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_connection_refused_its_snapshot_leaves_the_export_on_one(
+    trained_model: ClassifierModel,
+    make_study,
+    monkeypatch: pytest.MonkeyPatch,
+    second_connections: list,
+    caplog,
+) -> None:
+    study = labelled_study(make_study)
+    expected = _export(study, "examples", "jsonl")
+    connect = connection.get_new_connection
+
+    def busy_connection(params: dict):
+        # A connection whose transaction has begun can no longer take a snapshot.
+        other = connect(params)
+        other.cursor().execute("SELECT 1")
+        return other
+
+    monkeypatch.setattr(connection, "get_new_connection", busy_connection)
+
+    assert _export(study, "examples", "jsonl") == expected
+    assert second_connections[-1] is None
+    assert "no second connection" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_nested_read_snapshot_keeps_the_outer_ones_snapshot_to_share() -> None:
+    with read_snapshot():
+        with read_snapshot():
+            assert getattr(connection, "owns_read_snapshot", None) is True
+        assert getattr(connection, "owns_read_snapshot", None) is True
+    assert getattr(connection, "owns_read_snapshot", None) is False
 
 
 @pytest.mark.django_db(transaction=True)
