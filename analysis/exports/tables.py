@@ -16,17 +16,11 @@ PostgreSQL 0.40 s as CSV and 0.70 s as JSON (every value's text made on one core
 the stored columns alone cost it 0.12 s, and the rest takes Arrow about as long on the
 other core while PostgreSQL reads the next chunk.
 
-Participants appear under a pseudonym: an HMAC-SHA256 of their public id keyed with
-the server's secret (computed in SQL with PostgreSQL's sha256; ``pseudonym`` is the
-same in Python). It is stable across tables and exports, so rows join, yet it
-reveals neither the recruiter's id (Prolific PID, MTurk worker id, lab code), nor
-its stored hash, nor the public id that the participant's session holds.
+Participants appear under their pseudonym (analysis.pseudonyms), computed in SQL.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,11 +28,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from analysis.exports import arrays
 from analysis.exports.schema import Column, Parts, Query, Table
+from analysis.pseudonyms import pseudonym_params, pseudonym_sql
 from analysis.queries import ANALYSED_KINDS
 from attacks.models import AttackSetting, ClassifierModel, Example, Prediction
 from labeling.models import Label, Participant
@@ -51,7 +45,6 @@ SETTING = AttackSetting._meta.db_table
 PARTICIPANT = Participant._meta.db_table
 PREDICTION = Prediction._meta.db_table
 
-_PSEUDONYM_MESSAGE = b"advstudy-export:"
 # The imagefolder export reads each example's stored image name beside its row.
 STORED_IMAGE = "stored_image"
 
@@ -62,39 +55,8 @@ def _stored(columns: Sequence[Column]) -> Callable[[Parts], pa.Table]:
     return lambda parts: parts["rows"].select(names)
 
 
-# ---- pseudonyms ----
-
-
-def _hmac_pads() -> tuple[bytes, bytes]:
-    """HMAC's inner and outer keys (RFC 2104), so that SQL can compute it with sha256."""
-    key = settings.SECRET_KEY.encode()
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
-
-
-def pseudonym(participant: Participant) -> str:
-    digest = hmac.new(
-        settings.SECRET_KEY.encode(), _PSEUDONYM_MESSAGE + participant.public_id.bytes, "sha256"
-    )
-    return "p_" + digest.hexdigest()[:16]
-
-
-def pseudonym_sql(alias: str) -> str:
-    """``pseudonym`` in SQL, for the participant row ``alias``."""
-    inner = f"sha256(%(hmac_inner)s || uuid_send({alias}.public_id))"
-    return f"'p_' || left(encode(sha256(%(hmac_outer)s || {inner}), 'hex'), 16)"
-
-
 def _params(study: Study) -> dict[str, Any]:
-    inner, outer = _hmac_pads()
-    return {
-        "study_id": study.pk,
-        "kinds": list(ANALYSED_KINDS),
-        "hmac_inner": inner + _PSEUDONYM_MESSAGE,
-        "hmac_outer": outer,
-    }
+    return {"study_id": study.pk, "kinds": list(ANALYSED_KINDS), **pseudonym_params()}
 
 
 def _kept(include_excluded: bool, alias: str = "p") -> str:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from django.db import connection
 
-from analysis.exports.tables import pseudonym
+from analysis.pseudonyms import pseudonym_of
 from analysis.queries import ANALYSED_KINDS
 from analysis.snapshot import read_snapshot
 from analysis.statistics._types import BoolArray, FloatArray, IntArray
@@ -128,7 +128,7 @@ def _load_study_data(study: Study, *, include_excluded: bool) -> StudyData:
         label_value=np.where(labels["value"] == CANT_TELL, n_classes, labels["value"]),
         response_ms=labels["response_ms"],
         participant_ids=participant_ids,
-        pseudonyms=tuple(_pseudonym(participants[pk][0]) for pk in participant_ids.tolist()),
+        pseudonyms=tuple(pseudonym_of(participants[pk][0]) for pk in participant_ids.tolist()),
         excluded=np.array([participants[pk][1] for pk in participant_ids.tolist()], dtype=bool),
         category_names=_category_names(study, n_classes),
     )
@@ -281,17 +281,3 @@ def _participants(study: Study) -> dict[int, tuple[uuid.UUID, bool]]:
     """Participant id -> (public id, excluded), for every participant of the study."""
     rows = Participant.objects.filter(study=study).values_list("id", "public_id", "excluded")
     return {pk: (public, out) for pk, public, out in rows}
-
-
-@dataclass(frozen=True)
-class _PublicId:
-    public_id: uuid.UUID
-
-
-def _pseudonym(public_id: uuid.UUID) -> str:
-    """The exports' pseudonym, so that a researcher can match this page with an export.
-
-    ``pseudonym`` reads only ``public_id``; building 10,000 model instances just
-    to pass it one would cost a third of a second.
-    """
-    return pseudonym(cast(Participant, _PublicId(public_id)))

@@ -32,6 +32,7 @@ from PIL import Image
 
 from analysis.exports import ExportRequest, export_bytes, source, tables, writers
 from analysis.measures import majority_label
+from analysis.pseudonyms import pseudonym
 from attacks.models import ClassifierModel, Example, GenerationJob
 from labeling import services
 from labeling.models import Label, Participant
@@ -70,7 +71,7 @@ def expected_annotations(study: Study, include_excluded: bool = False) -> list[d
     return [
         {
             "label_id": label.pk,
-            "participant": tables.pseudonym(label.participant),
+            "participant": pseudonym(label.participant),
             "participant_excluded": label.participant.excluded,
             "item_id": label.item_id,
             "item_kind": label.item.kind,
@@ -150,7 +151,7 @@ def expected_participants(study: Study, include_excluded: bool = False) -> list[
         times = [label.created_at for label in labels]
         rows.append(
             {
-                "participant": tables.pseudonym(participant),
+                "participant": pseudonym(participant),
                 "source": participant.source,
                 "joined_at": participant.created_at,
                 "consented_at": participant.consented_at,
@@ -315,7 +316,7 @@ def test_excluded_participants_come_back_with_include_excluded(study: Study) -> 
     assert examples["n_labels"].sum() == 15
     assert examples["votes_7"].sum() == votes_7_kept + 1  # the excluded one's only answer
     assert len(people) == 4
-    row = people[people["participant"] == tables.pseudonym(excluded)].iloc[0]
+    row = people[people["participant"] == pseudonym(excluded)].iloc[0]
     assert bool(row["excluded"]) is True
     assert json.loads(row["exclusion_reasons"]) == [
         "answered 1 image faster than 250 ms (0 allowed)"
@@ -367,7 +368,7 @@ def test_participants_appear_only_under_their_pseudonym(study: Study, tmp_path: 
         for secret in secrets:
             assert secret.encode() not in output
     pseudonyms = set(pd.read_csv(io.BytesIO(outputs[0]))["participant"])
-    assert pseudonyms == {tables.pseudonym(p) for p in participants}
+    assert pseudonyms == {pseudonym(p) for p in participants}
     assert all(name.startswith("p_") and len(name) == 18 for name in pseudonyms)
 
 
@@ -606,12 +607,12 @@ def test_awkward_names_survive_every_format(study: Study, trained_model, monkeyp
 
 def test_sql_pseudonyms_equal_python_ones_for_a_long_secret(study: Study, settings) -> None:
     participants = list(Participant.objects.filter(study=study))
-    before = [tables.pseudonym(p) for p in participants]
+    before = [pseudonym(p) for p in participants]
     settings.SECRET_KEY = "k" * 100  # longer than SHA-256's block: HMAC hashes the key first
 
     people = pd.read_csv(io.BytesIO(export(study, "participants", "csv", True)))
 
-    expected = [tables.pseudonym(p) for p in participants]
+    expected = [pseudonym(p) for p in participants]
     assert list(people["participant"]) == expected
     assert set(expected).isdisjoint(before)  # the key is what makes them
 
