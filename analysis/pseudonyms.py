@@ -3,8 +3,7 @@
 A pseudonym is an HMAC-SHA256 of the participant's public id keyed with the server's
 secret: stable across tables, exports and pages, so rows join, yet it reveals
 neither the recruiter's id (Prolific PID, MTurk worker id, lab code), nor its stored
-hash, nor the public id that the participant's session holds. The exports compute
-it in SQL with PostgreSQL's sha256 (``pseudonym_sql``), the same function.
+hash, nor the public id that the participant's session holds.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from typing import Any
+from collections.abc import Iterable
 
 from django.conf import settings
 
@@ -30,17 +29,27 @@ def pseudonym(participant: Participant) -> str:
     return pseudonym_of(participant.public_id)
 
 
-def pseudonym_sql(alias: str) -> str:
-    """``pseudonym`` in SQL, for the participant row ``alias``, with ``pseudonym_params``."""
-    inner = f"sha256(%(hmac_inner)s || uuid_send({alias}.public_id))"
-    return f"'p_' || left(encode(sha256(%(hmac_outer)s || {inner}), 'hex'), 16)"
+def pseudonyms_of(public_ids: Iterable[str]) -> list[str]:
+    """``pseudonym_of`` of many public ids (as text, ``str(uuid)``), with HMAC's keyed
+    states made once (RFC 2104: the hash of the padded key goes on from there for each
+    id) rather than once per id: 1.5 us an id here, where hmac.new took 4 and
+    PostgreSQL's sha256 3."""
+    inner_key, outer_key = _padded_keys()
+    inner, outer = hashlib.sha256(inner_key + _MESSAGE), hashlib.sha256(outer_key)
+    found = []
+    for text in public_ids:
+        message = inner.copy()
+        message.update(bytes.fromhex(text.replace("-", "")))  # uuid.UUID(text): 1.7 us
+        keyed = outer.copy()
+        keyed.update(message.digest())
+        found.append("p_" + keyed.hexdigest()[:16])
+    return found
 
 
-def pseudonym_params() -> dict[str, Any]:
-    """HMAC's inner and outer keys (RFC 2104), the message's prefix on the inner one."""
+def _padded_keys() -> tuple[bytes, bytes]:
+    """HMAC's inner and outer keys (RFC 2104)."""
     key = settings.SECRET_KEY.encode()
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
     key = key.ljust(64, b"\0")
-    inner, outer = bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
-    return {"hmac_inner": inner + _MESSAGE, "hmac_outer": outer}
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)

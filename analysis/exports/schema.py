@@ -59,9 +59,10 @@ def _as_read(parts: Parts) -> Parts:
 
 @dataclass(frozen=True)
 class Table:
-    """A table's columns, its queries, and how its rows are made: ``prepare`` takes the
-    lookups and a chunk's extras once per chunk (to sort them, say); ``assemble`` takes
-    those and a block of the chunk's ``rows`` to the export's columns, in order."""
+    """A table's columns, its queries, and how its rows are made: ``prepare_lookups``
+    takes the lookups once per export; ``prepare`` takes them and a chunk's extras once
+    per chunk (to sort them, say); ``assemble`` takes those and a block of the chunk's
+    ``rows`` to the export's columns, in order."""
 
     name: str
     columns: tuple[Column, ...]
@@ -73,6 +74,7 @@ class Table:
     lookups: Mapping[str, Query] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     prepare: Callable[[Parts], Parts] = _as_read
+    prepare_lookups: Callable[[Parts], Parts] = _as_read
 
     @property
     def names(self) -> list[str]:

@@ -97,10 +97,12 @@ def rendered_chunks(
     """``(rows, render(block))`` for each block of the table with rows, in key order."""
     with connection.cursor() as cursor:
         cursor.execute(TEXT_SETTINGS)
-        lookups = {
-            name: parse_csv(_copy(cursor, query.select(), table.params), query.columns)
-            for name, query in table.lookups.items()
-        }
+        lookups = table.prepare_lookups(
+            {
+                name: parse_csv(_copy(cursor, query.select(), table.params), query.columns)
+                for name, query in table.lookups.items()
+            }
+        )
     # ``connection`` is this thread's: the query thread is handed this one's wrapper.
     wrapper = connections[connection.alias]
 

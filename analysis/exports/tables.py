@@ -21,7 +21,6 @@ Participants appear under their pseudonym (analysis.pseudonyms), computed in SQL
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,7 +31,7 @@ from django.db.models import Exists, OuterRef
 
 from analysis.exports import arrays
 from analysis.exports.schema import Column, Parts, Query, Table
-from analysis.pseudonyms import pseudonym_params, pseudonym_sql
+from analysis.pseudonyms import pseudonyms_of
 from analysis.queries import ANALYSED_KINDS
 from attacks.models import AttackSetting, ClassifierModel, Example, Prediction
 from labeling.models import Label, Participant
@@ -49,14 +48,8 @@ PREDICTION = Prediction._meta.db_table
 STORED_IMAGE = "stored_image"
 
 
-def _stored(columns: Sequence[Column]) -> Callable[[Parts], pa.Table]:
-    """``assemble`` for a table whose columns are its rows' as read."""
-    names = [column.name for column in columns]
-    return lambda parts: parts["rows"].select(names)
-
-
 def _params(study: Study) -> dict[str, Any]:
-    return {"study_id": study.pk, "kinds": list(ANALYSED_KINDS), **pseudonym_params()}
+    return {"study_id": study.pk, "kinds": list(ANALYSED_KINDS)}
 
 
 def _kept(include_excluded: bool, alias: str = "p") -> str:
@@ -113,12 +106,12 @@ def annotations_table(study: Study, *, include_excluded: bool = False) -> Table:
         order="l.id",
         range_on="l.id",
     )
-    # One HMAC per participant, not per label; the excluded are left out of the lookup,
-    # and so their labels out of the rows (a join in SQL cost more than it saved).
+    # One pseudonym per participant, not per label; the excluded are left out of the
+    # lookup, and so their labels out of the rows (a join in SQL cost more than it saved).
     participants = Query(
         (
             Column("participant_id", "int", "p.id"),
-            Column("participant", "str", pseudonym_sql("p")),
+            Column("public_id", "str", "p.public_id"),
             Column("participant_excluded", "bool", "p.excluded"),
         ),
         f"FROM {PARTICIPANT} p WHERE p.study_id = %(study_id)s {_kept(include_excluded)}",
@@ -134,7 +127,22 @@ def annotations_table(study: Study, *, include_excluded: bool = False) -> Table:
         _assemble_annotations,
         lookups={"participants": participants, "settings": _settings_lookup()},
         params=_params(study),
+        prepare_lookups=_with_pseudonyms,
     )
+
+
+def _with_pseudonyms(parts: Parts) -> Parts:
+    """The participants lookup with each one's pseudonym in place of the public id."""
+    return {**parts, "participants": _pseudonymised(parts["participants"])}
+
+
+def _pseudonymised(rows: pa.Table) -> pa.Table:
+    """``rows`` with ``participant`` (the pseudonym) in place of ``public_id``: made
+    here, on the rendering threads, as PostgreSQL's sha256 took longer to make than
+    the rest of the participants' row (3 us a participant)."""
+    at = rows.column_names.index("public_id")
+    names = pa.array(pseudonyms_of(rows.column("public_id").to_pylist()), pa.string())
+    return rows.set_column(at, "participant", names)
 
 
 def _assemble_annotations(parts: Parts) -> pa.Table:
@@ -380,7 +388,7 @@ def count_examples(study: Study) -> int:
 # ---- participants: one row per participant, counters, exclusion, timing ----
 
 PARTICIPANT_COLUMNS = (
-    Column("participant", "str", pseudonym_sql("p")),
+    Column("participant", "str"),
     Column("source", "str", "p.source"),
     Column("joined_at", "time", "p.created_at"),
     Column("consented_at", "time", "p.consented_at"),
@@ -406,14 +414,15 @@ def participants_table(study: Study, *, include_excluded: bool = False) -> Table
     # figures that the statement storing each label keeps on the participant's row
     # (labeling.services.statements), so no label is read here.
     source = f"FROM {PARTICIPANT} p WHERE p.study_id = %(study_id)s {_kept(include_excluded)}"
-    rows = Query(PARTICIPANT_COLUMNS, source + " {range}", order="p.id", range_on="p.id")
+    read = (Column("public_id", "str", "p.public_id"), *PARTICIPANT_COLUMNS[1:])
+    rows = Query(read, source + " {range}", order="p.id", range_on="p.id")
     return Table(
         "participants",
         PARTICIPANT_COLUMNS,
         "p.id",
         source,
         rows,
-        _stored(PARTICIPANT_COLUMNS),
+        lambda parts: _pseudonymised(parts["rows"]),
         params=_params(study),
     )
 

@@ -605,7 +605,7 @@ def test_awkward_names_survive_every_format(study: Study, trained_model, monkeyp
     assert f"prediction_{awkward_model}" in expected["examples"][0]
 
 
-def test_sql_pseudonyms_equal_python_ones_for_a_long_secret(study: Study, settings) -> None:
+def test_export_pseudonyms_equal_the_pages_for_a_long_secret(study: Study, settings) -> None:
     participants = list(Participant.objects.filter(study=study))
     before = [pseudonym(p) for p in participants]
     settings.SECRET_KEY = "k" * 100  # longer than SHA-256's block: HMAC hashes the key first
