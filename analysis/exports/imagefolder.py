@@ -31,7 +31,7 @@ from analysis.exports.card import dataset_card, provenance
 from analysis.exports.schema import Column
 from analysis.exports.source import rendered_chunks
 from analysis.exports.writers import json_lines
-from analysis.exports.zipstream import DEFLATED, StagedMember, ZipStream, deflate_piece
+from analysis.exports.zipstream import DEFLATED, Piece, StagedMember, ZipStream, deflate_piece
 from attacks.models import Example
 from study.models import Study
 
@@ -59,7 +59,7 @@ def imagefolder_bytes(
     labels: Counter[tuple[int, str, int]] = Counter()
     with closing(rendered_chunks(table, render)) as blocks:
         for rows, block in blocks:
-            metadata.write(block.lines, block.deflated_lines)
+            metadata.write(block.metadata)
             labels.update(block.labels)
             yield archive.stored_members(block.images)
             on_rows(rows)
@@ -75,8 +75,7 @@ Reader = Callable[[pa.ChunkedArray], list[bytes]]
 
 @dataclass(frozen=True)
 class _Members:
-    lines: bytes  # metadata.jsonl's
-    deflated_lines: bytes
+    metadata: Piece  # of metadata.jsonl, deflated
     images: list[tuple[str, bytes]]  # name in the archive, PNG
     labels: dict[tuple[int, str, int], int]  # (setting id, item kind, answer): votes
 
@@ -85,12 +84,10 @@ def _block_members(
     chunk: pa.Table, columns: Sequence[Column], votes: list[tuple[str, int]], read: Reader
 ) -> _Members:
     """A block's part of the archive, made on the rendering threads, several at once."""
-    lines = json_lines(chunk.drop_columns([tables.STORED_IMAGE]), columns)
+    lines = deflate_piece(json_lines(chunk.drop_columns([tables.STORED_IMAGE]), columns))
     names = chunk.column("file_name").to_pylist()
     images = read(chunk.column(tables.STORED_IMAGE))
-    return _Members(
-        lines, deflate_piece(lines), list(zip(names, images, strict=True)), _votes(chunk, votes)
-    )
+    return _Members(lines, list(zip(names, images, strict=True)), _votes(chunk, votes))
 
 
 def _votes(chunk: pa.Table, votes: list[tuple[str, int]]) -> dict[tuple[int, str, int], int]:

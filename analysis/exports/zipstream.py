@@ -16,6 +16,7 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from zlib_ng import zlib_ng
 
@@ -48,17 +49,33 @@ _HEADER_ROOM = 256
 _SPOOL_BYTES = 16 << 20
 
 
-def deflate_piece(data: bytes, level: int = 2) -> bytes:
+@dataclass(frozen=True)
+class Piece:
+    """Part of a member's bytes, as it goes into the archive: the CRC-32 and size of
+    the part, and its stored bytes (deflated, or as they are)."""
+
+    crc: int
+    size: int
+    stored: bytes
+
+
+def deflate_piece(data: bytes, level: int = 2) -> Piece:
     """``data`` as raw deflate blocks that end on a byte boundary and are not the last:
     pieces made apart (on several threads) and put one after the other, then
-    FINAL_BLOCK, are one deflate stream, as pigz makes them. Each piece starts with
-    an empty window, which costs little on pieces of megabytes.
+    FINAL_BLOCK, are one deflate stream, as pigz makes them, and their CRCs combine
+    into the member's. Each piece starts with an empty window, which costs little on
+    pieces of megabytes.
 
     zlib-ng, not zlib: for the examples' 40 MB of JSON Lines, level 2 took it 0.08 s
     for 5.4 MB where zlib's level 1 took 0.17 s for 6.3 MB; the stream is the same
     deflate that every unzip reads."""
     compressor = zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15)
-    return compressor.compress(data) + compressor.flush(zlib_ng.Z_SYNC_FLUSH)
+    stored = compressor.compress(data) + compressor.flush(zlib_ng.Z_SYNC_FLUSH)
+    return Piece(zlib_ng.crc32(data), len(data), stored)
+
+
+def stored_piece(data: bytes) -> Piece:
+    return Piece(zlib_ng.crc32(data), len(data), data)
 
 
 # An empty last block: what ends a stream of pieces.
@@ -68,7 +85,7 @@ FINAL_BLOCK = zlib_ng.compressobj(1, zlib_ng.DEFLATED, -15).flush(zlib_ng.Z_FINI
 class StagedMember:
     """A member written in pieces before it is added: its stored bytes wait in a
     temporary file (in memory while small) until ``ZipStream.staged``. A deflated
-    member takes each piece with its ``deflate_piece``."""
+    member takes pieces from ``deflate_piece``, a stored one from ``stored_piece``."""
 
     def __init__(self, name: str, compression: int = DEFLATED) -> None:
         self.name = name
@@ -79,14 +96,12 @@ class StagedMember:
         self.size = 0
         self.stored_size = 0
 
-    def write(self, data: bytes, deflated: bytes | None = None) -> None:
+    def write(self, piece: Piece) -> None:
         if self._finished:
             raise ValueError(f"{self.name} is finished")
-        if (deflated is None) == (self.compression == DEFLATED):
-            raise ValueError("a deflated member takes each piece with its deflate_piece")
-        self.crc = zlib.crc32(data, self.crc)
-        self.size += len(data)
-        self._keep(data if deflated is None else deflated)
+        self.crc = zlib_ng.crc32_combine(self.crc, piece.crc, piece.size)
+        self.size += piece.size
+        self._keep(piece.stored)
 
     def _keep(self, data: bytes) -> None:
         self.stored_size += len(data)
