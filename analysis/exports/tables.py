@@ -16,11 +16,13 @@ PostgreSQL 0.40 s as CSV and 0.70 s as JSON (every value's text made on one core
 the stored columns alone cost it 0.12 s, and the rest takes Arrow about as long on the
 other core while PostgreSQL reads the next chunk.
 
-Participants appear under their pseudonym (analysis.pseudonyms), computed in SQL.
+Participants appear under their pseudonym (analysis.pseudonyms), made in Python from
+their public id: PostgreSQL's sha256 cost more than the rest of their row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -59,48 +61,44 @@ def _kept(include_excluded: bool, alias: str = "p") -> str:
 ANALYSED = "i.study_id = %(study_id)s AND i.kind = ANY(%(kinds)s)"  # over items i
 
 
+def _named(names: Sequence[str], *sources: Sequence[Column]) -> tuple[Column, ...]:
+    """The export's columns by name, taken from the columns read (their SQL dropped)."""
+    by_name = {column.name: column for columns in sources for column in columns}
+    return tuple(replace(by_name[name], sql="") for name in names)
+
+
 # ---- annotations: one row per label of a main or control item ----
 
-ANNOTATION_COLUMNS = (
-    Column("label_id", "int"),
-    Column("participant", "str"),
-    Column("participant_excluded", "bool"),
-    Column("item_id", "int"),
-    Column("item_kind", "str"),
-    Column("stratum", "int"),
-    Column("example_id", "int"),
-    Column("setting_id", "int"),
-    Column("setting", "str"),
-    Column("source_label", "int"),
-    Column("target_label", "int"),
-    Column("value", "int"),
-    Column("client_response_ms", "float"),
-    Column("server_response_ms", "int"),
-    Column("is_correct", "bool"),
-    Column("too_fast", "bool"),
-    Column("created_at", "time"),
+ANNOTATION_ROW_COLUMNS = (
+    Column("label_id", "int", "l.id"),
+    Column("participant_id", "int", "l.participant_id"),
+    Column("item_id", "int", "i.id"),
+    Column("item_kind", "str", "i.kind"),
+    Column("stratum", "int", "i.stratum"),
+    Column("example_id", "int", "e.id"),
+    Column("setting_id", "int", "e.setting_id"),
+    Column("source_label", "int", "e.source_label"),
+    Column("target_label", "int", "e.target_label"),
+    Column("value", "int", "l.value"),
+    Column("client_response_ms", "float", "l.client_response_ms"),
+    Column("server_response_ms", "int", "l.server_response_ms"),
+    Column("is_correct", "bool", "l.is_correct"),
+    Column("too_fast", "bool", "l.too_fast"),
+    Column("created_at", "time", "l.created_at"),
 )
+ANNOTATION_COLUMNS = _named(
+    ("label_id", "participant", "participant_excluded", "item_id", "item_kind", "stratum",
+     "example_id", "setting_id", "setting", "source_label", "target_label", "value",
+     "client_response_ms", "server_response_ms", "is_correct", "too_fast", "created_at"),
+    ANNOTATION_ROW_COLUMNS,
+    (Column("participant", "str"), Column("participant_excluded", "bool"),
+     Column("setting", "str")),
+)  # fmt: skip
 
 
 def annotations_table(study: Study, *, include_excluded: bool = False) -> Table:
     rows = Query(
-        (
-            Column("label_id", "int", "l.id"),
-            Column("participant_id", "int", "l.participant_id"),
-            Column("item_id", "int", "i.id"),
-            Column("item_kind", "str", "i.kind"),
-            Column("stratum", "int", "i.stratum"),
-            Column("example_id", "int", "e.id"),
-            Column("setting_id", "int", "e.setting_id"),
-            Column("source_label", "int", "e.source_label"),
-            Column("target_label", "int", "e.target_label"),
-            Column("value", "int", "l.value"),
-            Column("client_response_ms", "float", "l.client_response_ms"),
-            Column("server_response_ms", "int", "l.server_response_ms"),
-            Column("is_correct", "bool", "l.is_correct"),
-            Column("too_fast", "bool", "l.too_fast"),
-            Column("created_at", "time", "l.created_at"),
-        ),
+        ANNOTATION_ROW_COLUMNS,
         f"FROM {LABEL} l JOIN {ITEM} i ON i.id = l.item_id JOIN {EXAMPLE} e ON e.id = i.example_id "
         f"WHERE {ANALYSED} {{range}}",
         order="l.id",
@@ -137,9 +135,7 @@ def _with_pseudonyms(parts: Parts) -> Parts:
 
 
 def _pseudonymised(rows: pa.Table) -> pa.Table:
-    """``rows`` with ``participant`` (the pseudonym) in place of ``public_id``: made
-    here, on the rendering threads, as PostgreSQL's sha256 took longer to make than
-    the rest of the participants' row (3 us a participant)."""
+    """``rows`` with ``participant`` (the pseudonym) in place of ``public_id``."""
     at = rows.column_names.index("public_id")
     names = pa.array(pseudonyms_of(rows.column("public_id").to_pylist()), pa.string())
     return rows.set_column(at, "participant", names)
@@ -247,11 +243,10 @@ def examples_table(
     and the stored image's name last (STORED_IMAGE), for the zip to read."""
     values = study_values(study)
     models = predicting_models(study)
-    by_name = {column.name: column for column in (*EXAMPLE_ROW_COLUMNS, *SETTING_COLUMNS)}
     columns = (
-        *(by_name[name] for name in _EXAMPLE_HEAD),
-        *(replace(column, sql="") for column in SETTING_COLUMNS),
-        *(by_name[name] for name in _EXAMPLE_BODY),
+        *_named(_EXAMPLE_HEAD, EXAMPLE_ROW_COLUMNS),
+        *_named([column.name for column in SETTING_COLUMNS], SETTING_COLUMNS),
+        *_named(_EXAMPLE_BODY, EXAMPLE_ROW_COLUMNS),
         Column("n_labels", "int"),
         *(Column(vote_column(value), "int") for value in values),
         Column("majority_label", "int"),
