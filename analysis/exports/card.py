@@ -20,7 +20,7 @@ from typing import Any
 from django.db.models import Count, Max, Min, QuerySet
 from django.utils import timezone
 
-from analysis.exports.tables import predicting_models, vote_column
+from analysis.exports.tables import vote_column
 from analysis.queries import ANALYSED_KINDS
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from attacks.provenance import code_version
@@ -74,6 +74,8 @@ MODEL_FIELDS = (
 
 # (setting id, item kind, label value, count)
 LabelGroup = tuple[int, str, int, int]
+# (setting id, item kind, generation job id, count)
+ItemGroup = tuple[int, str, int, int]
 
 
 def provenance(
@@ -81,15 +83,19 @@ def provenance(
     *,
     include_excluded: bool,
     label_groups: list[LabelGroup],
+    analysed_items: list[ItemGroup],
+    models: list[ClassifierModel],
 ) -> dict[str, Any]:
     """Everything needed to judge and remake the export's data, as JSON-ready values.
 
-    ``label_groups``: the exported labels by (setting, item kind, value), which the
-    imagefolder export sums from the rows it writes. One grouped query gives the
-    items by (setting, kind, job); everything else is summed from these here.
+    The imagefolder export sums from the rows it writes ``label_groups``, the exported
+    labels by (setting, item kind, value), and ``analysed_items``, the analysed items
+    by (setting, kind, job); ``models`` are those with predictions in it. The other
+    items (attention checks) are one small query; everything else is summed here.
     """
-    item_groups = list(
+    item_groups = analysed_items + list(
         StudyItem.objects.filter(study=study)
+        .exclude(kind__in=ANALYSED_KINDS)
         .values_list("example__setting_id", "kind", "example__job_id")
         .annotate(n=Count("id"))
         .order_by()
@@ -106,7 +112,7 @@ def provenance(
             "items": _sum_by(item_groups, lambda row: row[1]),
         },
         "settings": [_setting(setting, item_groups, jobs) for setting in settings],
-        "models": [_model(model) for model in _models(study, settings)],
+        "models": [_model(model) for model in _models(models, settings)],
         "code_versions": {
             "examples": _code_versions(jobs.values()),
             "export": code_version(),
@@ -149,8 +155,10 @@ def _setting(
     }
 
 
-def _models(study: Study, settings: QuerySet[AttackSetting]) -> list[ClassifierModel]:
-    models = {model.pk: model for model in predicting_models(study)}
+def _models(
+    predicting: list[ClassifierModel], settings: QuerySet[AttackSetting]
+) -> list[ClassifierModel]:
+    models = {model.pk: model for model in predicting}
     models.update({s.target_model.pk: s.target_model for s in settings if s.target_model})
     return [models[key] for key in sorted(models)]
 
@@ -240,8 +248,9 @@ def _card_text(facts: dict[str, Any], examples: int) -> str:
         f"{labels['total']} labels from {labels['participants']} participants "
         f"({labels['excluded_participants']} excluded; this export: {who}).\n",
         "`images/` holds each image exactly as the annotators saw it (8-bit PNG). "
-        "`metadata.jsonl` has one row per image: `file_name`, the attack setting, source and "
-        "target labels, distances, the vote count per answer (`votes_cant_tell` is "
+        "`metadata.parquet` has one row per image (Parquet keeps each column's type; the "
+        "`datasets` library reads it from version 3.4): `file_name`, the attack setting, "
+        "source and target labels, distances, the vote count per answer (`votes_cant_tell` is "
         '"none / can\'t tell"), the majority label (`majority_tie` when the top is tied, then '
         "no majority), and each model's prediction on the stored image.\n",
         "Participants never appear by their recruiter's id: per-annotation exports carry an "

@@ -1,13 +1,14 @@
 """A Hugging Face ``imagefolder`` dataset as one zip, written as a stream.
 
     images/<id>.png    each image exactly as the annotators saw it
-    metadata.jsonl     one row per image: ``file_name`` and the examples table's columns
+    metadata.parquet   one row per image: ``file_name`` and the examples table's columns
     README.md          the dataset card: provenance (see card.py)
 
 ``datasets.load_dataset("imagefolder", data_dir=<unzipped>)`` reads it as it is.
 One pass over the examples table: each block's images go out at once, stored (PNGs
-do not deflate again), while its metadata rows are deflated into a staged member that
-follows the last image, and its votes are summed for the card, which comes last: its
+do not deflate again; read by analysis.exports.images from the moment the block's
+rows are read), while its metadata rows go into a Parquet file staged to follow the
+last image, and its votes are summed for the card, which comes last: its
 label counts are those of the rows written, from the same snapshot, and cost no
 query of their own. The archive goes out while it is being made
 (analysis.exports.zipstream).
@@ -15,29 +16,33 @@ query of their own. The archive goes out while it is being made
 
 from __future__ import annotations
 
-import os
+import threading
 from collections import Counter
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from django.core.files.storage import FileSystemStorage, Storage
 
 from analysis.exports import tables
+from analysis.exports.arrays import group_sums
 from analysis.exports.card import dataset_card, provenance
-from analysis.exports.schema import Column
+from analysis.exports.images import image_reads
 from analysis.exports.source import rendered_chunks
-from analysis.exports.writers import json_lines
-from analysis.exports.zipstream import DEFLATED, Piece, StagedMember, ZipStream, deflate_piece
+from analysis.exports.writers import ParquetRows
+from analysis.exports.zipstream import DEFLATED, STORED, StagedMember, ZipStream, stored_piece
 from attacks.models import Example
 from study.models import Study
 
-# A PNG of an example fits in one read of this size (MNIST's are about 300 bytes);
-# a larger one takes more reads.
-_READ_BYTES = 1 << 16
+# The metadata's file: Parquet keeps each column's type (a missing target label stays
+# a missing integer) and took a tenth of the time of JSON Lines deflated (50 ms against
+# 0.23 s for 50,000 rows, 1.5 MB against 7.7). datasets reads it since 3.4 (2025).
+METADATA = "metadata.parquet"
+# Its row groups: smaller than a table export's, so that they are written while the
+# images stream rather than all at the end.
+METADATA_GROUP_ROWS = 16_384
 
 
 def image_name(example_id: int) -> str:
@@ -48,76 +53,101 @@ def imagefolder_bytes(
     study: Study, include_excluded: bool, on_rows: Callable[[int], None]
 ) -> Generator[bytes, None, None]:
     archive = ZipStream()
-    table = tables.examples_table(study, include_excluded=include_excluded, with_images=True)
-    metadata = StagedMember("metadata.jsonl", DEFLATED)
+    models = tables.predicting_models(study)
+    table = tables.examples_table(
+        study, include_excluded=include_excluded, with_images=True, models=models
+    )
+    metadata = StagedMember(METADATA, STORED)  # Parquet compresses its own pages
+    parquet = ParquetRows(table.columns[:-1], METADATA_GROUP_ROWS)  # but the stored name
     render = partial(
-        _block_members,
-        columns=table.columns[:-1],  # all but the stored image's name
+        _block_parts,
+        values=parquet.values,
         votes=[(tables.vote_column(value), value) for value in tables.study_values(study)],
-        read=image_reader(Example._meta.get_field("image").storage),
     )
     labels: Counter[tuple[int, str, int]] = Counter()
-    with closing(rendered_chunks(table, render)) as blocks:
+    items = _ItemCounts()
+    # The reader starts first: its process is ready by the time the first rows are.
+    reads = image_reads(Example._meta.get_field("image").storage)
+
+    def on_read(rows: pa.Table) -> None:
+        stored = _inside(rows.column(tables.STORED_IMAGE)).to_pylist()
+        reads.request(_block_tag(rows), stored)
+        items.add(rows)
+
+    with closing(reads), closing(rendered_chunks(table, render, on_read)) as blocks:
         for rows, block in blocks:
-            metadata.write(block.metadata)
+            if data := parquet.add(block.metadata):
+                metadata.write(stored_piece(data))
             labels.update(block.labels)
-            yield archive.stored_members(block.images)
+            yield archive.stored_files(block.names, reads.result(block.tag))
             on_rows(rows)
+    metadata.write(stored_piece(parquet.close()))
     yield from archive.staged(metadata)
-    groups = [(*key, n) for key, n in sorted(labels.items()) if n]
-    card = dataset_card(provenance(study, include_excluded=include_excluded, label_groups=groups))
+    facts = provenance(
+        study,
+        include_excluded=include_excluded,
+        label_groups=[(*key, n) for key, n in sorted(labels.items()) if n],
+        analysed_items=items.groups(),
+        models=models,
+    )
+    card = dataset_card(facts)
     yield archive.member("README.md", card.encode(), DEFLATED)
     yield from archive.finish()
 
 
-Reader = Callable[[pa.ChunkedArray], list[bytes]]
+def _block_tag(rows: pa.Table) -> int:
+    """A block's name for its images: its first item's id (blocks hold distinct items)."""
+    return int(rows.column("item_id")[0].as_py())
 
 
 @dataclass(frozen=True)
-class _Members:
-    metadata: Piece  # of metadata.jsonl, deflated
-    images: list[tuple[str, bytes]]  # name in the archive, PNG
+class _Parts:
+    tag: int  # of its images' request
+    metadata: pa.Table  # its rows of the metadata, as Parquet takes them
+    names: pa.Array  # each image's name in the archive
     labels: dict[tuple[int, str, int], int]  # (setting id, item kind, answer): votes
 
 
-def _block_members(
-    chunk: pa.Table, columns: Sequence[Column], votes: list[tuple[str, int]], read: Reader
-) -> _Members:
-    """A block's part of the archive, made on the rendering threads, several at once."""
-    lines = deflate_piece(json_lines(chunk.drop_columns([tables.STORED_IMAGE]), columns))
-    names = chunk.column("file_name").to_pylist()
-    images = read(chunk.column(tables.STORED_IMAGE))
-    return _Members(lines, list(zip(names, images, strict=True)), _votes(chunk, votes))
+def _block_parts(
+    chunk: pa.Table, values: Callable[[pa.Table], pa.Table], votes: list[tuple[str, int]]
+) -> _Parts:
+    """A block's part of the archive but its images (requested when its rows were read),
+    made on the rendering threads, several at once."""
+    metadata = values(chunk.drop_columns([tables.STORED_IMAGE]))
+    names = chunk.column("file_name").combine_chunks()
+    return _Parts(_block_tag(chunk), metadata, names, _votes(chunk, votes))
+
+
+class _ItemCounts:
+    """The rows read by (setting, item kind, generation job), summed from the rendering
+    threads: the dataset card's item counts, with no query of their own."""
+
+    _KEYS = ["setting_id", "item_kind", "job_id"]
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[int, str, int]] = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, rows: pa.Table) -> None:
+        counts = group_sums([rows.column(key) for key in self._KEYS], [])
+        with self._lock:
+            for key, (count,) in counts.items():
+                self._counts[key] += count
+
+    def groups(self) -> list[tuple[int, str, int, int]]:
+        return [(*key, n) for key, n in sorted(self._counts.items())]
 
 
 def _votes(chunk: pa.Table, votes: list[tuple[str, int]]) -> dict[tuple[int, str, int], int]:
     """The block's votes by (setting, item kind, answer), for the card: from its vote
     columns (``(column, answer)``)."""
-    sums = chunk.group_by(["setting_id", "item_kind"]).aggregate(
-        [(column, "sum") for column, _ in votes]
-    )
-    found: dict[tuple[int, str, int], int] = {}
-    for row in sums.to_pylist():
-        for column, value in votes:
-            found[(row["setting_id"], row["item_kind"], value)] = row[f"{column}_sum"]
-    return found
-
-
-def image_reader(storage: Storage) -> Reader:
-    """Reads stored images by name: straight from the file system where they are files
-    (Django's File objects cost as much again as the reads), through the storage
-    otherwise."""
-    # Exactly Django's (a subclass may open files its own way); __class__, not type():
-    # default_storage is a lazy object that passes __class__ through.
-    if storage.__class__ is not FileSystemStorage:
-        return lambda names: [_read_stored(storage, name) for name in names.to_pylist()]
-    root = os.fspath(storage.location) + os.sep
-    return lambda names: [_read_file(root + name) for name in _inside(names).to_pylist()]
-
-
-def _read_stored(storage: Storage, name: str) -> bytes:
-    with storage.open(name, "rb") as image:
-        return bytes(image.read())
+    keys = [chunk.column("setting_id"), chunk.column("item_kind")]
+    sums = group_sums(keys, [chunk.column(column) for column, _ in votes])
+    return {
+        (setting, kind, value): total
+        for (setting, kind), (_, *totals) in sums.items()
+        for (_, value), total in zip(votes, totals, strict=True)
+    }
 
 
 # A stored name that could lead out of the storage's folder: absolute, or with "..".
@@ -131,17 +161,3 @@ def _inside(names: pa.ChunkedArray) -> pa.ChunkedArray:
         name = names.filter(leaving)[0].as_py()
         raise ValueError(f"stored image name {name!r} leaves the media folder")
     return names
-
-
-def _read_file(path: str) -> bytes:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        data = os.read(descriptor, _READ_BYTES)
-        if len(data) < _READ_BYTES:
-            return data
-        parts = [data]
-        while part := os.read(descriptor, _READ_BYTES):
-            parts.append(part)
-        return b"".join(parts)
-    finally:
-        os.close(descriptor)

@@ -59,13 +59,13 @@ PARSE_BLOCK_BYTES = 1 << 20
 READ_AHEAD = 4
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
 
 
-RENDER_THREADS = max(1, min(4, _usable_cores()))
+RENDER_THREADS = max(1, min(4, usable_cores()))
 
 # PostgreSQL's text of a time: ISO 8601 in UTC ("2026-12-04 10:00:00.5+00"), as Arrow
 # reads it, whatever the server's defaults. SET LOCAL ends with the export's transaction.
@@ -87,14 +87,22 @@ Rendered = TypeVar("Rendered")
 
 @dataclass(frozen=True)
 class _Block:
-    rows: bytes  # CSV, up to BLOCK_ROWS rows
+    rows: bytes | pa.Table  # up to BLOCK_ROWS rows: CSV, or parsed where on_read sees them
     shared: Future[Parts]  # the lookups and its chunk's extras, parsed and prepared
 
 
 def rendered_chunks(
-    table: Table, render: Callable[[pa.Table], Rendered]
+    table: Table,
+    render: Callable[[pa.Table], Rendered],
+    on_read: Callable[[pa.Table], None] | None = None,
 ) -> Generator[tuple[int, Rendered], None, None]:
-    """``(rows, render(block))`` for each block of the table with rows, in key order."""
+    """``(rows, render(block))`` for each block of the table with rows, in key order.
+
+    ``on_read(rows)``: each block's rows as they are read (``table.rows``' columns), in
+    key order, parsed on the query thread (not the rendering threads) and before the
+    chunk's extras are waited for: to start at once, however far behind the rendering
+    is, work that needs only the stored columns (reading images). The query thread
+    holds the COPY meanwhile, so it must be quick and must not use the database."""
     with connection.cursor() as cursor:
         cursor.execute(TEXT_SETTINGS)
         lookups = table.prepare_lookups(
@@ -106,8 +114,18 @@ def rendered_chunks(
     # ``connection`` is this thread's: the query thread is handed this one's wrapper.
     wrapper = connections[connection.alias]
 
+    def parse(data: bytes) -> pa.Table:
+        return parse_csv(data, table.rows.columns)
+
+    def read(data: bytes) -> bytes | pa.Table:
+        if on_read is None:
+            return data  # parsed by the rendering threads, several at once
+        rows = parse(data)
+        on_read(rows)
+        return rows
+
     def make(block: _Block) -> tuple[int, Rendered]:
-        rows = parse_csv(block.rows, table.rows.columns)
+        rows = block.rows if isinstance(block.rows, pa.Table) else parse(block.rows)
         assembled = table.assemble({**block.shared.result(), "rows": rows})
         return assembled.num_rows, render(assembled)
 
@@ -115,7 +133,7 @@ def rendered_chunks(
         extras = _Extras(table, lookups, wrapper, other)
 
         def produce(emit: Callable[[_Block], bool]) -> None:
-            _read_blocks(wrapper, table, extras, emit)
+            _read_blocks(wrapper, table, extras, emit, read)
 
         # Closed in this order, each whatever the one before raised: the extras' thread,
         # the query thread, the renderers (an ExitStack closes last in, first).
@@ -171,17 +189,21 @@ class _Extras:
 
 
 def _read_blocks(
-    wrapper: BaseDatabaseWrapper, table: Table, extras: _Extras, emit: Callable[[_Block], bool]
+    wrapper: BaseDatabaseWrapper,
+    table: Table,
+    extras: _Extras,
+    emit: Callable[[_Block], bool],
+    read: Callable[[bytes], bytes | pa.Table],
 ) -> None:
-    """Runs the table's queries chunk by chunk, emitting its rows in blocks: on the
-    export's connection (psycopg2's own, as Django's wrapper checks its thread), with
-    its errors as Django's."""
+    """Runs the table's queries chunk by chunk, emitting its rows in blocks (each as
+    ``read`` gives it): on the export's connection (psycopg2's own, as Django's wrapper
+    checks its thread), with its errors as Django's."""
     with wrapper.wrap_database_errors, wrapper.connection.cursor() as cursor:
         start = _next_key(cursor, table, None)
         while start is not None:
             upto = start + CHUNK_ROWS - 1
             params = {**table.params, "start": start, "upto": upto}
-            blocks = _Blocks(extras.read(cursor, params), emit)
+            blocks = _Blocks(extras.read(cursor, params), emit, read)
             statement = cursor.mogrify(table.rows.select(ranged=True), params).decode()
             cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv)", blocks)
             if not blocks.flush():
@@ -195,9 +217,15 @@ class _Blocks:
     rest of the COPY is read and dropped (an error raised here would leave the
     connection inside it)."""
 
-    def __init__(self, shared: Future[Parts], emit: Callable[[_Block], bool]) -> None:
+    def __init__(
+        self,
+        shared: Future[Parts],
+        emit: Callable[[_Block], bool],
+        read: Callable[[bytes], bytes | pa.Table],
+    ) -> None:
         self._shared = shared
         self._emit = emit
+        self._read = read
         self._rows: list[bytes] = []
         self._size = min(FIRST_BLOCK_ROWS, BLOCK_ROWS)
         self._stopped = False
@@ -211,7 +239,8 @@ class _Blocks:
     def flush(self) -> bool:
         """Hands on the rows so far; False once the reader has stopped."""
         if self._rows and not self._stopped:
-            self._stopped = not self._emit(_Block(b"".join(self._rows), self._shared))
+            block = _Block(self._read(b"".join(self._rows)), self._shared)
+            self._stopped = not self._emit(block)
         self._rows = []
         return not self._stopped
 

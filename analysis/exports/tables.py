@@ -237,12 +237,18 @@ _EXAMPLE_BODY = (
 
 
 def examples_table(
-    study: Study, *, include_excluded: bool = False, with_images: bool = False
+    study: Study,
+    *,
+    include_excluded: bool = False,
+    with_images: bool = False,
+    models: list[ClassifierModel] | None = None,
 ) -> Table:
     """One row per analysed item; ``with_images``: ``file_name`` first (the imagefolder's)
-    and the stored image's name last (STORED_IMAGE), for the zip to read."""
+    and the stored image's name last (STORED_IMAGE), for the zip to read, and each
+    example's generation job among the rows read (for the dataset card). ``models``:
+    predicting_models(study), where the caller has them."""
     values = study_values(study)
-    models = predicting_models(study)
+    models = predicting_models(study) if models is None else models
     columns = (
         *_named(_EXAMPLE_HEAD, EXAMPLE_ROW_COLUMNS),
         *_named([column.name for column in SETTING_COLUMNS], SETTING_COLUMNS),
@@ -262,7 +268,11 @@ def examples_table(
     row_columns: tuple[Column, ...] = (*EXAMPLE_ROW_COLUMNS, *kept_votes)
     if with_images:
         columns = (Column("file_name", "str"), *columns, Column(STORED_IMAGE, "str"))
-        row_columns = (*row_columns, Column(STORED_IMAGE, "str", "e.image"))
+        row_columns = (
+            *row_columns,
+            Column("job_id", "int", "e.job_id"),
+            Column(STORED_IMAGE, "str", "e.image"),
+        )
     rows = Query(
         row_columns,
         f"FROM {ITEM} i JOIN {EXAMPLE} e ON e.id = i.example_id WHERE {ANALYSED} {{range}}",

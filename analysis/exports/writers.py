@@ -228,23 +228,47 @@ def parquet_schema(columns: Sequence[Column]) -> pa.Schema:
 
 
 def parquet_bytes(table: Table, on_rows: Callable[[int], None]) -> Generator[bytes, None, None]:
-    schema = parquet_schema(table.columns)
-    sink = Sink()
-    writer = pq.ParquetWriter(sink, schema, compression="zstd")
-    values = partial(_parquet_values, columns=table.columns, schema=schema)
-    group: list[pa.Table] = []
-    with closing(rendered_chunks(table, values)) as blocks:
+    parquet = ParquetRows(table.columns)
+    with closing(rendered_chunks(table, parquet.values)) as blocks:
         for rows, block in blocks:
-            group.append(block)
-            if sum(map(len, group)) >= ROW_GROUP_ROWS:
-                writer.write_table(pa.concat_tables(group))
-                group = []
-                yield sink.drain()
+            if data := parquet.add(block):
+                yield data
             on_rows(rows)
-    if group:
-        writer.write_table(pa.concat_tables(group))
-    writer.close()
-    yield sink.drain()
+    yield parquet.close()
+
+
+class ParquetRows:
+    """A Parquet file (zstd) made from blocks as they come: ``values`` on the rendering
+    threads, ``add`` in order, in row groups of at least ``group_rows`` rows
+    (ROW_GROUP_ROWS unless told); each gives the file's bytes so far that it has not
+    given yet."""
+
+    def __init__(self, columns: Sequence[Column], group_rows: int | None = None) -> None:
+        self._columns = columns
+        self._schema = parquet_schema(columns)
+        self._sink = Sink()
+        self._writer = pq.ParquetWriter(self._sink, self._schema, compression="zstd")
+        self._group_rows = group_rows or ROW_GROUP_ROWS
+        self._group: list[pa.Table] = []
+
+    def values(self, chunk: pa.Table) -> pa.Table:
+        return _parquet_values(chunk, self._columns, self._schema)
+
+    def add(self, block: pa.Table) -> bytes:
+        self._group.append(block)
+        if sum(map(len, self._group)) >= self._group_rows:
+            self._write_group()
+        return self._sink.drain()
+
+    def close(self) -> bytes:
+        if self._group:
+            self._write_group()
+        self._writer.close()
+        return self._sink.drain()
+
+    def _write_group(self) -> None:
+        self._writer.write_table(pa.concat_tables(self._group))
+        self._group = []
 
 
 def _parquet_values(chunk: pa.Table, columns: Sequence[Column], schema: pa.Schema) -> pa.Table:

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import struct
+import subprocess
 import threading
 import time
 import zipfile
@@ -21,6 +22,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 import pandas as pd
 import psycopg2
@@ -31,7 +33,7 @@ import pytest
 from django.db import DatabaseError, connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from analysis.exports import ExportRequest, export_bytes, source, tables, writers
+from analysis.exports import ExportRequest, export_bytes, images, source, tables, writers
 from analysis.exports.schema import Column, Table
 from analysis.exports.source import in_order, read_ahead
 from analysis.exports.zipstream import (
@@ -259,7 +261,9 @@ def _export_threads() -> list[str]:
     return [
         thread.name
         for thread in threading.enumerate()
-        if thread.name.startswith(("export-queries", "export-render", "export-extras"))
+        if thread.name.startswith(
+            ("export-queries", "export-render", "export-extras", "export-image")
+        )
     ]
 
 
@@ -570,6 +574,14 @@ def test_a_download_cut_off_inside_a_copy_ends_the_transaction(
         rollback(wrapper)
 
     monkeypatch.setattr(BaseDatabaseWrapper, "rollback", recording_rollback)
+    readers: list[subprocess.Popen] = []
+    start_reader = images._Child.__init__
+
+    def recording_reader(child: images._Child, *args: Any) -> None:
+        start_reader(child, *args)
+        readers.append(child._process)
+
+    monkeypatch.setattr(images._Child, "__init__", recording_reader)
     table = "examples" if export_format == "hf" else "annotations"
     chunks = export_bytes(study, ExportRequest(table, export_format))
     next(chunks)
@@ -582,6 +594,9 @@ def test_a_download_cut_off_inside_a_copy_ends_the_transaction(
     # connection is back in autocommit and answers
     assert threads_at_the_end == [[]]
     assert _export_threads() == []
+    # and the processes that read the images (hf) have ended
+    assert len(readers) == (images.READ_PROCESSES if export_format == "hf" else 0)
+    assert all(reader.returncode is not None for reader in readers)
     assert connection.get_autocommit()
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM labeling_label")

@@ -489,7 +489,7 @@ def test_hf_download_is_a_zip(study: Study, researcher_client: Client) -> None:
     assert response["Content-Type"] == "application/zip"
     names = zipfile.ZipFile(io.BytesIO(response.getvalue())).namelist()
     # The images first; then their rows and the card, which sum what was written.
-    assert names[-2:] == ["metadata.jsonl", "README.md"]
+    assert names[-2:] == ["metadata.parquet", "README.md"]
     assert len([name for name in names if name.startswith("images/")]) == 5
 
 
@@ -547,7 +547,7 @@ def test_the_command_writes_an_hf_zip_without_table(study: Study, tmp_path: Path
         stdout=io.StringIO(), stderr=io.StringIO(),
     )  # fmt: skip
 
-    assert "metadata.jsonl" in zipfile.ZipFile(output).namelist()
+    assert "metadata.parquet" in zipfile.ZipFile(output).namelist()
 
 
 @pytest.mark.parametrize(

@@ -362,7 +362,7 @@ def test_exports_stream_the_pages_bytes(
     if export_format == "hf":  # the zip's members carry the time they were written
         names = zipfile.ZipFile(io.BytesIO(body)).namelist()
         assert names == zipfile.ZipFile(io.BytesIO(expected)).namelist()
-        assert "metadata.jsonl" in names
+        assert "metadata.parquet" in names
     elif export_format == "parquet":
         assert pd.read_parquet(io.BytesIO(body)).equals(pd.read_parquet(io.BytesIO(expected)))
     else:

@@ -1,0 +1,217 @@
+"""The stored images of an export's examples, read while the rest of each block is made:
+asked for with ``request(tag, names)`` as soon as a block's rows are read, from any
+thread, and taken with ``result(tag)`` when the block is written.
+
+Where the images are files (Django's FileSystemStorage), a child process reads them
+(analysis/exports/read_files.py, which says why); any other storage is read through
+the storage, in the taking thread, when the result is taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Protocol
+
+import numpy as np
+from django.core.files.storage import FileSystemStorage, Storage
+
+from analysis.exports import read_files
+from analysis.exports.source import usable_cores
+from analysis.exports.zipstream import Files
+
+_CHILD = Path(read_files.__file__)
+
+
+class ImageReadError(OSError):
+    """A stored image that cannot be read: the export stops, as a missing row would."""
+
+
+class ImageReads(Protocol):
+    def request(self, tag: int, names: list[str]) -> None: ...
+    def result(self, tag: int) -> Files: ...
+    def close(self) -> None: ...
+
+
+def image_reads(storage: Storage) -> ImageReads:
+    # Exactly Django's (a subclass may open files its own way); __class__, not type():
+    # default_storage is a lazy object that passes __class__ through.
+    if storage.__class__ is FileSystemStorage:
+        return ChildReads(os.fspath(storage.location), READ_PROCESSES)
+    return StorageReads(storage)
+
+
+# Child processes that read, each a part of every block: the reads are system calls,
+# so two cores read 50,000 images in about half the time of one.
+READ_PROCESSES = min(2, usable_cores())
+
+
+class ChildReads:
+    """Files under ``folder``, read by ``processes`` child processes, each a contiguous
+    part of every request; the answers wait here until taken (a few blocks' images:
+    requests are made only for the blocks being made, a few at a time)."""
+
+    def __init__(self, folder: str, processes: int = 1) -> None:
+        self._answers: dict[tuple[int, int], Files] = {}
+        self._failure: ImageReadError | None = None
+        self._arrived = threading.Condition()
+        self._children: list[_Child] = []
+        try:
+            for _ in range(processes):
+                self._children.append(_Child(folder, self._arrive, self._fail))
+        except BaseException:
+            self.close()
+            raise
+
+    def request(self, tag: int, names: list[str]) -> None:
+        parts = np.array_split(np.arange(len(names)), len(self._children))
+        for child, part in zip(self._children, parts, strict=True):
+            child.request(tag, names[part[0] : part[-1] + 1] if len(part) else [])
+
+    def result(self, tag: int) -> Files:
+        keys = [(tag, part) for part in range(len(self._children))]
+        with self._arrived:
+            while any(key not in self._answers for key in keys) and self._failure is None:
+                self._arrived.wait()
+            if self._failure is not None:
+                raise self._failure
+            return Files.joined([self._answers.pop(key) for key in keys])
+
+    def _arrive(self, child: _Child, tag: int, files: Files) -> None:
+        with self._arrived:
+            self._answers[(tag, self._children.index(child))] = files
+            self._arrived.notify_all()
+
+    def _fail(self, error: ImageReadError) -> None:
+        with self._arrived:
+            self._failure = self._failure or error
+            self._arrived.notify_all()
+
+    def close(self) -> None:
+        for child in self._children:
+            child.close()
+
+
+class _Child:
+    """One reading process. One thread writes its requests and another reads its
+    answers, so that neither end of a pipe waits on the other."""
+
+    def __init__(
+        self,
+        folder: str,
+        arrive: Callable[[_Child, int, Files], None],
+        fail: Callable[[ImageReadError], None],
+    ) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(_CHILD), folder],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self._arrive = arrive
+        self._fail = fail
+        self._requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._write_requests, name="export-image-requests"),
+            threading.Thread(target=self._read_answers, name="export-image-answers"),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def request(self, tag: int, names: list[str]) -> None:
+        # Names come from PostgreSQL's text, which holds no NUL byte.
+        text = "".join(f"{name}\0" for name in names).encode()
+        self._requests.put(read_files.REQUEST.pack(tag, len(names), len(text)) + text)
+
+    def _write_requests(self) -> None:
+        requests = self._process.stdin
+        assert requests is not None
+        try:
+            while (request := self._requests.get()) is not None:
+                requests.write(request)
+                requests.flush()
+        except OSError:
+            pass  # the child has ended: the answers' thread says why
+        finally:
+            _close_quietly(requests)
+
+    def _read_answers(self) -> None:
+        try:
+            while True:
+                self._arrive(self, *self._answer())
+        except ImageReadError as error:  # a file, or the child's end (closed, or crashed)
+            self._fail(error)
+
+    def _answer(self) -> tuple[int, Files]:
+        tag, count = read_files.ANSWER.unpack(self._read(read_files.ANSWER.size))
+        if count == read_files.ERROR:
+            (length,) = read_files.LENGTH.unpack(self._read(read_files.LENGTH.size))
+            message = self._read(length).decode(errors="replace")
+            raise ImageReadError(f"an example's stored image cannot be read: {message}")
+        sizes = np.frombuffer(self._read(8 * count), "<u8").astype(np.uint64)
+        crcs = np.frombuffer(self._read(4 * count), "<u4").astype(np.uint32)
+        return tag, Files(sizes, crcs, self._read(int(sizes.sum())))
+
+    def _read(self, size: int) -> bytes:
+        answers = self._process.stdout
+        assert answers is not None
+        data = answers.read(size)  # a buffered read: all ``size`` bytes, or the end
+        if len(data) < size:
+            raise self._stopped()
+        return data
+
+    def _stopped(self) -> ImageReadError:
+        self._process.wait()
+        assert self._process.stderr is not None
+        error = self._process.stderr.read().decode(errors="replace").strip()
+        status = self._process.returncode
+        return ImageReadError(f"the image reader stopped (exit status {status}): {error}")
+
+    def close(self) -> None:
+        """Ends the child at once, whatever it was doing (a download cut off leaves
+        answers nobody reads), then the two threads."""
+        self._process.kill()
+        self._requests.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._process.wait()
+        for stream in (self._process.stdout, self._process.stderr):
+            _close_quietly(stream)
+
+
+def _close_quietly(stream: IO[bytes] | None) -> None:
+    if stream is not None:
+        # A pipe whose other end is gone: nothing was left to flush.
+        with contextlib.suppress(OSError):
+            stream.close()
+
+
+class StorageReads:
+    """Images read through a storage (object storage, say), when their result is taken."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._requests: dict[int, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def request(self, tag: int, names: list[str]) -> None:
+        with self._lock:
+            self._requests[tag] = names
+
+    def result(self, tag: int) -> Files:
+        with self._lock:
+            names = self._requests.pop(tag)
+        return Files.of([self._read(name) for name in names])
+
+    def _read(self, name: str) -> bytes:
+        with self._storage.open(name, "rb") as image:
+            return bytes(image.read())
+
+    def close(self) -> None:
+        self._requests.clear()
