@@ -108,12 +108,9 @@ class _Child:
         arrive: Callable[[_Child, int, Files], None],
         fail: Callable[[ImageReadError], None],
     ) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(_CHILD), folder],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        self._command = [sys.executable, "-I", "-S", str(_CHILD), folder]
+        self._process: subprocess.Popen[bytes] | None = None
+        self._started = threading.Event()
         self._arrive = arrive
         self._fail = fail
         self._requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
@@ -124,13 +121,28 @@ class _Child:
         for thread in self._threads:
             thread.start()
 
+    def _start(self) -> subprocess.Popen[bytes] | None:
+        """The process, started on the requests' thread: its fork and exec (8 ms) do not
+        hold up the export's own thread, whose first request waits here meanwhile."""
+        try:
+            self._process = subprocess.Popen(
+                self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        except OSError as error:
+            self._fail(ImageReadError(f"the image reader could not start: {error}"))
+        finally:
+            self._started.set()
+        return self._process
+
     def request(self, tag: int, names: list[str]) -> None:
         # Names come from PostgreSQL's text, which holds no NUL byte.
         text = "".join(f"{name}\0" for name in names).encode()
         self._requests.put(read_files.REQUEST.pack(tag, len(names), len(text)) + text)
 
     def _write_requests(self) -> None:
-        requests = self._process.stdin
+        if (process := self._start()) is None:
+            return
+        requests = process.stdin
         assert requests is not None
         try:
             while (request := self._requests.get()) is not None:
@@ -142,6 +154,9 @@ class _Child:
             _close_quietly(requests)
 
     def _read_answers(self) -> None:
+        self._started.wait()
+        if self._process is None:
+            return
         try:
             while True:
                 self._arrive(self, *self._answer())
@@ -159,6 +174,7 @@ class _Child:
         return tag, Files(sizes, crcs, self._read(int(sizes.sum())))
 
     def _read(self, size: int) -> bytes:
+        assert self._process is not None
         answers = self._process.stdout
         assert answers is not None
         data = answers.read(size)  # a buffered read: all ``size`` bytes, or the end
@@ -167,6 +183,7 @@ class _Child:
         return data
 
     def _stopped(self) -> ImageReadError:
+        assert self._process is not None
         self._process.wait()
         assert self._process.stderr is not None
         error = self._process.stderr.read().decode(errors="replace").strip()
@@ -176,13 +193,16 @@ class _Child:
     def close(self) -> None:
         """Ends the child at once, whatever it was doing (a download cut off leaves
         answers nobody reads), then the two threads."""
-        self._process.kill()
+        self._started.wait()
+        if self._process is not None:
+            self._process.kill()
         self._requests.put(None)
         for thread in self._threads:
             thread.join()
-        self._process.wait()
-        for stream in (self._process.stdout, self._process.stderr):
-            _close_quietly(stream)
+        if self._process is not None:
+            self._process.wait()
+            for stream in (self._process.stdout, self._process.stderr):
+                _close_quietly(stream)
 
 
 def _close_quietly(stream: IO[bytes] | None) -> None:

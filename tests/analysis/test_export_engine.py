@@ -14,7 +14,6 @@ import io
 import json
 import math
 import struct
-import subprocess
 import threading
 import time
 import zipfile
@@ -574,12 +573,12 @@ def test_a_download_cut_off_inside_a_copy_ends_the_transaction(
         rollback(wrapper)
 
     monkeypatch.setattr(BaseDatabaseWrapper, "rollback", recording_rollback)
-    readers: list[subprocess.Popen] = []
+    readers: list[images._Child] = []
     start_reader = images._Child.__init__
 
     def recording_reader(child: images._Child, *args: Any) -> None:
         start_reader(child, *args)
-        readers.append(child._process)
+        readers.append(child)
 
     monkeypatch.setattr(images._Child, "__init__", recording_reader)
     table = "examples" if export_format == "hf" else "annotations"
@@ -596,7 +595,9 @@ def test_a_download_cut_off_inside_a_copy_ends_the_transaction(
     assert _export_threads() == []
     # and the processes that read the images (hf) have ended
     assert len(readers) == (images.READ_PROCESSES if export_format == "hf" else 0)
-    assert all(reader.returncode is not None for reader in readers)
+    assert all(
+        reader._process is not None and reader._process.returncode is not None for reader in readers
+    )
     assert connection.get_autocommit()
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM labeling_label")

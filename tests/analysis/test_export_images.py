@@ -11,6 +11,7 @@ and byte-for-byte equality with the member-by-member zip writer.
 from __future__ import annotations
 
 import io
+import sys
 import threading
 import zipfile
 import zlib
@@ -99,6 +100,7 @@ def test_a_reader_that_dies_is_an_error_not_a_hang(
     try:
         reads.request(1, list(folder))
         reads.result(1)
+        reads._children[1]._started.wait()
         reads._children[1]._process.kill()
         reads.request(2, list(folder))
 
@@ -116,13 +118,13 @@ def test_closing_with_answers_untaken_ends_the_processes_and_threads(
     tmp_path: Path, folder: dict[str, bytes]
 ) -> None:
     reads = ChildReads(str(tmp_path), 2)
-    processes = [child._process for child in reads._children]
     for tag in range(50):  # 13 MB of answers that nobody takes
         reads.request(tag, list(folder))
 
     reads.close()
 
-    assert all(process.returncode is not None for process in processes)
+    processes = [child._process for child in reads._children]
+    assert all(process is not None and process.returncode is not None for process in processes)
     assert _image_threads() == []
 
 
@@ -257,3 +259,32 @@ def test_the_images_are_asked_for_once_each_in_key_order(
     assert [tag for tag, _ in asked] == sorted({tag for tag, _ in asked})  # in key order
     assert len(asked) >= 3
     assert len(_zip_members(data)) == len(items) + 1  # and the metadata
+
+
+def test_a_reader_that_cannot_start_is_an_error_not_a_hang(
+    tmp_path: Path, folder: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    reads = ChildReads(str(tmp_path), 2)
+    try:
+        reads.request(1, list(folder))
+
+        with pytest.raises(ImageReadError, match="could not start"):
+            reads.result(1)
+    finally:
+        reads.close()
+    assert _image_threads() == []
+
+
+def test_a_reader_that_exits_at_once_says_why(
+    tmp_path: Path, folder: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(images, "_CHILD", tmp_path / "missing_script.py")
+    reads = ChildReads(str(tmp_path), 1)
+    try:
+        reads.request(1, list(folder))
+
+        with pytest.raises(ImageReadError, match=r"exit status 2\): .*missing_script\.py"):
+            reads.result(1)
+    finally:
+        reads.close()
