@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.db.models import Count, Max, Min, QuerySet
+from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from analysis.exports.tables import vote_column
@@ -104,6 +104,7 @@ def provenance(
     settings = AttackSetting.objects.filter(
         pk__in={setting_id for setting_id, _, _, _ in item_groups}
     ).select_related("target_model")
+    participants = _participant_figures(study, include_excluded)
     return {
         "study": {
             "id": study.pk,
@@ -117,8 +118,8 @@ def provenance(
             "examples": _code_versions(jobs.values()),
             "export": code_version(),
         },
-        "dates": _dates(study, include_excluded),
-        "labels": _label_counts(study, label_groups, include_excluded),
+        "dates": _dates(study, participants),
+        "labels": _label_counts(settings, label_groups, participants, include_excluded),
     }
 
 
@@ -171,29 +172,34 @@ def _model(model: ClassifierModel) -> dict[str, Any]:
     }
 
 
-def _dates(study: Study, include_excluded: bool) -> dict[str, str | None]:
-    """First and last analysed label, from the figures kept on the participants."""
-    participants = Participant.objects.filter(study=study)
-    if not include_excluded:
-        participants = participants.filter(excluded=False)
-    labelled = participants.aggregate(first=Min("first_label_at"), last=Max("last_label_at"))
+def _participant_figures(study: Study, include_excluded: bool) -> dict[str, Any]:
+    """How many participants, how many excluded, and the first and last analysed label
+    (from the figures kept on the participants), in one query."""
+    analysed = Q() if include_excluded else Q(excluded=False)
+    return Participant.objects.filter(study=study).aggregate(
+        participant_count=Count("id"),
+        excluded_count=Count("id", filter=Q(excluded=True)),
+        first=Min("first_label_at", filter=analysed),
+        last=Max("last_label_at", filter=analysed),
+    )
+
+
+def _dates(study: Study, participants: dict[str, Any]) -> dict[str, str | None]:
     return {
         "study_created_at": _when(study.created_at),
-        "first_label_at": _when(labelled["first"]),
-        "last_label_at": _when(labelled["last"]),
+        "first_label_at": _when(participants["first"]),
+        "last_label_at": _when(participants["last"]),
         "exported_at": _when(timezone.now()),
     }
 
 
 def _label_counts(
-    study: Study, label_groups: list[LabelGroup], include_excluded: bool
+    settings: QuerySet[AttackSetting],
+    label_groups: list[LabelGroup],
+    participants: dict[str, Any],
+    include_excluded: bool,
 ) -> dict[str, Any]:
-    names = dict(
-        AttackSetting.objects.filter(pk__in={row[0] for row in label_groups}).values_list(
-            "id", "name"
-        )
-    )
-    participants = Participant.objects.filter(study=study)
+    names = {setting.pk: setting.name for setting in settings}
     by_value = _sum_by(label_groups, lambda row: row[2])
     return {
         "total": sum(by_value.values()),
@@ -202,8 +208,8 @@ def _label_counts(
             names[key]: n for key, n in _sum_by(label_groups, lambda row: row[0]).items()
         },
         "by_kind": _sum_by(label_groups, lambda row: row[1]),
-        "participants": participants.count(),
-        "excluded_participants": participants.filter(excluded=True).count(),
+        "participants": participants["participant_count"],
+        "excluded_participants": participants["excluded_count"],
         "include_excluded": include_excluded,
     }
 

@@ -17,7 +17,7 @@ query of their own. The archive goes out while it is being made
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass
@@ -74,24 +74,36 @@ def imagefolder_bytes(
         reads.request(_block_tag(rows), stored)
         items.add(rows)
 
-    with closing(reads), closing(rendered_chunks(table, render, on_read)) as blocks:
-        for rows, block in blocks:
-            if data := parquet.add(block.metadata):
-                metadata.write(stored_piece(data))
-            labels.update(block.labels)
-            yield archive.stored_files(block.names, reads.result(block.tag))
-            on_rows(rows)
-    metadata.write(stored_piece(parquet.close()))
+    def images(rows: int, block: _Parts) -> Generator[bytes, None, None]:
+        yield archive.stored_files(block.names, reads.result(block.tag))
+        on_rows(rows)
+
+    with closing(reads):
+        # A block's images go out once the next block is made: the readers are the
+        # slowest part, and this thread takes the next block meanwhile.
+        waiting: deque[tuple[int, _Parts]] = deque()
+        with closing(rendered_chunks(table, render, on_read)) as blocks:
+            for rows, block in blocks:
+                if data := parquet.add(block.metadata):
+                    metadata.write(stored_piece(data))
+                labels.update(block.labels)
+                waiting.append((rows, block))
+                if len(waiting) > 1:
+                    yield from images(*waiting.popleft())
+        # Every row is read and the connection free: the card's queries and the last
+        # row group, while the readers finish the last images.
+        facts = provenance(
+            study,
+            include_excluded=include_excluded,
+            label_groups=[(*key, n) for key, n in sorted(labels.items()) if n],
+            analysed_items=items.groups(),
+            models=models,
+        )
+        metadata.write(stored_piece(parquet.close()))
+        while waiting:
+            yield from images(*waiting.popleft())
     yield from archive.staged(metadata)
-    facts = provenance(
-        study,
-        include_excluded=include_excluded,
-        label_groups=[(*key, n) for key, n in sorted(labels.items()) if n],
-        analysed_items=items.groups(),
-        models=models,
-    )
-    card = dataset_card(facts)
-    yield archive.member("README.md", card.encode(), DEFLATED)
+    yield archive.member("README.md", dataset_card(facts).encode(), DEFLATED)
     yield from archive.finish()
 
 

@@ -25,7 +25,6 @@ the export's own thread.
 
 from __future__ import annotations
 
-import io
 import os
 import queue
 import threading
@@ -56,7 +55,7 @@ PARSE_BLOCK_BYTES = 1 << 20
 # How many blocks wait for a rendering thread; how many threads render: one per core
 # this process may use (its affinity, not the host's count), four at most. PostgreSQL
 # takes one core's share while it sends, and the threads share the rest.
-READ_AHEAD = 8
+READ_AHEAD = 4
 
 
 def usable_cores() -> int:
@@ -296,7 +295,7 @@ def parse_csv(data: bytes, columns: Sequence[Column]) -> pa.Table:
     if not data:
         return schema.empty_table()
     return pa_csv.read_csv(
-        io.BytesIO(data),
+        pa.BufferReader(data),  # read in place: no copy of the block
         read_options=pa_csv.ReadOptions(
             # One thread: blocks are parsed several at once already (``in_order``).
             column_names=schema.names,
