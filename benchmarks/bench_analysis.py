@@ -2,7 +2,8 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_analysis.py
         [--labels 1000000] [--examples-per-setting 2500] [--k 20] [--skip-report]
-        [--exports annotations:csv,examples:hf] [--keep-database | --reuse-database]
+        [--exports annotations:csv,examples:hf] [--repeats 3]
+        [--keep-database | --reuse-database]
 
 The script makes its own database (``advstudy_analysisbench``, dropped and made
 again on every run, dropped at the end unless --keep-database, which keeps it and
@@ -15,8 +16,11 @@ prediction on every example, real MNIST PNGs on disk.
 Exports: every table x format (annotations, examples, participants x CSV, JSON Lines,
 Parquet; examples also as the Hugging Face imagefolder zip), each in a fresh child
 process that sets Django up, connects, and then writes the export to a file as
-``manage.py export_study`` does (analysis.exports.write_export). Measured in that
-child: wall time of the export (all its queries included), rows per second, memory as
+``manage.py export_study`` does (analysis.exports.write_export). Each export runs
+--repeats times (3), the exports taken in turn so that a busy spell of this shared
+machine falls on all of them; the table gives the median time, on which the goal is
+judged, with the fastest and slowest run, and the most memory any run took. Measured
+in each child: wall time of the export (all its queries included), rows per second, memory as
 *peak RSS growth*: the process's peak resident set during the export (the kernel's
 VmHWM, reset through /proc/self/clear_refs just before) minus its resident set just
 before it; the absolute peak RSS of the child is shown beside it. Excluded
@@ -41,6 +45,7 @@ import platform
 import secrets
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -303,6 +308,21 @@ def warm_up(url: str, media: Path) -> None:
 # ---- the run ----
 
 
+def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The runs of one export: the median time (the goal is judged on it), the fastest
+    and slowest, and the most memory that any run took."""
+    times = sorted(run["seconds"] for run in runs)
+    return {
+        **runs[0],
+        "seconds": statistics.median(times),
+        "fastest": times[0],
+        "slowest": times[-1],
+        "runs": len(runs),
+        "growth_mb": max(run["growth_mb"] for run in runs),
+        "peak_mb": max(run["peak_mb"] for run in runs),
+    }
+
+
 def megabytes(value: float) -> str:
     return f"{value:.0f}"
 
@@ -315,7 +335,7 @@ def export_rows(
     results: list[tuple[str, str, dict[str, Any]]], bounds: dict[str, float]
 ) -> list[str]:
     lines = [
-        "| table | format | rows | seconds | rows/s | size MB "
+        "| table | format | rows | seconds (median; fastest-slowest) | rows/s | size MB "
         "| peak RSS growth MB | peak RSS MB (absolute) | bound s | bound rows/s "
         "| time / bound | goal |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -331,6 +351,7 @@ def export_rows(
         )
         lines.append(
             f"| {table} | {export_format} | {result['rows']:,} | {result['seconds']:.2f} "
+            f"({result['fastest']:.2f}-{result['slowest']:.2f}) "
             f"| {rate:,.0f} | {result['bytes'] / 1e6:.1f} | {megabytes(result['growth_mb'])} "
             f"| {megabytes(result['peak_mb'])} | {against} | {'met' if met else 'NOT met'} |"
         )
@@ -397,6 +418,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--exports", default="", help="only these, e.g. annotations:csv,examples:hf (default all)"
     )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each export, reported as the median"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -434,17 +458,22 @@ def main() -> None:
 
         connections.close_all()
         warm_up(args.database_url, media)
-        exports = []
-        for table, export_format in chosen_exports(args.exports):
-            task: dict[str, Any] = {
-                "what": "export",
-                "study_id": seeded.study_id,
-                "table": table,
-                "format": export_format,
-                "output": str(workspace / f"export.{export_format}"),
-            }
-            result = timed(f"export {table} {export_format}", partial(in_child, task, environment))
-            exports.append((table, export_format, result))
+        chosen = chosen_exports(args.exports)
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {name: [] for name in chosen}
+        for repeat in range(1, max(1, args.repeats) + 1):
+            for table, export_format in chosen:
+                task: dict[str, Any] = {
+                    "what": "export",
+                    "study_id": seeded.study_id,
+                    "table": table,
+                    "format": export_format,
+                    "output": str(workspace / f"export.{export_format}"),
+                }
+                what = f"export {table} {export_format} (run {repeat})"
+                runs[(table, export_format)].append(
+                    timed(what, partial(in_child, task, environment))
+                )
+        exports = [(table, fmt, combined(results)) for (table, fmt), results in runs.items()]
         bounds: dict[str, float] = {}
         if exports:
             task = {"what": "bounds", "study_id": seeded.study_id}
@@ -533,8 +562,10 @@ def print_results(
         f"load average {load[0]:.1f} (the machine is shared)."
     )
     method = exports[0][2]["memory_method"] if exports else "-"
+    runs = exports[0][2]["runs"] if exports else 0
     print(
-        f"Each export in a fresh child process, to a file; memory: peak RSS growth = peak "
+        f"Each export {runs} times, each in a fresh child process, to a file; seconds: the "
+        f"median run; memory: the largest of the runs. Peak RSS growth = peak "
         f"during the export ({method}) minus RSS just before it (Django and the libraries "
         f"already loaded, connected); absolute = the child's peak RSS."
     )
@@ -550,8 +581,8 @@ def print_results(
     if hf is not None and "hf_zipfile" in bounds:
         print(
             f"Peer for hf: zipfile storing the same PNG files (no database, no metadata) "
-            f"took {bounds['hf_zipfile']:.2f} s, {hf['seconds'] / bounds['hf_zipfile']:.2f}x "
-            f"the whole imagefolder export's {hf['seconds']:.2f} s."
+            f"took {bounds['hf_zipfile']:.2f} s; the whole imagefolder export took "
+            f"{hf['seconds']:.2f} s, {hf['seconds'] / bounds['hf_zipfile']:.2f}x that."
         )
     print()
     if pandas is not None:
