@@ -66,7 +66,7 @@ def imagefolder_bytes(
     )
     labels: Counter[tuple[int, str, int]] = Counter()
     items = _ItemCounts()
-    # The reader starts first: its process is ready by the time the first rows are.
+    # The readers start before the queries: their processes are up by the first rows.
     reads = image_reads(Example._meta.get_field("image").storage)
 
     def on_read(rows: pa.Table) -> None:

@@ -2,7 +2,7 @@
 asked for with ``request(tag, names)`` as soon as a block's rows are read, from any
 thread, and taken with ``result(tag)`` when the block is written.
 
-Where the images are files (Django's FileSystemStorage), a child process reads them
+Where the images are files (Django's FileSystemStorage), child processes read them
 (analysis/exports/read_files.py, which says why); any other storage is read through
 the storage, in the taking thread, when the result is taken.
 """
@@ -48,14 +48,15 @@ def image_reads(storage: Storage) -> ImageReads:
 
 
 # Child processes that read, each a part of every block: the reads are system calls,
-# so two cores read 50,000 images in about half the time of one.
+# which two processes make on two cores at once (a C loop over 50,000 PNGs: 0.19 s
+# in one process, 0.11 s in two).
 READ_PROCESSES = min(2, usable_cores())
 
 
 class ChildReads:
     """Files under ``folder``, read by ``processes`` child processes, each a contiguous
-    part of every request; the answers wait here until taken (a few blocks' images:
-    requests are made only for the blocks being made, a few at a time)."""
+    part of every request; the answers wait here until taken: a few blocks' images,
+    as the rows are read only so far ahead of the writing (source.READ_AHEAD)."""
 
     def __init__(self, folder: str, processes: int = 1) -> None:
         self._answers: dict[tuple[int, int], Files] = {}
