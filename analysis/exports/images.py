@@ -10,6 +10,7 @@ the storage, in the taking thread, when the result is taken.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import queue
 import subprocess
@@ -129,6 +130,7 @@ class _Child:
             self._process = subprocess.Popen(
                 self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
+            _widen(self._process.stdout)
         except OSError as error:
             self._fail(ImageReadError(f"the image reader could not start: {error}"))
         finally:
@@ -204,6 +206,18 @@ class _Child:
             self._process.wait()
             for stream in (self._process.stdout, self._process.stderr):
                 _close_quietly(stream)
+
+
+# The answers' pipe holds a block's images (1 MB for 4,096 MNIST PNGs) rather than
+# Linux's default 64 KB, so that the child writes an answer in one go.
+_PIPE_BYTES = 1 << 20
+
+
+def _widen(pipe: IO[bytes] | None) -> None:
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+    if pipe is not None and set_size is not None:
+        with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size
+            fcntl.fcntl(pipe.fileno(), set_size, _PIPE_BYTES)
 
 
 def _close_quietly(stream: IO[bytes] | None) -> None:
