@@ -11,39 +11,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from attacks import services as attack_services
-from attacks import tasks
-from attacks.models import ClassifierModel, JobStatus, Prediction
+from attacks.models import Prediction
 from labeling import services
 from labeling.models import Participant
 from study.models import CANT_TELL, Study, StudyItem
+from tests.analysis.report_study import make_model
+from tests.labeling.conftest import add_items
 
 RAW_IDS = {"prolific": "5f0c1e2d3b4a59687766aa01", "mturk": "A1B2C3WORKERXYZ"}
-
-
-def add_items(study: Study, kind: str, count: int, source_start: int) -> list[StudyItem]:
-    setting = attack_services.create_attack_setting(
-        name=f"{kind}-items",
-        attack_name="clean",
-        config={},
-        dataset="mnist",
-        source_split="test",
-        source_range=(source_start, source_start + 100),
-        seed=1,
-    )
-    tasks.run_generation_job(attack_services.create_generation_job(setting, count).pk)
-    first_key = StudyItem.objects.filter(study=study).count()
-    return [
-        StudyItem.objects.create(
-            study=study,
-            example=example,
-            kind=kind,
-            expected_label=example.source_label if kind == StudyItem.Kind.ATTENTION else None,
-            stratum=500 + position,
-            shuffle_key=first_key + position,
-        )
-        for position, example in enumerate(setting.examples.order_by("position"))
-    ]
 
 
 def answer_all(participant: Participant, choose, fast_on_counted: bool = False) -> None:
@@ -59,23 +34,14 @@ def answer_all(participant: Participant, choose, fast_on_counted: bool = False) 
 def labelled_study(make_study: Callable[..., Study]) -> Study:
     """The study of the exports' tests (a trained model must exist)."""
     study = make_study(count=4, labels_per_item=3, items_per_participant=4)
-    add_items(study, StudyItem.Kind.CONTROL, 1, source_start=8000)
-    add_items(study, StudyItem.Kind.ATTENTION, 1, source_start=8500)
+    add_items(study, StudyItem.Kind.CONTROL, 1, source_start=8000, name="control-items")
+    add_items(study, StudyItem.Kind.ATTENTION, 1, source_start=8500, name="attention-items")
     Study.objects.filter(pk=study.pk).update(
         items_per_participant=5, attention_checks_per_participant=1, max_fast_responses=0
     )
     study.refresh_from_db()
     # A second model that predicted on one example only: its other cells are empty.
-    second = ClassifierModel.objects.create(
-        name="second-model",
-        architecture="small_cnn",
-        dataset="mnist",
-        training_split="test",
-        training_start=0,
-        training_stop=100,
-        weights_sha256="ab" * 32,
-        status=JobStatus.SUCCEEDED,
-    )
+    second = make_model("second-model", weights_sha256="ab" * 32)
     first_example = StudyItem.objects.filter(study=study, kind="main").order_by("example_id")[0]
     Prediction.objects.create(example_id=first_example.example_id, model=second, label=3)
 

@@ -58,7 +58,7 @@ class HandStudy:
     participants: list[Participant]  # in the order they labelled; the last one is excluded
 
 
-def make_model(name: str) -> ClassifierModel:
+def make_model(name: str, weights_sha256: str = "0" * 64) -> ClassifierModel:
     return ClassifierModel.objects.create(
         name=name,
         architecture="small_cnn",
@@ -66,7 +66,7 @@ def make_model(name: str) -> ClassifierModel:
         training_split="test",
         training_start=0,
         training_stop=100,
-        weights_sha256="0" * 64,
+        weights_sha256=weights_sha256,
         status=JobStatus.SUCCEEDED,
     )
 

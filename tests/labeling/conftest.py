@@ -21,10 +21,13 @@ from labeling.services.assignment import forget_study_shape
 from study.models import Study, StudyItem
 
 
-def add_items(study: Study, kind: str, count: int, source_start: int = 8000) -> list[StudyItem]:
-    """``count`` clean MNIST images as items of ``kind``; gold kinds expect their class."""
+def add_items(
+    study: Study, kind: str, count: int, source_start: int = 8000, name: str | None = None
+) -> list[StudyItem]:
+    """``count`` clean MNIST images as items of ``kind`` (in a setting called ``name``);
+    gold kinds expect their class."""
     setting = attack_services.create_attack_setting(
-        name=f"{kind}-{study.pk}-{source_start}",
+        name=name or f"{kind}-{study.pk}-{source_start}",
         attack_name="clean",
         config={},
         dataset="mnist",
