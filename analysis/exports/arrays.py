@@ -27,10 +27,14 @@ def positions(keys: np.ndarray, table_keys: np.ndarray) -> tuple[np.ndarray, np.
     there is one."""
     if len(table_keys) == 0:
         return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
-    order = np.argsort(table_keys, kind="stable")
-    ordered = table_keys[order]
+    # Most tables come sorted by their key (the lookups are read in key order, each
+    # chunk's predictions sorted once in prepare): a pass that checks it spares every
+    # block a sort of the whole chunk's keys.
+    already = bool(np.all(table_keys[1:] > table_keys[:-1]))
+    order = None if already else np.argsort(table_keys, kind="stable")
+    ordered = table_keys if order is None else table_keys[order]
     at = np.minimum(np.searchsorted(ordered, keys), len(ordered) - 1)
-    return order[at], ordered[at] == keys
+    return (at if order is None else order[at]), ordered[at] == keys
 
 
 def lookup(keys: Values, table_keys: Values, values: Values) -> Values:
