@@ -137,7 +137,7 @@ def _code_versions(jobs: Iterable[GenerationJob]) -> list[str]:
 
 def _setting(
     setting: AttackSetting,
-    item_groups: list[tuple[int, str, int, int]],
+    item_groups: list[ItemGroup],
     jobs: dict[int, GenerationJob],
 ) -> dict[str, Any]:
     own = [row for row in item_groups if row[0] == setting.pk]

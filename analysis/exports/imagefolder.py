@@ -5,31 +5,29 @@
     README.md          the dataset card: provenance (see card.py)
 
 ``datasets.load_dataset("imagefolder", data_dir=<unzipped>)`` reads it as it is.
-One pass over the examples table: each block's images go out at once, stored (PNGs
-do not deflate again; read by analysis.exports.images from the moment the block's
-rows are read), while its metadata rows go into a Parquet file staged to follow the
-last image, and its votes are summed for the card, which comes last: its
-label counts are those of the rows written, from the same snapshot, and cost no
-query of their own. The archive goes out while it is being made
+One pass over the examples table: each block's images go out once the next block is
+made, stored (PNGs do not deflate again; read by analysis.exports.images from the
+moment the block's rows are read), while its metadata rows go into a Parquet file
+staged to follow the last image, and its votes and items are summed for the card,
+which comes last: its counts are those of the rows written, from the same snapshot,
+and cost no query of their own. The archive goes out while it is being made
 (analysis.exports.zipstream).
 """
 
 from __future__ import annotations
 
-import threading
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from analysis.exports import tables
 from analysis.exports.arrays import group_sums
 from analysis.exports.card import dataset_card, provenance
-from analysis.exports.images import image_reads
+from analysis.exports.images import image_reads, inside_folder
 from analysis.exports.source import rendered_chunks
 from analysis.exports.writers import ParquetRows
 from analysis.exports.zipstream import DEFLATED, STORED, StagedMember, ZipStream, stored_piece
@@ -45,10 +43,6 @@ METADATA = "metadata.parquet"
 METADATA_GROUP_ROWS = 16_384
 
 
-def image_name(example_id: int) -> str:
-    return f"images/{example_id}.png"
-
-
 def imagefolder_bytes(
     study: Study, include_excluded: bool, on_rows: Callable[[int], None]
 ) -> Generator[bytes, None, None]:
@@ -58,21 +52,23 @@ def imagefolder_bytes(
         study, include_excluded=include_excluded, with_images=True, models=models
     )
     metadata = StagedMember(METADATA, STORED)  # Parquet compresses its own pages
-    parquet = ParquetRows(table.columns[:-1], METADATA_GROUP_ROWS)  # but the stored name
+    parquet = ParquetRows(table.columns, METADATA_GROUP_ROWS)
     render = partial(
         _block_parts,
         values=parquet.values,
         votes=[(tables.vote_column(value), value) for value in tables.study_values(study)],
     )
     labels: Counter[tuple[int, str, int]] = Counter()
-    items = _ItemCounts()
+    # The rows by (setting, item kind, generation job): the card's item counts, summed
+    # on the query thread as they are read.
+    items: Counter[tuple[int, str, int]] = Counter()
     # The readers start before the queries: their processes are up by the first rows.
     reads = image_reads(Example._meta.get_field("image").storage)
 
     def on_read(rows: pa.Table) -> None:
-        stored = _inside(rows.column(tables.STORED_IMAGE)).to_pylist()
-        reads.request(_block_tag(rows), stored)
-        items.add(rows)
+        reads.request(_block_tag(rows), inside_folder(rows.column(tables.STORED_IMAGE)))
+        keys = [rows.column(key) for key in ("setting_id", "item_kind", "job_id")]
+        items.update({key: count for key, (count,) in group_sums(keys, []).items()})
 
     def images(rows: int, block: _Parts) -> Generator[bytes, None, None]:
         yield archive.stored_files(block.names, reads.result(block.tag))
@@ -81,27 +77,27 @@ def imagefolder_bytes(
     with closing(reads):
         # A block's images go out once the next block is made: the readers are the
         # slowest part, and this thread takes the next block meanwhile.
-        waiting: deque[tuple[int, _Parts]] = deque()
+        waiting: tuple[int, _Parts] | None = None
         with closing(rendered_chunks(table, render, on_read)) as blocks:
             for rows, block in blocks:
                 if data := parquet.add(block.metadata):
                     metadata.write(stored_piece(data))
                 labels.update(block.labels)
-                waiting.append((rows, block))
-                if len(waiting) > 1:
-                    yield from images(*waiting.popleft())
+                if waiting is not None:
+                    yield from images(*waiting)
+                waiting = (rows, block)
         # Every row is read and the connection free: the card's queries and the last
         # row group, while the readers finish the last images.
         facts = provenance(
             study,
             include_excluded=include_excluded,
             label_groups=[(*key, n) for key, n in sorted(labels.items()) if n],
-            analysed_items=items.groups(),
+            analysed_items=[(*key, n) for key, n in sorted(items.items())],
             models=models,
         )
         metadata.write(stored_piece(parquet.close()))
-        while waiting:
-            yield from images(*waiting.popleft())
+        if waiting is not None:
+            yield from images(*waiting)
     yield from archive.staged(metadata)
     yield archive.member("README.md", dataset_card(facts).encode(), DEFLATED)
     yield from archive.finish()
@@ -125,29 +121,9 @@ def _block_parts(
 ) -> _Parts:
     """A block's part of the archive but its images (requested when its rows were read),
     made on the rendering threads, several at once."""
-    metadata = values(chunk.drop_columns([tables.STORED_IMAGE]))
+    metadata = values(chunk)
     names = chunk.column("file_name").combine_chunks()
     return _Parts(_block_tag(chunk), metadata, names, _votes(chunk, votes))
-
-
-class _ItemCounts:
-    """The rows read by (setting, item kind, generation job), summed from the rendering
-    threads: the dataset card's item counts, with no query of their own."""
-
-    _KEYS = ["setting_id", "item_kind", "job_id"]
-
-    def __init__(self) -> None:
-        self._counts: Counter[tuple[int, str, int]] = Counter()
-        self._lock = threading.Lock()
-
-    def add(self, rows: pa.Table) -> None:
-        counts = group_sums([rows.column(key) for key in self._KEYS], [])
-        with self._lock:
-            for key, (count,) in counts.items():
-                self._counts[key] += count
-
-    def groups(self) -> list[tuple[int, str, int, int]]:
-        return [(*key, n) for key, n in sorted(self._counts.items())]
 
 
 def _votes(chunk: pa.Table, votes: list[tuple[str, int]]) -> dict[tuple[int, str, int], int]:
@@ -160,16 +136,3 @@ def _votes(chunk: pa.Table, votes: list[tuple[str, int]]) -> dict[tuple[int, str
         for (setting, kind), (_, *totals) in sums.items()
         for (_, value), total in zip(votes, totals, strict=True)
     }
-
-
-# A stored name that could lead out of the storage's folder: absolute, or with "..".
-_LEAVING = r"^[/\\]|(^|[/\\])\.\.([/\\]|$)"
-
-
-def _inside(names: pa.ChunkedArray) -> pa.ChunkedArray:
-    """The stored names, all checked at once; an error names the first that leaves."""
-    leaving = pc.match_substring_regex(names, _LEAVING)
-    if pc.any(leaving).as_py():
-        name = names.filter(leaving)[0].as_py()
-        raise ValueError(f"stored image name {name!r} leaves the media folder")
-    return names

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import IO, Protocol
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from django.core.files.storage import FileSystemStorage, Storage
 
 from analysis.exports import read_files
@@ -59,7 +61,7 @@ class ChildReads:
     part of every request; the answers wait here until taken: a few blocks' images,
     as the rows are read only so far ahead of the writing (source.READ_AHEAD)."""
 
-    def __init__(self, folder: str, processes: int = 1) -> None:
+    def __init__(self, folder: str, processes: int) -> None:
         self._answers: dict[tuple[int, int], Files] = {}
         self._failure: ImageReadError | None = None
         self._arrived = threading.Condition()
@@ -218,6 +220,21 @@ def _widen(pipe: IO[bytes] | None) -> None:
     if pipe is not None and set_size is not None:
         with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size
             fcntl.fcntl(pipe.fileno(), set_size, _PIPE_BYTES)
+
+
+# A stored name that could lead out of the storage's folder: absolute, or with "..".
+_LEAVING = r"^[/\\]|(^|[/\\])\.\.([/\\]|$)"
+
+
+def inside_folder(names: pa.ChunkedArray) -> list[str]:
+    """The stored names, checked all at once as the storage would check each (the child
+    processes open them under its folder themselves); an error names the first that
+    leaves the folder."""
+    leaving = pc.match_substring_regex(names, _LEAVING)
+    if pc.any(leaving).as_py():
+        name = names.filter(leaving)[0].as_py()
+        raise ValueError(f"stored image name {name!r} leaves the media folder")
+    return names.to_pylist()
 
 
 def _close_quietly(stream: IO[bytes] | None) -> None:

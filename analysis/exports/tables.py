@@ -243,10 +243,10 @@ def examples_table(
     with_images: bool = False,
     models: list[ClassifierModel] | None = None,
 ) -> Table:
-    """One row per analysed item; ``with_images``: ``file_name`` first (the imagefolder's)
-    and the stored image's name last (STORED_IMAGE), for the zip to read, and each
-    example's generation job among the rows read (for the dataset card). ``models``:
-    predicting_models(study), where the caller has them."""
+    """One row per analysed item; ``with_images``: ``file_name`` first (the imagefolder's),
+    and among the rows read (not exported) the stored image's name (STORED_IMAGE), for
+    the zip to read, and each example's generation job, for the dataset card.
+    ``models``: predicting_models(study), where the caller has them."""
     values = study_values(study)
     models = predicting_models(study) if models is None else models
     columns = (
@@ -267,7 +267,7 @@ def examples_table(
     )
     row_columns: tuple[Column, ...] = (*EXAMPLE_ROW_COLUMNS, *kept_votes)
     if with_images:
-        columns = (Column("file_name", "str"), *columns, Column(STORED_IMAGE, "str"))
+        columns = (Column("file_name", "str"), *columns)
         row_columns = (
             *row_columns,
             Column("job_id", "int", "e.job_id"),
