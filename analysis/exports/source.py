@@ -3,12 +3,15 @@ and made into the export's bytes in others.
 
 PostgreSQL sends only what it stores (``COPY (SELECT ...) TO STDOUT`` as CSV: no
 Python object per row), Arrow's C++ reader parses it with the columns' types, and the
-table's ``assemble`` makes the export's columns (analysis.exports.tables). Three kinds
-of thread share the work, as psycopg2, Arrow and numpy all let go of the GIL while
+table's ``assemble`` makes the export's columns (analysis.exports.tables). Several
+threads share the work, as psycopg2, Arrow and numpy all let go of the GIL while
 they work:
 
-- one runs the queries: for each chunk of keys, the table's extras (read whole, as
-  they are small), then its rows, handed on every BLOCK_ROWS rows while COPY goes on;
+- one runs the queries on the export's connection: for each chunk of keys, its rows,
+  handed on every BLOCK_ROWS rows while COPY goes on (parsed there first when the
+  caller wants to see them as they are read, ``on_read``);
+- another reads each chunk's extras (small, read whole) on a second connection in
+  the same snapshot, beside the rows (``_Extras``);
 - a few parse, assemble and render the blocks (``in_order``), several at once;
 - the reader's (a download's, a command's) writes the rendered blocks, in order.
 
@@ -112,7 +115,7 @@ def rendered_chunks(
             cursor.execute(table.settings)
         lookups = table.prepare_lookups(
             {
-                name: parse_csv(_copy(cursor, query.select(), table.params), query.columns)
+                name: parse_csv(_copied(cursor, query.select(), table.params), query.columns)
                 for name, query in table.lookups.items()
             }
         )
@@ -209,8 +212,7 @@ def _read_blocks(
             upto = start + CHUNK_ROWS - 1
             params = {**table.params, "start": start, "upto": upto}
             blocks = _Blocks(extras.read(cursor, params), emit, read)
-            statement = cursor.mogrify(table.rows.select(ranged=True), params).decode()
-            cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv)", blocks)
+            _copy(cursor, table.rows.select(ranged=True), params, blocks)
             if not blocks.flush():
                 return
             start = _next_key(cursor, table, upto)
@@ -262,10 +264,15 @@ def _next_key(cursor: Any, table: Table, after: int | None) -> int | None:
     return None if row is None else int(row[0])
 
 
-def _copy(cursor: Any, select: str, params: dict[str, Any]) -> bytes:
+def _copy(cursor: Any, select: str, params: dict[str, Any], into: Any) -> None:
+    """The query's rows as CSV, written ``into`` a file-like object a row at a time."""
     statement = cursor.mogrify(select, params).decode()  # COPY takes no parameters
+    cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv)", into)
+
+
+def _copied(cursor: Any, select: str, params: dict[str, Any]) -> bytes:
     rows = _Rows()
-    cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv)", rows)
+    _copy(cursor, select, params, rows)
     return rows.getvalue()
 
 

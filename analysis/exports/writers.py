@@ -1,8 +1,9 @@
 """CSV, JSON Lines and Parquet from a table's assembled Arrow chunks, as bytes ready to send.
 
-Each chunk (analysis.exports.source) becomes text or a Parquet row group in Arrow's
-C++ code, column by column: no Python object is made per row or per value. Times are
-UTC: ISO 8601 text (``2026-12-04T10:00:00.500000Z``) in CSV and JSON Lines,
+Each block of rows (analysis.exports.source) becomes text, or rows of a Parquet row
+group (blocks are gathered into groups of at least ROW_GROUP_ROWS), in Arrow's C++
+code, column by column: no Python object is made per row or per value. Times are UTC:
+ISO 8601 text (``2026-12-04T10:00:00.500000Z``) in CSV and JSON Lines,
 ``timestamp[us, tz=UTC]`` in Parquet. Lists (a participant's exclusion reasons) are
 JSON text in CSV and real lists in JSON Lines and Parquet. In CSV, NULL is an empty
 field and every string is quoted, so an empty string (``""``) differs from it.
@@ -110,7 +111,14 @@ def iso_times(times: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 
 def csv_bytes(table: Table, on_rows: Callable[[int], None]) -> Generator[bytes, None, None]:
     yield csv_header(table.names)
-    with closing(rendered_chunks(table, partial(csv_text, columns=table.columns))) as blocks:
+    yield from _texts(table, partial(csv_text, columns=table.columns), on_rows)
+
+
+def _texts(
+    table: Table, render: Callable[[pa.Table], bytes], on_rows: Callable[[int], None]
+) -> Generator[bytes, None, None]:
+    """The table's blocks as ``render`` makes them into bytes, in order."""
+    with closing(rendered_chunks(table, render)) as blocks:
         for rows, text in blocks:
             yield text
             on_rows(rows)
@@ -214,10 +222,7 @@ def _json_floats(values: pa.Array) -> pa.Array:
 
 
 def jsonl_bytes(table: Table, on_rows: Callable[[int], None]) -> Generator[bytes, None, None]:
-    with closing(rendered_chunks(table, partial(json_lines, columns=table.columns))) as blocks:
-        for rows, text in blocks:
-            yield text
-            on_rows(rows)
+    yield from _texts(table, partial(json_lines, columns=table.columns), on_rows)
 
 
 # ---- Parquet ----
