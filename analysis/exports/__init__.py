@@ -19,8 +19,6 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-
 from analysis.exports import tables
 from analysis.exports.imagefolder import imagefolder_bytes
 from analysis.exports.writers import WRITERS
@@ -33,14 +31,6 @@ from study.models import Study
 # installed, it is imported here, with the exports' other libraries.
 with contextlib.suppress(ImportError):
     import pandas  # noqa: F401
-
-# Arrow's allocations from jemalloc rather than the wheel's default, mimalloc: with
-# blocks made on several threads, mimalloc held 60% more memory (160 against 95 MB
-# for the examples' JSON Lines) and the export, paying for the fresh pages, took a
-# third longer (benchmarks/bench_analysis.py). A pyarrow built without jemalloc keeps
-# its default. Set where the exports are imported: the processes that make them.
-with contextlib.suppress(NotImplementedError):
-    pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 TABLE_NAMES = tuple(tables.TABLES)
 FORMATS = ("csv", "jsonl", "parquet", "hf")
