@@ -399,6 +399,7 @@ def _store(
     models = tasks.models_to_predict(clean_set.name)
     agree = _store_batches(prepared, setting, job, models, device, saved_files)
     _finish(setting, job, models, agree)
+    transaction.on_commit(lambda: tasks.pack_job_images.delay(job.pk))
     return setting
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from attacks.engine.architectures import architecture_names
@@ -21,6 +23,7 @@ from attacks.engine.attacks import AttackConfigError, build_attack, config_as_di
 from attacks.engine.datasets import DatasetUnavailable, ImageDataset, load_dataset
 from attacks.engine.generation import GeneratedExample
 from attacks.engine.training import Evaluation, EvaluationConfig, TrainingConfig
+from attacks.image_packs import write_pack
 from attacks.models import (
     AttackSetting,
     ClassifierModel,
@@ -357,9 +360,48 @@ def _store_example(job: GenerationJob, item: GeneratedExample) -> None:
 
 
 def finish_generation_job(job_id: int) -> None:
-    GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, done=F("count")).update(
-        status=JobStatus.SUCCEEDED, finished_at=timezone.now()
-    )
+    finished = GenerationJob.objects.filter(
+        pk=job_id, status=JobStatus.RUNNING, done=F("count")
+    ).update(status=JobStatus.SUCCEEDED, finished_at=timezone.now())
+    if finished:
+        _on_commit_send("pack_job_images", job_id)
+
+
+def pack_job_images(job_id: int) -> GenerationJob | None:
+    """Writes a succeeded job's images into its pack (attacks/image_packs.py), once; the
+    job, or None if there is none. An image whose bytes are not those its row's SHA-256
+    records stays out (a reader then reads its file, and fails as the file's bytes
+    do). Not one transaction: the pack is written first, then recorded by one UPDATE
+    that only a job with no pack takes, so two workers never record two packs."""
+    job = GenerationJob.objects.filter(pk=job_id).first()
+    if job is None or job.status != JobStatus.SUCCEEDED or job.image_pack:
+        return job
+    stored = Example.objects.filter(job_id=job_id).order_by("pk")
+    with tempfile.NamedTemporaryFile(suffix=".arrow") as temporary:
+        write_pack(
+            _stored_images(stored.values_list("pk", "image", "image_sha256")), Path(temporary.name)
+        )
+        job.image_pack.save("images.arrow", File(temporary), save=False)
+    packed = str(job.image_pack.name)
+    if not GenerationJob.objects.filter(pk=job_id, image_pack="").update(image_pack=packed):
+        job.image_pack.storage.delete(packed)  # another worker's pack came first
+        job.refresh_from_db(fields=["image_pack"])
+    return job
+
+
+def _stored_images(examples: QuerySet[Any, tuple[int, str, str]]) -> Iterator[tuple[int, bytes]]:
+    storage = Example._meta.get_field("image").storage
+    for example_id, name, sha256 in examples.iterator(chunk_size=2_000):
+        try:
+            with storage.open(name, "rb") as image:
+                data = image.read()
+        except OSError as error:
+            logger.warning("example %s: its image is left out of the pack: %s", example_id, error)
+            continue
+        if hashlib.sha256(data).hexdigest() == sha256:
+            yield example_id, data
+        else:
+            logger.warning("example %s: its image is not the one its row records", example_id)
 
 
 def fail_generation_job(job_id: int, error: str) -> None:

@@ -1,7 +1,8 @@
 """Celery tasks: they take ids, claim their row first, and are idempotent (core rule 4).
 
-Training and generation go to the ``gpu`` queue (see CELERY_TASK_ROUTES). Models
-and datasets are loaded once per worker process and cached.
+Training and generation go to the ``gpu`` queue (see CELERY_TASK_ROUTES); packing a
+job's images, file work only, to the default one. Models and datasets are loaded
+once per worker process and cached.
 """
 
 from __future__ import annotations
@@ -163,6 +164,12 @@ def _generate(job: GenerationJob, device: torch.device) -> None:
         )
         done = services.record_examples(job, generated)
         progress.report("generation", job.pk, done / job.count)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def pack_job_images(job_id: int) -> None:
+    """A succeeded job's images into one file, for the exports (a job with one: nothing)."""
+    services.pack_job_images(job_id)
 
 
 def models_to_predict(dataset: str) -> list[ClassifierModel]:

@@ -14,7 +14,9 @@ about 8,000 participants with 50-200 labels each (2% excluded), 3 models with a
 prediction on every example, real MNIST PNGs on disk.
 
 Exports: every table x format (annotations, examples, participants x CSV, JSON Lines,
-Parquet; examples also as the Hugging Face imagefolder zip), each in a fresh child
+Parquet; examples also as the Hugging Face imagefolder zip, its images taken from the
+jobs' image packs as the seeding's finished jobs have them, and as hf-files, every
+image read from its own file, as for jobs with no pack), each in a fresh child
 process that sets Django up, connects, and then writes the export to a file as
 ``manage.py export_study`` does (analysis.exports.write_export). Each export runs
 --repeats times (3), the exports taken in turn so that a busy spell of this shared
@@ -27,8 +29,9 @@ before it; the absolute peak RSS of the child is shown beside it. Excluded
 participants are left out, as the defaults do. Goal: >= 100,000 rows/s and < 300 MB.
 Beside each export, its bound measured in the same run (BOUND_QUERIES, _image_bounds):
 PostgreSQL alone reading the stored rows the table is made of; for the imagefolder
-zip, reading its PNG files alone (open, read, close, one thread: no zip, no
-database), and, as a peer, Python's zipfile storing the same files.
+zip, those of the examples plus reading the image packs whole, and for hf-files,
+reading its PNG files alone (open, read, close, one thread: no zip, no database);
+as a peer, Python's zipfile storing the same files.
 
 Report: ``analysis.report.study_report`` (the one call is ``run_study_report``
 below) against the same measures the pandas + crowd-kit way
@@ -52,10 +55,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from pg_admin import connect, drop_database, recreate_database
 
@@ -69,6 +73,7 @@ EXPORTS = [
     ("examples", "jsonl"),
     ("examples", "parquet"),
     ("examples", "hf"),
+    ("examples", "hf-files"),
     ("participants", "csv"),
     ("participants", "jsonl"),
     ("participants", "parquet"),
@@ -148,13 +153,16 @@ def child_main(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _child_export(study: Any, task: dict[str, Any]) -> dict[str, Any]:
-    from analysis.exports import ExportRequest, count_rows, write_export
+    from analysis.exports import ExportRequest, count_rows, imagefolder, write_export
 
-    request = ExportRequest(task["table"], task["format"])
+    request = ExportRequest(task["table"], task["format"].removesuffix("-files"))
     rows = count_rows(study, request)
     output = Path(task["output"])
     memory = PeakRss()
-    with memory.measure():
+    # hf-files: the same zip as if no job had an image pack, every image read from its
+    # own file (a study whose jobs were stored before packs existed, until pack_images).
+    no_packs = patch.object(imagefolder, "_packs", dict) if task["format"] == "hf-files" else None
+    with no_packs or nullcontext(), memory.measure():
         started = time.perf_counter()
         size = write_export(study, request, output)
         seconds = time.perf_counter() - started
@@ -192,8 +200,20 @@ def _child_bounds(study: Any) -> dict[str, Any]:
             sql = query.format(study=int(study.pk))
             cursor.copy_expert(f"COPY ({sql}) TO STDOUT", _Discard())
             bounds[table] = time.perf_counter() - started
-    bounds["hf"], bounds["hf_zipfile"] = _image_bounds(study)
+    bounds["hf-files"], bounds["hf_zipfile"] = _image_bounds(study)
+    bounds["hf"] = bounds["examples"] + _pack_reads()
     return bounds
+
+
+def _pack_reads() -> float:
+    """Seconds to read every image pack whole (the study's jobs are all its settings')."""
+    from attacks.models import GenerationJob
+
+    paths = [job.image_pack.path for job in GenerationJob.objects.exclude(image_pack="")]
+    started = time.perf_counter()
+    for path in paths:
+        Path(path).read_bytes()
+    return time.perf_counter() - started
 
 
 def _image_bounds(study: Any) -> tuple[float, float]:
@@ -328,7 +348,7 @@ def megabytes(value: float) -> str:
 
 
 def bound_seconds(bounds: dict[str, float], table: str, export_format: str) -> float | None:
-    return bounds.get("hf" if export_format == "hf" else table)
+    return bounds.get(export_format if export_format.startswith("hf") else table)
 
 
 def export_rows(
@@ -575,14 +595,18 @@ def print_results(
         "Bound: what no export of the table can beat here, in the same run: PostgreSQL "
         "alone reading the stored rows the table is made of (labels; items with their "
         "examples; participants), every column as stored, COPY ... TO STDOUT into nothing. "
-        "hf: its PNG files read, one open/read/close each, nothing else."
+        "hf: the examples' bound plus reading the jobs' image packs whole; hf-files (the "
+        "same zip, every image read from its own PNG file, as for jobs with no pack): its "
+        "PNG files read, one open/read/close each, nothing else."
     )
-    hf = next((result for table, fmt, result in exports if fmt == "hf"), None)
-    if hf is not None and "hf_zipfile" in bounds:
+    zips = {fmt: result["seconds"] for _, fmt, result in exports if fmt.startswith("hf")}
+    if zips and "hf_zipfile" in bounds:
+        peer = bounds["hf_zipfile"]
         print(
             f"Peer for hf: zipfile storing the same PNG files (no database, no metadata) "
-            f"took {bounds['hf_zipfile']:.2f} s; the whole imagefolder export took "
-            f"{hf['seconds']:.2f} s, {hf['seconds'] / bounds['hf_zipfile']:.2f}x that."
+            f"took {peer:.2f} s; the whole imagefolder export took "
+            + ", ".join(f"{s:.2f} s as {fmt} ({s / peer:.2f}x)" for fmt, s in zips.items())
+            + "."
         )
     print()
     if pandas is not None:

@@ -22,7 +22,7 @@ from attacks import services as attack_services
 from attacks.engine.architectures import build_architecture
 from attacks.engine.datasets import load_dataset
 from attacks.engine.training import Evaluation, TrainingConfig, accuracy, serialize_weights, train
-from attacks.models import ClassifierModel
+from attacks.models import ClassifierModel, GenerationJob
 from config.celery import app as celery_app
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -154,24 +154,33 @@ def _wait_until_ready(worker: subprocess.Popen[bytes], log_path: Path) -> None:
     pytest.fail(f"the Celery worker did not answer within 90 s:\n{log_path.read_text()}")
 
 
+def generate_clean(name: str, count: int) -> GenerationJob:
+    """A setting of clean MNIST test images (fast to generate) and its job of ``count``
+    examples, run in this process."""
+    from attacks import tasks
+
+    setting = attack_services.create_attack_setting(
+        name=name,
+        attack_name="clean",
+        config={},
+        dataset="mnist",
+        source_split="test",
+        source_range=(9000, 10000),
+        seed=0,
+    )
+    job = attack_services.create_generation_job(setting, count)
+    tasks.run_generation_job(job.pk)
+    job.refresh_from_db()
+    return job
+
+
 @pytest.fixture
 def make_study(researcher: User):
     """A live study over ``count`` clean examples (fast to generate) with the given k."""
-    from attacks import tasks
     from study.services import SettingSample, create_study
 
     def build(count: int = 4, labels_per_item: int = 2, items_per_participant: int = 4):
-        setting = attack_services.create_attack_setting(
-            name=f"clean-{count}-{labels_per_item}",
-            attack_name="clean",
-            config={},
-            dataset="mnist",
-            source_split="test",
-            source_range=(9000, 10000),
-            seed=0,
-        )
-        job = attack_services.create_generation_job(setting, count)
-        tasks.run_generation_job(job.pk)
+        setting = generate_clean(f"clean-{count}-{labels_per_item}", count).setting
         return create_study(
             owner=researcher,
             title="A study",

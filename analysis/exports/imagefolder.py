@@ -27,11 +27,11 @@ import pyarrow as pa
 from analysis.exports import tables
 from analysis.exports.arrays import group_sums
 from analysis.exports.card import dataset_card, provenance
-from analysis.exports.images import image_reads, inside_folder
+from analysis.exports.images import example_images
 from analysis.exports.source import rendered_chunks
 from analysis.exports.writers import ParquetRows
 from analysis.exports.zipstream import DEFLATED, STORED, StagedMember, ZipStream, stored_piece
-from attacks.models import Example
+from attacks.models import Example, GenerationJob
 from study.models import Study
 
 # The metadata's file: Parquet keeps each column's type (a missing target label stays
@@ -62,11 +62,10 @@ def imagefolder_bytes(
     # The rows by (setting, item kind, generation job): the card's item counts, summed
     # on the query thread as they are read.
     items: Counter[tuple[int, str, int]] = Counter()
-    # The readers start before the queries: their processes are up by the first rows.
-    reads = image_reads(Example._meta.get_field("image").storage)
+    reads = example_images(Example._meta.get_field("image").storage, _packs())
 
     def on_read(rows: pa.Table) -> None:
-        reads.request(_block_tag(rows), inside_folder(rows.column(tables.STORED_IMAGE)))
+        reads.request(_block_tag(rows), rows)
         keys = [rows.column(key) for key in ("setting_id", "item_kind", "job_id")]
         items.update({key: count for key, (count,) in group_sums(keys, []).items()})
 
@@ -101,6 +100,12 @@ def imagefolder_bytes(
     yield from archive.staged(metadata)
     yield archive.member("README.md", dataset_card(facts).encode(), DEFLATED)
     yield from archive.finish()
+
+
+def _packs() -> dict[int, str]:
+    """Every image pack's stored name, by its job (one small row per generation job):
+    a block's are opened when it first needs them."""
+    return dict(GenerationJob.objects.exclude(image_pack="").values_list("pk", "image_pack"))
 
 
 def _block_tag(rows: pa.Table) -> int:

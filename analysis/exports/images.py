@@ -1,33 +1,42 @@
 """The stored images of an export's examples, read while the rest of each block is made:
-asked for with ``request(tag, names)`` as soon as a block's rows are read, from any
+asked for with ``request(tag, rows)`` as soon as a block's rows are read, from any
 thread, and taken with ``result(tag)`` when the block is written.
 
-Where the images are files (Django's FileSystemStorage), child processes read them
-(analysis/exports/read_files.py, which says why); any other storage is read through
-the storage, in the taking thread, when the result is taken.
+Where the images are files (Django's FileSystemStorage), each is taken from its
+generation job's pack where that holds it (attacks/image_packs.py: one memory-mapped
+file per job); the others, child processes read (analysis/exports/read_files.py,
+which says why). Any other storage is read through the storage, in the taking
+thread, when the result is taken.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import queue
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Protocol, TypeGuard
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from django.core.files.storage import FileSystemStorage, Storage
 
 from analysis.exports import read_files
 from analysis.exports.source import usable_cores
+from analysis.exports.tables import STORED_IMAGE
 from analysis.exports.zipstream import Files
+from attacks.image_packs import ImagePack, PackError
+
+logger = logging.getLogger(__name__)
 
 _CHILD = Path(read_files.__file__)
 
@@ -42,12 +51,125 @@ class ImageReads(Protocol):
     def close(self) -> None: ...
 
 
+def example_images(storage: Storage, packs: dict[int, str]) -> ExampleImages:
+    """The reads of an export's images; ``packs``: the stored name of each generation
+    job's pack, by job id (those of jobs that have one), used where the storage is a
+    folder (a pack is read memory-mapped)."""
+    paths = (
+        {job: Path(storage.path(name)) for job, name in packs.items()}
+        if _is_file_system(storage)
+        else {}
+    )
+    return ExampleImages(paths, lambda: image_reads(storage))
+
+
 def image_reads(storage: Storage) -> ImageReads:
-    # Exactly Django's (a subclass may open files its own way); __class__, not type():
-    # default_storage is a lazy object that passes __class__ through.
-    if storage.__class__ is FileSystemStorage:
+    if _is_file_system(storage):
         return ChildReads(os.fspath(storage.location), READ_PROCESSES)
     return StorageReads(storage)
+
+
+def _is_file_system(storage: Storage) -> TypeGuard[FileSystemStorage]:
+    # Exactly Django's (a subclass may open files its own way); __class__, not type():
+    # default_storage is a lazy object that passes __class__ through.
+    return storage.__class__ is FileSystemStorage
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Some of a request's images: their places in it, CRC-32s and bytes."""
+
+    places: npt.NDArray[np.intp]
+    crcs: npt.NDArray[np.uint32]
+    images: pa.LargeBinaryArray
+
+
+@dataclass(frozen=True)
+class _Requested:
+    count: int
+    packed: list[_Part]
+    from_files: npt.NDArray[np.intp]  # the places of those asked of the file reads
+
+
+class ExampleImages:
+    """A block's images by its rows (``example_id``, ``job_id``, ``image_sha256`` and
+    STORED_IMAGE): from the packs where they hold them, else read from their files by
+    the reads ``files()`` makes, the first time one is needed (a study whose jobs all
+    have packs starts no reading process)."""
+
+    def __init__(self, packs: dict[int, Path], files: Callable[[], ImageReads]) -> None:
+        self._pack_paths = packs
+        self._packs: dict[int, ImagePack | None] = {}
+        self._make_files = files
+        self._files: ImageReads | None = None
+        self._requested: dict[int, _Requested] = {}
+
+    def request(self, tag: int, rows: pa.Table) -> None:
+        names = rows.column(STORED_IMAGE)
+        check_inside_folder(names)
+        example_ids = rows.column("example_id").to_numpy()
+        job_ids = rows.column("job_id").to_numpy()
+        packed, from_files = [], np.ones(len(example_ids), bool)
+        for job_id in np.unique(job_ids):
+            if (pack := self._pack(int(job_id))) is None:
+                continue
+            places = np.flatnonzero(job_ids == job_id)
+            found = pack.find(example_ids[places], rows.column("image_sha256").take(places))
+            hits = found >= 0
+            images = pack.take(found[hits])
+            packed.append(_Part(places[hits], images.crcs, images.images))
+            from_files[places[hits]] = False
+        places = np.flatnonzero(from_files)
+        if len(places):
+            self._file_reads().request(tag, names.take(places).to_pylist())
+        self._requested[tag] = _Requested(len(example_ids), packed, places)
+
+    def result(self, tag: int) -> Files:
+        requested = self._requested.pop(tag)
+        parts = list(requested.packed)
+        if len(requested.from_files):
+            files = self._file_reads().result(tag)
+            parts.append(_Part(requested.from_files, files.crcs, files.as_array()))
+        return _in_order(parts)
+
+    def _pack(self, job_id: int) -> ImagePack | None:
+        if job_id not in self._packs:
+            path = self._pack_paths.get(job_id)
+            self._packs[job_id] = None if path is None else _opened(path)
+        return self._packs[job_id]
+
+    def _file_reads(self) -> ImageReads:
+        if self._files is None:
+            self._files = self._make_files()
+        return self._files
+
+    def close(self) -> None:
+        if self._files is not None:
+            self._files.close()
+        self._requested.clear()
+
+
+def _opened(path: Path) -> ImagePack | None:
+    """The pack, or None (its images are then read from their files) where it cannot be
+    read: a pack only ever saves time."""
+    try:
+        return ImagePack(path)
+    except (OSError, PackError) as error:
+        logger.warning("image pack %s left unused: %s", path, error)
+        return None
+
+
+def _in_order(parts: list[_Part]) -> Files:
+    """The parts' images as one block, in their places' order."""
+    if not parts:
+        return Files.of([])
+    places = np.concatenate([part.places for part in parts])
+    crcs = np.concatenate([part.crcs for part in parts])
+    images = pa.concat_arrays([part.images for part in parts])
+    if len(places) and not bool(np.all(places[1:] > places[:-1])):
+        order = np.argsort(places, kind="stable")
+        crcs, images = crcs[order], images.take(pa.array(order))
+    return Files.of_array(crcs, images)
 
 
 # Child processes that read, each a part of every block: the reads are system calls,
@@ -226,7 +348,7 @@ def _widen(pipe: IO[bytes] | None) -> None:
 _LEAVING = r"^[/\\]|(^|[/\\])\.\.([/\\]|$)"
 
 
-def inside_folder(names: pa.ChunkedArray) -> list[str]:
+def check_inside_folder(names: pa.ChunkedArray) -> None:
     """The stored names, checked all at once as the storage would check each (the child
     processes open them under its folder themselves); an error names the first that
     leaves the folder."""
@@ -234,7 +356,6 @@ def inside_folder(names: pa.ChunkedArray) -> list[str]:
     if pc.any(leaving).as_py():
         name = names.filter(leaving)[0].as_py()
         raise ValueError(f"stored image name {name!r} leaves the media folder")
-    return names.to_pylist()
 
 
 def _close_quietly(stream: IO[bytes] | None) -> None:

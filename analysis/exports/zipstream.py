@@ -91,6 +91,22 @@ class Files:
             b"".join(part.data for part in parts),
         )
 
+    @classmethod
+    def of_array(cls, crcs: npt.NDArray[np.uint32], images: pa.LargeBinaryArray) -> Files:
+        """The files of a large_binary array (its values' bytes, one copy)."""
+        if not len(images):
+            return cls(np.zeros(0, np.uint64), crcs, b"")
+        offsets = np.frombuffer(images.buffers()[1], np.int64)[
+            images.offset : images.offset + len(images) + 1
+        ]
+        values = images.buffers()[2]  # None where every value is empty
+        data = b"" if values is None else values[int(offsets[0]) : int(offsets[-1])].to_pybytes()
+        return cls(np.diff(offsets).astype(np.uint64), crcs, data)
+
+    def as_array(self) -> pa.LargeBinaryArray:
+        """The files' bytes as a large_binary array (no copy)."""
+        return _binaries(self.data, self.sizes)
+
     def split(self) -> list[bytes]:
         ends = np.cumsum(self.sizes).tolist()
         return [self.data[start:end] for start, end in zip([0, *ends], ends, strict=False)]

@@ -10,6 +10,7 @@ and byte-for-byte equality with the member-by-member zip writer.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sys
 import threading
@@ -21,13 +22,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.storage import InMemoryStorage
 
 from analysis.exports import ExportRequest, export_bytes, images, source
 from analysis.exports.arrays import group_sums
 from analysis.exports.images import ChildReads, ImageReadError
 from analysis.exports.zipstream import Files, ZipStream
-from attacks.models import ClassifierModel, Example
+from attacks import services as attack_services
+from attacks.models import ClassifierModel, Example, GenerationJob
 from study.models import Study
 from tests.analysis.export_study import labelled_study
 
@@ -288,3 +291,54 @@ def test_a_reader_that_exits_at_once_says_why(
             reads.result(1)
     finally:
         reads.close()
+
+
+# ---- from the jobs' packs ----
+
+
+def _pack_every_job(study: Study) -> list[GenerationJob]:
+    jobs = GenerationJob.objects.filter(examples__study_items__study=study).distinct()
+    packed = [attack_services.pack_job_images(job.pk) for job in jobs]
+    assert all(job is not None and job.image_pack for job in packed)
+    return [job for job in packed if job is not None]
+
+
+def test_images_in_packs_make_the_same_zip_and_start_no_reader(
+    study: Study, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_files = b"".join(export_bytes(study, ExportRequest("examples", "hf")))
+    _pack_every_job(study)
+    spawned: list[object] = []
+    monkeypatch.setattr(images, "ChildReads", lambda *args: spawned.append(args))
+
+    from_packs = b"".join(export_bytes(study, ExportRequest("examples", "hf")))
+
+    assert spawned == []
+    assert _zip_members(from_packs) == _zip_members(from_files)
+
+
+def test_an_image_its_pack_does_not_hold_as_stored_is_read_from_its_file(
+    study: Study, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A changed image (its row's SHA-256 no longer the pack's) and a pack that cannot be
+    read: each of their images comes from its file, in its place among the packed."""
+    monkeypatch.setattr(source, "BLOCK_ROWS", 3)  # blocks of several jobs and sources
+    monkeypatch.setattr(source, "FIRST_BLOCK_ROWS", 3)
+    first, second, _ = _pack_every_job(study)  # the main items', the controls', attention's
+    changed = Example.objects.filter(job=first).order_by("pk")[1]
+    new_image = b"\x89PNG changed after the pack was written"
+    changed.image.storage.delete(str(changed.image.name))
+    changed.image.storage.save(str(changed.image.name), ContentFile(new_image))
+    Example.objects.filter(pk=changed.pk).update(image_sha256=hashlib.sha256(new_image).hexdigest())
+    Path(second.image_pack.path).write_bytes(b"not a pack")
+
+    data = b"".join(export_bytes(study, ExportRequest("examples", "hf")))
+
+    members = _zip_members(data)
+    analysed = Example.objects.filter(
+        study_items__study=study, study_items__kind__in=["main", "control"]
+    )
+    stored = {f"images/{example.pk}.png": example.image.read() for example in analysed}
+    assert {name: members[name] for name in stored} == stored
+    assert members[f"images/{changed.pk}.png"] == new_image
+    assert "left unused" in caplog.text
