@@ -79,6 +79,9 @@ EXPORTS = [
     ("participants", "parquet"),
 ]
 GOAL_ROWS_PER_S, GOAL_MB, GOAL_REPORT_S = 100_000, 300, 3.0
+# The imagefolder zip with every image read from its file: what a study whose jobs
+# have no pack yet gets; the export itself is hf.
+REFERENCE_ONLY = ("hf-files",)
 KEPT_MEDIA = Path(tempfile.gettempdir()) / "advstudy-analysisbench-media"
 
 
@@ -373,7 +376,8 @@ def export_rows(
             f"| {table} | {export_format} | {result['rows']:,} | {result['seconds']:.2f} "
             f"({result['fastest']:.2f}-{result['slowest']:.2f}) "
             f"| {rate:,.0f} | {result['bytes'] / 1e6:.1f} | {megabytes(result['growth_mb'])} "
-            f"| {megabytes(result['peak_mb'])} | {against} | {'met' if met else 'NOT met'} |"
+            f"| {megabytes(result['peak_mb'])} | {against} | {'met' if met else 'NOT met'}"
+            f"{' (reference)' if export_format in REFERENCE_ONLY else ''} |"
         )
     return lines
 
@@ -405,11 +409,17 @@ def goal_lines(
     missed = [
         f"{table} {fmt}"
         for table, fmt, r in exports
-        if r["rows"] / r["seconds"] < GOAL_ROWS_PER_S or r["growth_mb"] >= GOAL_MB
+        if fmt not in REFERENCE_ONLY
+        and (r["rows"] / r["seconds"] < GOAL_ROWS_PER_S or r["growth_mb"] >= GOAL_MB)
     ]
     lines = [
         f"Exports goal (>= {GOAL_ROWS_PER_S:,} rows/s and < {GOAL_MB} MB peak RSS growth): "
-        + ("met by every export." if not missed else f"NOT met by {', '.join(missed)}.")
+        + ("met by every export" if not missed else f"NOT met by {', '.join(missed)}")
+        + (
+            f" ({', '.join(REFERENCE_ONLY)}: shown for reference, not an export of its own)."
+            if any(fmt in REFERENCE_ONLY for _, fmt, _ in exports)
+            else "."
+        )
     ]
     if ours is not None:
         met = ours["seconds"] <= GOAL_REPORT_S and ours["seconds"] < pandas["seconds"]
