@@ -18,6 +18,7 @@ from collections.abc import Callable, Generator, Sequence
 from contextlib import closing
 from functools import partial
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -98,15 +99,17 @@ def csv_text(chunk: pa.Table, columns: Sequence[Column]) -> bytes:
     return out.getvalue().to_pybytes()
 
 
-def iso_times(times: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """UTC times as ISO 8601 text: ``2026-12-04T10:00:00.500000Z``.
+def iso_times(
+    times: pa.Array | pa.ChunkedArray, before: str = "", after: str = ""
+) -> pa.Array | pa.ChunkedArray:
+    """UTC times as ISO 8601 text: ``2026-12-04T10:00:00.500000Z``, between ``before``
+    and ``after`` (JSON's quotes: one pass fewer).
 
     Made from the times without their zone (the same UTC values): Arrow formats a
     zoned time through its time zone database, 16 times slower even for UTC."""
     text = pc.cast(pc.cast(times, pa.timestamp("us")), pa.string())  # 2026-12-04 10:00:00.5
-    return pc.binary_join_element_wise(
-        pc.replace_substring(text, " ", "T", max_replacements=1), "Z", ""
-    )
+    dated = pc.replace_substring(text, " ", "T", max_replacements=1)
+    return pc.binary_join_element_wise(*([before] if before else []), dated, f"Z{after}", "")
 
 
 def csv_bytes(table: Table, on_rows: Callable[[int], None]) -> Generator[bytes, None, None]:
@@ -187,7 +190,7 @@ def json_values(values: pa.Array, kind: str) -> pa.Array:
     if kind == "str":
         return _quoted(values)
     if kind == "time":
-        return _quoted(iso_times(values))
+        return iso_times(values, '"', '"')  # digits, "-", ":", ".", "T", "Z": none escaped
     if kind == "float":
         return _json_floats(values)
     if kind == "list":  # PostgreSQL's JSON text already, which leaves U+2028 raw
@@ -198,9 +201,26 @@ def json_values(values: pa.Array, kind: str) -> pa.Array:
 
 
 def _quoted(strings: pa.Array) -> pa.Array:
-    if pc.any(pc.match_substring_regex(strings, _ESCAPED)).as_py():
+    if _may_need_escapes(strings) and pc.any(pc.match_substring_regex(strings, _ESCAPED)).as_py():
         strings = _escaped(strings)
     return pc.binary_join_element_wise('"', strings, '"', "")
+
+
+def _may_need_escapes(strings: pa.Array) -> bool:
+    """False where no string holds a byte that JSON escapes (below 0x20, the quote, the
+    backslash) nor the first byte of U+2028 or U+2029 in UTF-8: numpy's scan of the
+    values' bytes, where the regex took 0.07 us a string (0.6 ms for 8,000)."""
+    if not (pa.types.is_string(strings.type) or pa.types.is_large_string(strings.type)):
+        return True  # another layout: the regex decides
+    offsets_buffer, data = strings.buffers()[1:3]
+    if data is None or len(strings) == 0:
+        return False
+    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, width)[
+        strings.offset : strings.offset + len(strings) + 1
+    ]
+    values = np.frombuffer(data, np.uint8)[int(offsets[0]) : int(offsets[-1])]
+    return bool(((values < 0x20) | (values == 0x22) | (values == 0x5C) | (values == 0xE2)).any())
 
 
 def _escaped(strings: pa.Array) -> pa.Array:

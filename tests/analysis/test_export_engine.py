@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 import psycopg2
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
@@ -212,6 +213,25 @@ def test_json_lines_are_what_json_dumps_would_read_back() -> None:
             else:
                 expected = _expected_json(value)
             assert row[column.name] == expected, (column.name, index)
+
+
+@pytest.mark.parametrize("string_type", [pa.string(), pa.large_string()])
+def test_the_escape_scan_misses_no_string_that_json_escapes(string_type: pa.DataType) -> None:
+    """The byte scan may say "perhaps" of a string that needs no escape (any U+2000
+    block character), never "no" of one that does: checked against the regex on every
+    character JSON escapes, alone and among others, in sliced arrays too."""
+    plain = ["", "abc", "é ü Ω", "€", None, "p_0123456789abcdef"]
+    escaped = [chr(code) for code in range(0x20)] + ['"', "\\", "\u2028", "\u2029"]
+    for special in escaped:
+        strings = pa.array([*plain, f"a{special}b", *plain], string_type)
+        for part in (strings, strings.slice(2, 6), strings.slice(7)):
+            needs = pc.any(pc.match_substring_regex(part, writers._ESCAPED))
+            if needs.as_py():
+                assert writers._may_need_escapes(part), (special, part)
+    unescaped = [value for value in plain if value != "€"]  # "€" starts with U+20xx's byte
+    assert not writers._may_need_escapes(pa.array(unescaped, string_type))
+    assert not writers._may_need_escapes(pa.array([*unescaped, "a\nb"], string_type).slice(0, 5))
+    assert writers._may_need_escapes(pa.array(["€"], string_type))
 
 
 def test_csv_text_keeps_null_apart_from_an_empty_string() -> None:
