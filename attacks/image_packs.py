@@ -120,7 +120,8 @@ class ImagePack:
         rows = np.minimum(np.searchsorted(self._ids, example_ids), len(self._ids) - 1)
         found = self._ids[rows] == example_ids
         same = pc.equal(self._take("image_sha256", rows[found]), sha256s.filter(pa.array(found)))
-        found[np.flatnonzero(found)[~same.to_numpy(zero_copy_only=False)]] = False
+        same = pc.fill_null(same, False).to_numpy(zero_copy_only=False)  # no SHA-256: no match
+        found[np.flatnonzero(found)[~same]] = False
         return np.where(found, rows, -1)
 
     def take(self, rows: npt.NDArray[np.int64]) -> PackedImages:
