@@ -86,7 +86,6 @@ class _Part:
 
 @dataclass(frozen=True)
 class _Requested:
-    count: int
     packed: list[_Part]
     from_files: npt.NDArray[np.intp]  # the places of those asked of the file reads
 
@@ -94,8 +93,8 @@ class _Requested:
 class ExampleImages:
     """A block's images by its rows (``example_id``, ``job_id``, ``image_sha256`` and
     STORED_IMAGE): from the packs where they hold them, else read from their files by
-    the reads ``files()`` makes, the first time one is needed (a study whose jobs all
-    have packs starts no reading process)."""
+    the reads that ``files()`` makes the first time one is needed (a study whose jobs
+    all have packs starts no reading process)."""
 
     def __init__(self, packs: dict[int, Path], files: Callable[[], ImageReads]) -> None:
         self._pack_paths = packs
@@ -107,22 +106,28 @@ class ExampleImages:
     def request(self, tag: int, rows: pa.Table) -> None:
         names = rows.column(STORED_IMAGE)
         check_inside_folder(names)
+        packed = self._from_packs(rows)
+        unpacked = np.ones(rows.num_rows, bool)
+        for part in packed:
+            unpacked[part.places] = False
+        from_files = np.flatnonzero(unpacked)
+        if len(from_files):
+            self._file_reads().request(tag, names.take(from_files).to_pylist())
+        self._requested[tag] = _Requested(packed, from_files)
+
+    def _from_packs(self, rows: pa.Table) -> list[_Part]:
+        """The rows' images that their jobs' packs hold, a part for each job."""
         example_ids = rows.column("example_id").to_numpy()
         job_ids = rows.column("job_id").to_numpy()
-        packed, from_files = [], np.ones(len(example_ids), bool)
+        parts = []
         for job_id in np.unique(job_ids):
             if (pack := self._pack(int(job_id))) is None:
                 continue
             places = np.flatnonzero(job_ids == job_id)
             found = pack.find(example_ids[places], rows.column("image_sha256").take(places))
-            hits = found >= 0
-            images = pack.take(found[hits])
-            packed.append(_Part(places[hits], images.crcs, images.images))
-            from_files[places[hits]] = False
-        places = np.flatnonzero(from_files)
-        if len(places):
-            self._file_reads().request(tag, names.take(places).to_pylist())
-        self._requested[tag] = _Requested(len(example_ids), packed, places)
+            taken = pack.take(found[found >= 0])
+            parts.append(_Part(places[found >= 0], taken.crcs, taken.images))
+        return parts
 
     def result(self, tag: int) -> Files:
         requested = self._requested.pop(tag)
