@@ -369,9 +369,9 @@ def finish_generation_job(job_id: int) -> None:
 
 def pack_job_images(job_id: int) -> GenerationJob | None:
     """Writes a succeeded job's images into its pack (attacks/image_packs.py), once; the
-    job, or None if there is none. An image whose bytes are not those its row's SHA-256
-    records stays out (a reader then reads its file, and fails as the file's bytes
-    do). Not one transaction: the pack is written first, then recorded by one UPDATE
+    job, or None if there is none. An image whose file is missing, or whose bytes are
+    not those its row's SHA-256 records, stays out (a reader then reads its file, and
+    fails as the file does). Not one transaction: the pack is written first, then recorded by one UPDATE
     that only a job with no pack takes, so two workers never record two packs."""
     job = GenerationJob.objects.filter(pk=job_id).first()
     if job is None or job.status != JobStatus.SUCCEEDED or job.image_pack:
