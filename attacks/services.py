@@ -367,15 +367,20 @@ def finish_generation_job(job_id: int) -> None:
         _on_commit_send("pack_job_images", job_id)
 
 
-def pack_job_images(job_id: int) -> GenerationJob | None:
-    """Writes a succeeded job's images into its pack (attacks/image_packs.py), once; the
-    job, or None if there is none. An image whose file is missing, or whose bytes are
-    not those its row's SHA-256 records, stays out (a reader then reads its file, and
-    fails as the file does). Not one transaction: the pack is written first, then recorded by one UPDATE
-    that only a job with no pack takes, so two workers never record two packs."""
+def pack_job_images(job_id: int, *, replace: bool = False) -> GenerationJob | None:
+    """Writes a succeeded job's images into its pack (attacks/image_packs.py), once, or
+    anew with ``replace`` (a pack lost or damaged); the job, or None if there is none.
+
+    An image whose file is missing, or whose bytes are not those its row's SHA-256
+    records, stays out (a reader then reads its file, and fails as the file does). Not
+    one transaction: the pack is written first, then recorded by one UPDATE that only
+    a job still holding the pack it had when this began takes, so two workers never
+    record two packs; the loser's file, or the one it replaced, is deleted."""
     job = GenerationJob.objects.filter(pk=job_id).first()
-    if job is None or job.status != JobStatus.SUCCEEDED or job.image_pack:
+    if job is None or job.status != JobStatus.SUCCEEDED or (job.image_pack and not replace):
         return job
+    storage = job.image_pack.storage
+    had = str(job.image_pack.name or "")
     stored = Example.objects.filter(job_id=job_id).order_by("pk")
     with tempfile.NamedTemporaryFile(suffix=".arrow") as temporary:
         write_pack(
@@ -383,9 +388,17 @@ def pack_job_images(job_id: int) -> GenerationJob | None:
         )
         job.image_pack.save("images.arrow", File(temporary), save=False)
     packed = str(job.image_pack.name)
-    if not GenerationJob.objects.filter(pk=job_id, image_pack="").update(image_pack=packed):
-        job.image_pack.storage.delete(packed)  # another worker's pack came first
-        job.refresh_from_db(fields=["image_pack"])
+    recorded = False
+    try:
+        recorded = bool(
+            GenerationJob.objects.filter(pk=job_id, image_pack=had).update(image_pack=packed)
+        )
+    finally:
+        # No file left that no job names: the pack replaced, or this one where another
+        # worker's came first (or the UPDATE failed).
+        if unused := had if recorded else packed:
+            storage.delete(unused)
+    job.refresh_from_db(fields=["image_pack"])
     return job
 
 

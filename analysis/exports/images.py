@@ -85,8 +85,17 @@ class _Part:
 
 
 @dataclass(frozen=True)
+class _Found:
+    """Some of a request's images found in a pack: their places, and rows in the pack."""
+
+    places: npt.NDArray[np.intp]
+    pack: ImagePack
+    rows: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
 class _Requested:
-    packed: list[_Part]
+    found: list[_Found]
     from_files: npt.NDArray[np.intp]  # the places of those asked of the file reads
 
 
@@ -94,7 +103,8 @@ class ExampleImages:
     """A block's images by its rows (``example_id``, ``job_id``, ``image_sha256`` and
     STORED_IMAGE): from the packs where they hold them, else read from their files by
     the reads that ``files()`` makes the first time one is needed (a study whose jobs
-    all have packs starts no reading process)."""
+    all have packs starts no reading process). ``request`` only finds the images in the
+    packs, on the query thread; ``result`` takes them from the memory maps."""
 
     def __init__(self, packs: dict[int, Path], files: Callable[[], ImageReads]) -> None:
         self._pack_paths = packs
@@ -106,17 +116,17 @@ class ExampleImages:
     def request(self, tag: int, rows: pa.Table) -> None:
         names = rows.column(STORED_IMAGE)
         check_inside_folder(names)
-        packed = self._from_packs(rows)
+        found = self._in_packs(rows)
         unpacked = np.ones(rows.num_rows, bool)
-        for part in packed:
+        for part in found:
             unpacked[part.places] = False
         from_files = np.flatnonzero(unpacked)
         if len(from_files):
             self._file_reads().request(tag, names.take(from_files).to_pylist())
-        self._requested[tag] = _Requested(packed, from_files)
+        self._requested[tag] = _Requested(found, from_files)
 
-    def _from_packs(self, rows: pa.Table) -> list[_Part]:
-        """The rows' images that their jobs' packs hold, a part for each job."""
+    def _in_packs(self, rows: pa.Table) -> list[_Found]:
+        """Where the rows' images are in their jobs' packs, a part for each job."""
         example_ids = rows.column("example_id").to_numpy()
         job_ids = rows.column("job_id").to_numpy()
         parts = []
@@ -124,14 +134,15 @@ class ExampleImages:
             if (pack := self._pack(int(job_id))) is None:
                 continue
             places = np.flatnonzero(job_ids == job_id)
-            found = pack.find(example_ids[places], rows.column("image_sha256").take(places))
-            taken = pack.take(found[found >= 0])
-            parts.append(_Part(places[found >= 0], taken.crcs, taken.images))
+            in_pack = pack.find(example_ids[places], rows.column("image_sha256").take(places))
+            parts.append(_Found(places[in_pack >= 0], pack, in_pack[in_pack >= 0]))
         return parts
 
     def result(self, tag: int) -> Files:
         requested = self._requested.pop(tag)
-        parts = list(requested.packed)
+        if not requested.found:
+            return self._file_reads().result(tag)
+        parts = [_taken(found) for found in requested.found]
         if len(requested.from_files):
             files = self._file_reads().result(tag)
             parts.append(_Part(requested.from_files, files.crcs, files.as_array()))
@@ -149,9 +160,19 @@ class ExampleImages:
         return self._files
 
     def close(self) -> None:
+        """Ends the reading processes and unmaps the packs (the query thread has ended)."""
         if self._files is not None:
             self._files.close()
         self._requested.clear()
+        for pack in self._packs.values():
+            if pack is not None:
+                pack.close()
+        self._packs.clear()
+
+
+def _taken(found: _Found) -> _Part:
+    images = found.pack.take(found.rows)
+    return _Part(found.places, images.crcs, images.images)
 
 
 def _opened(path: Path) -> ImagePack | None:
@@ -159,7 +180,7 @@ def _opened(path: Path) -> ImagePack | None:
     read: a pack only ever saves time."""
     try:
         return ImagePack(path)
-    except (OSError, PackError) as error:
+    except (OSError, PackError, pa.ArrowException) as error:
         logger.warning("image pack %s left unused: %s", path, error)
         return None
 
@@ -170,7 +191,7 @@ def _in_order(parts: list[_Part]) -> Files:
         return Files.of([])
     places = np.concatenate([part.places for part in parts])
     crcs = np.concatenate([part.crcs for part in parts])
-    images = pa.concat_arrays([part.images for part in parts])
+    images = parts[0].images if len(parts) == 1 else pa.concat_arrays([p.images for p in parts])
     if len(places) and not bool(np.all(places[1:] > places[:-1])):
         order = np.argsort(places, kind="stable")
         crcs, images = crcs[order], images.take(pa.array(order))

@@ -192,7 +192,7 @@ def test_the_command_packs_the_succeeded_jobs_that_have_no_pack() -> None:
 
     call_command("pack_images", stdout=output)
 
-    assert output.getvalue().strip() == "1 jobs packed (3 images)."
+    assert output.getvalue().strip() == "1 jobs packed."
     done.refresh_from_db()
     assert _packed(done) == _stored(done)
     assert GenerationJob.objects.get(pk=other.pk).image_pack.name == other.image_pack.name
@@ -210,3 +210,20 @@ def test_the_command_refuses_unknown_or_unfinished_jobs_and_packs_nothing() -> N
         call_command("pack_images", done.pk, cancelled.pk)
 
     assert not GenerationJob.objects.exclude(image_pack="").exists()
+
+
+@pytest.mark.django_db
+def test_a_lost_or_damaged_pack_is_written_anew_and_the_old_file_deleted() -> None:
+    job = services.pack_job_images(_clean_job(3).pk)
+    assert job is not None
+    damaged = Path(job.image_pack.path)
+    damaged.write_bytes(b"damaged")
+
+    with pytest.raises(CommandError, match="--repack needs the jobs"):
+        call_command("pack_images", "--repack")
+    call_command("pack_images", "--repack", job.pk, stdout=io.StringIO())
+
+    job.refresh_from_db()
+    assert Path(job.image_pack.path) != damaged
+    assert not damaged.exists()
+    assert _packed(job) == _stored(job)

@@ -1,4 +1,4 @@
-"""Write the image pack of succeeded generation jobs that have none."""
+"""Write the image pack of succeeded generation jobs."""
 
 from __future__ import annotations
 
@@ -16,24 +16,27 @@ class Command(BaseCommand):
     help = (
         "Write each succeeded generation job's images into its pack (attacks/image_packs.py), "
         "which the imagefolder export reads instead of one file per example. A job gets "
-        "its pack when it succeeds; run this for jobs stored before packs existed. "
-        "Default: every succeeded job with no pack."
+        "its pack when it succeeds; run this for jobs stored before packs existed "
+        "(default: every succeeded job with no pack), or with --repack for the named jobs "
+        "whose pack was lost or damaged (the export then logs 'left unused')."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("job_ids", nargs="*", type=int, metavar="job_id")
+        parser.add_argument(
+            "--repack", action="store_true", help="write the named jobs' packs anew"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        jobs = _jobs(options["job_ids"])
-        images = 0
+        if options["repack"] and not options["job_ids"]:
+            raise CommandError("--repack needs the jobs to pack anew: nothing was packed")
+        jobs = _jobs(options["job_ids"], options["repack"])
         for job in tqdm(jobs, desc="Packing", unit="jobs", file=sys.stderr):
-            packed = services.pack_job_images(job.pk)
-            if packed is not None and packed.image_pack:
-                images += packed.examples.count()
-        self.stdout.write(f"{len(jobs)} jobs packed ({images} images).")
+            services.pack_job_images(job.pk, replace=options["repack"])
+        self.stdout.write(f"{len(jobs)} jobs packed.")
 
 
-def _jobs(job_ids: list[int]) -> list[GenerationJob]:
+def _jobs(job_ids: list[int], repack: bool) -> list[GenerationJob]:
     if not job_ids:
         unpacked = GenerationJob.objects.filter(image_pack="", status=JobStatus.SUCCEEDED)
         return list(unpacked.order_by("pk"))
@@ -43,4 +46,4 @@ def _jobs(job_ids: list[int]) -> list[GenerationJob]:
     if unfinished := [pk for pk in job_ids if found[pk].status != JobStatus.SUCCEEDED]:
         names = ", ".join(map(str, unfinished))
         raise CommandError(f"job {names} has not succeeded: nothing was packed")
-    return [found[pk] for pk in job_ids if not found[pk].image_pack]
+    return [found[pk] for pk in job_ids if repack or not found[pk].image_pack]
