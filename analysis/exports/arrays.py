@@ -135,13 +135,27 @@ def text_bytes(strings: Values) -> bytes:
     read straight from Arrow's data buffer, not a Python string each."""
     if isinstance(strings, pa.ChunkedArray):
         return b"".join(text_bytes(chunk) for chunk in strings.chunks)
-    if len(strings) == 0:
-        return b""
     if strings.type != pa.string():
         strings = strings.cast(pa.string())
-    _, offsets, data = strings.buffers()
-    bounds = np.frombuffer(
-        offsets, dtype=np.int32, count=len(strings) + 1, offset=4 * strings.offset
+    return value_bytes(strings).to_pybytes()
+
+
+def value_offsets(values: pa.Array) -> np.ndarray:
+    """Where each value of a string or binary array (large or not) starts and ends in
+    its data buffer: ``len(values) + 1`` offsets, those of its slice."""
+    if len(values) == 0:
+        return np.zeros(1, np.int64)
+    large = pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type)
+    width = np.dtype(np.int64 if large else np.int32)
+    return np.frombuffer(
+        values.buffers()[1], width, count=len(values) + 1, offset=width.itemsize * values.offset
     )
-    start, end = int(bounds[0]), int(bounds[-1])
-    return data.slice(start, end - start).to_pybytes()
+
+
+def value_bytes(values: pa.Array) -> pa.Buffer:
+    """The bytes of a string or binary array's values, one after the other, as a slice
+    of its data buffer (no copy)."""
+    offsets = value_offsets(values)
+    start, end = int(offsets[0]), int(offsets[-1])
+    data = values.buffers()[2] if len(values) else None
+    return pa.py_buffer(b"") if data is None else data.slice(start, end - start)

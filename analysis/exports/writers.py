@@ -25,7 +25,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from analysis.exports.arrays import decoded, text_bytes
+from analysis.exports.arrays import decoded, text_bytes, value_bytes
 from analysis.exports.schema import Column, Table
 from analysis.exports.source import ARROW_TYPES, rendered_chunks
 
@@ -212,14 +212,7 @@ def _may_need_escapes(strings: pa.Array) -> bool:
     values' bytes, where the regex took 0.07 us a string (0.6 ms for 8,000)."""
     if not (pa.types.is_string(strings.type) or pa.types.is_large_string(strings.type)):
         return True  # another layout: the regex decides
-    offsets_buffer, data = strings.buffers()[1:3]
-    if data is None or len(strings) == 0:
-        return False
-    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
-    offsets = np.frombuffer(offsets_buffer, width)[
-        strings.offset : strings.offset + len(strings) + 1
-    ]
-    values = np.frombuffer(data, np.uint8)[int(offsets[0]) : int(offsets[-1])]
+    values = np.frombuffer(value_bytes(strings), np.uint8)
     return bool(((values < 0x20) | (values == 0x22) | (values == 0x5C) | (values == 0xE2)).any())
 
 

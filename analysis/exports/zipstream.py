@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from zlib_ng import zlib_ng
 
+from analysis.exports.arrays import value_bytes, value_offsets
+
 STORED, DEFLATED = 0, 8
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -94,14 +96,8 @@ class Files:
     @classmethod
     def of_array(cls, crcs: npt.NDArray[np.uint32], images: pa.LargeBinaryArray) -> Files:
         """The files of a large_binary array (its values' bytes, one copy)."""
-        if not len(images):
-            return cls(np.zeros(0, np.uint64), crcs, b"")
-        offsets = np.frombuffer(images.buffers()[1], np.int64)[
-            images.offset : images.offset + len(images) + 1
-        ]
-        values = images.buffers()[2]  # None where every value is empty
-        data = b"" if values is None else values[int(offsets[0]) : int(offsets[-1])].to_pybytes()
-        return cls(np.diff(offsets).astype(np.uint64), crcs, data)
+        sizes = np.diff(value_offsets(images)).astype(np.uint64)
+        return cls(sizes, crcs, value_bytes(images).to_pybytes())
 
     def as_array(self) -> pa.LargeBinaryArray:
         """The files' bytes as a large_binary array (no copy)."""
@@ -313,6 +309,4 @@ def _binaries(
 def _joined(*columns: pa.Array) -> bytes:
     """Each row's values joined, then all rows, as one block of bytes."""
     joined = pc.binary_join_element_wise(*columns, pa.scalar(b"", pa.large_binary()))
-    offsets = np.frombuffer(joined.buffers()[1], np.int64)[joined.offset :]
-    start, end = int(offsets[0]), int(offsets[len(joined)])
-    return joined.buffers()[2][start:end].to_pybytes()
+    return value_bytes(joined).to_pybytes()
