@@ -402,7 +402,9 @@ def pack_job_images(job_id: int, *, replace: bool = False) -> GenerationJob | No
     return job
 
 
-def _stored_images(examples: QuerySet[Any, tuple[int, str, str]]) -> Iterator[tuple[int, bytes]]:
+def _stored_images(
+    examples: QuerySet[Any, tuple[int, str, str]],
+) -> Iterator[tuple[int, str, bytes]]:
     storage = Example._meta.get_field("image").storage
     for example_id, name, sha256 in examples.iterator(chunk_size=2_000):
         try:
@@ -412,7 +414,7 @@ def _stored_images(examples: QuerySet[Any, tuple[int, str, str]]) -> Iterator[tu
             logger.warning("example %s: its image is left out of the pack: %s", example_id, error)
             continue
         if hashlib.sha256(data).hexdigest() == sha256:
-            yield example_id, data
+            yield example_id, sha256, data
         else:
             logger.warning("example %s: its image is not the one its row records", example_id)
 

@@ -42,7 +42,8 @@ def test_a_pack_gives_back_each_image_by_id_and_sha256_across_batches(
 ) -> None:
     monkeypatch.setattr(image_packs, "BATCH_ROWS", 4)  # several batches, a take across them
     path = tmp_path / "pack.arrow"
-    assert write_pack(iter(images.items()), path) == len(images)
+    triples = ((i, hashlib.sha256(data).hexdigest(), data) for i, data in images.items())
+    assert write_pack(triples, path) == len(images)
     pack = ImagePack(path)
     known = list(images)
     asked = [known[20], known[0], 10_001, known[3], known[19], known[7], -5, known[4]]
@@ -70,7 +71,7 @@ def test_an_empty_pack_finds_nothing(tmp_path: Path) -> None:
 
 def test_ids_out_of_order_are_refused(tmp_path: Path) -> None:
     with pytest.raises(PackError, match="ids must ascend"):
-        write_pack(iter([(3, b"a"), (3, b"b")]), tmp_path / "pack.arrow")
+        write_pack(iter([(3, "a", b"a"), (3, "b", b"b")]), tmp_path / "pack.arrow")
 
 
 def test_a_file_that_is_not_a_pack_is_refused(tmp_path: Path) -> None:
