@@ -212,6 +212,15 @@ def study(trained_model: ClassifierModel, make_study) -> Study:
     return labelled_study(make_study)
 
 
+def _zip_with_no_reader(study: Study, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """The study's zip, checked to have started no reading process."""
+    spawned: list[object] = []
+    monkeypatch.setattr(images, "ChildReads", lambda *args: spawned.append(args))
+    data = b"".join(export_bytes(study, ExportRequest("examples", "hf")))
+    assert spawned == []
+    return data
+
+
 def _zip_members(data: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as zipped:
         return {name: zipped.read(name) for name in zipped.namelist() if name != "README.md"}
@@ -227,12 +236,9 @@ def test_images_in_another_storage_are_read_through_it(
         with example.image.open("rb") as image:
             memory.save(example.image.name, image)
     monkeypatch.setattr(field, "storage", memory)
-    spawned: list[object] = []
-    monkeypatch.setattr(images, "ChildReads", lambda *args: spawned.append(args))
 
-    from_memory = b"".join(export_bytes(study, ExportRequest("examples", "hf")))
+    from_memory = _zip_with_no_reader(study, monkeypatch)
 
-    assert spawned == []
     assert _zip_members(from_memory) == _zip_members(from_files)
 
 
@@ -308,12 +314,9 @@ def test_images_in_packs_make_the_same_zip_and_start_no_reader(
 ) -> None:
     from_files = b"".join(export_bytes(study, ExportRequest("examples", "hf")))
     _pack_every_job(study)
-    spawned: list[object] = []
-    monkeypatch.setattr(images, "ChildReads", lambda *args: spawned.append(args))
 
-    from_packs = b"".join(export_bytes(study, ExportRequest("examples", "hf")))
+    from_packs = _zip_with_no_reader(study, monkeypatch)
 
-    assert spawned == []
     assert _zip_members(from_packs) == _zip_members(from_files)
 
 
