@@ -22,7 +22,7 @@ from attacks import services as attack_services
 from attacks.engine.architectures import build_architecture
 from attacks.engine.datasets import load_dataset
 from attacks.engine.training import Evaluation, TrainingConfig, accuracy, serialize_weights, train
-from attacks.models import ClassifierModel, GenerationJob
+from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from config.celery import app as celery_app
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -154,21 +154,24 @@ def _wait_until_ready(worker: subprocess.Popen[bytes], log_path: Path) -> None:
     pytest.fail(f"the Celery worker did not answer within 90 s:\n{log_path.read_text()}")
 
 
-def generate_clean(name: str, count: int) -> GenerationJob:
-    """A setting of clean MNIST test images (fast to generate) and its job of ``count``
-    examples, run in this process."""
-    from attacks import tasks
-
-    setting = attack_services.create_attack_setting(
+def clean_mnist_setting(name: str, source_range: tuple[int, int] = (9000, 10000)) -> AttackSetting:
+    """A setting of clean MNIST test images: fast to generate."""
+    return attack_services.create_attack_setting(
         name=name,
         attack_name="clean",
         config={},
         dataset="mnist",
         source_split="test",
-        source_range=(9000, 10000),
+        source_range=source_range,
         seed=0,
     )
-    job = attack_services.create_generation_job(setting, count)
+
+
+def generate_clean(name: str, count: int) -> GenerationJob:
+    """A clean setting and its job of ``count`` examples, run in this process."""
+    from attacks import tasks
+
+    job = attack_services.create_generation_job(clean_mnist_setting(name), count)
     tasks.run_generation_job(job.pk)
     job.refresh_from_db()
     return job

@@ -17,13 +17,12 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from attacks import services as attack_services
 from attacks.models import AttackSetting
 from study import services
 from study.design import StudyDesign
 from study.models import Study
 from study.queries import design_of
-from tests.fixtures import PASSWORD
+from tests.fixtures import PASSWORD, clean_mnist_setting
 from tests.labeling.conftest import start_open
 from tests.study.conftest import full_design, make_setting, settings_of_a_study
 
@@ -51,16 +50,8 @@ def study(researcher: User, full_design) -> Study:
 
 
 def clean_setting_named(name: str) -> AttackSetting:
-    """A clean setting over MNIST test images [9000, 9100): fast to generate."""
-    return attack_services.create_attack_setting(
-        name=name,
-        attack_name="clean",
-        config={},
-        dataset="mnist",
-        source_split="test",
-        source_range=(9000, 9100),
-        seed=0,
-    )
+    """A clean setting over MNIST test images [9000, 9100)."""
+    return clean_mnist_setting(name, (9000, 9100))
 
 
 @pytest.fixture

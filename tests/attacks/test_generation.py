@@ -11,6 +11,7 @@ from attacks.engine.architectures import predict
 from attacks.engine.datasets import load_dataset
 from attacks.engine.images import decode_png
 from attacks.models import AttackSetting, Example, GenerationJob, JobStatus, Prediction
+from tests.fixtures import clean_mnist_setting
 
 
 def make_setting(model, name: str = "pgd", seed: int = 3) -> AttackSetting:
@@ -155,15 +156,7 @@ def test_invariance_and_clean_jobs_record_targets_only_where_they_exist(trained_
         source_range=(9000, 10000),
         seed=0,
     )
-    clean = services.create_attack_setting(
-        name="clean",
-        attack_name="clean",
-        config={},
-        dataset="mnist",
-        source_split="test",
-        source_range=(9000, 10000),
-        seed=0,
-    )
+    clean = clean_mnist_setting("clean")
     run_job(invariance, 3)
     run_job(clean, 3)
 
