@@ -354,6 +354,10 @@ def bound_seconds(bounds: dict[str, float], table: str, export_format: str) -> f
     return bounds.get(export_format if export_format.startswith("hf") else table)
 
 
+def meets_goal(result: dict[str, Any]) -> bool:
+    return result["rows"] / result["seconds"] >= GOAL_ROWS_PER_S and result["growth_mb"] < GOAL_MB
+
+
 def export_rows(
     results: list[tuple[str, str, dict[str, Any]]], bounds: dict[str, float]
 ) -> list[str]:
@@ -365,7 +369,7 @@ def export_rows(
     ]
     for table, export_format, result in results:
         rate = result["rows"] / result["seconds"]
-        met = rate >= GOAL_ROWS_PER_S and result["growth_mb"] < GOAL_MB
+        met = meets_goal(result)
         bound = bound_seconds(bounds, table, export_format)
         against = (
             f"{bound:.2f} | {result['rows'] / bound:,.0f} | {result['seconds'] / bound:.1f}x"
@@ -409,8 +413,7 @@ def goal_lines(
     missed = [
         f"{table} {fmt}"
         for table, fmt, r in exports
-        if fmt not in REFERENCE_ONLY
-        and (r["rows"] / r["seconds"] < GOAL_ROWS_PER_S or r["growth_mb"] >= GOAL_MB)
+        if fmt not in REFERENCE_ONLY and not meets_goal(r)
     ]
     lines = [
         f"Exports goal (>= {GOAL_ROWS_PER_S:,} rows/s and < {GOAL_MB} MB peak RSS growth): "
