@@ -8,7 +8,7 @@ hash, nor the public id that the participant's session holds.
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import uuid
 from collections.abc import Iterable
 
@@ -34,12 +34,33 @@ def pseudonyms_of(public_ids: Iterable[str]) -> list[str]:
 
 
 def _pseudonyms(raw_ids: Iterable[bytes]) -> list[str]:
-    """HMAC's keyed state made once and copied for each id: 1.7 us an id here, where a
-    new HMAC each took 3 and PostgreSQL's sha256 3."""
-    keyed = hmac.new(settings.SECRET_KEY.encode(), _MESSAGE, "sha256")
+    """HMAC-SHA256 of each id, as RFC 2104 defines it, from two hashlib states keyed once
+    and copied per id. Written out rather than copying ``hmac.new``'s object: that copy
+    is a Python method building a Python object, 1.7 us an id against 1.1 here (and 3
+    for a new HMAC each, 3 for PostgreSQL's sha256), and the participants export spent
+    a quarter of its time here. The tests hold it to ``hmac.new`` for keys shorter
+    than, equal to and longer than the hash's block."""
+    inner, outer = _keyed(settings.SECRET_KEY.encode())
+    inner_copy, outer_copy = inner.copy, outer.copy
     found = []
     for raw in raw_ids:
-        digest = keyed.copy()
+        digest = inner_copy()
         digest.update(raw)
-        found.append("p_" + digest.hexdigest()[:16])
+        keyed = outer_copy()
+        keyed.update(digest.digest())
+        found.append("p_" + keyed.hexdigest()[:16])
     return found
+
+
+_BLOCK_BYTES = 64  # SHA-256's block
+
+
+def _keyed(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    """The inner state (the key XOR ipad, then the message's prefix) and the outer one
+    (the key XOR opad); a key longer than a block is hashed first, as RFC 2104 says."""
+    if len(key) > _BLOCK_BYTES:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK_BYTES, b"\0")
+    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
+    inner.update(_MESSAGE)
+    return inner, hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
