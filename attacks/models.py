@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 def opaque_png_name(instance: object, filename: str) -> str:
@@ -75,8 +76,19 @@ class ClassifierModel(models.Model):
         return self.status == JobStatus.SUCCEEDED
 
 
+class Norm(models.TextChoices):
+    LINF = "linf", "L-inf"
+    L2 = "l2", "L2"
+    L0 = "l0", "L0"
+
+
 class AttackSetting(models.Model):
-    """One attack with its full configuration, source images and target model."""
+    """One attack with its full configuration, source images and target model.
+
+    ``norm`` and ``eps`` are the perturbation budget, read from the attack's config
+    when the setting is made, or the budget an import claims; both null where none
+    applies (clean controls, an import that claims none).
+    """
 
     class Kind(models.TextChoices):
         SENSITIVITY = "sensitivity"
@@ -98,6 +110,11 @@ class AttackSetting(models.Model):
         ClassifierModel, null=True, blank=True, on_delete=models.PROTECT, related_name="settings"
     )
     seed = models.BigIntegerField()
+    # Null, not "", where no budget applies: the exports write a missing budget as null.
+    norm = models.CharField(max_length=4, choices=Norm.choices, null=True, blank=True)  # noqa: DJ001
+    eps = models.FloatField(
+        null=True, blank=True, help_text="On the 0-1 pixel scale; for L0, a count of pixels"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -105,6 +122,13 @@ class AttackSetting(models.Model):
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(norm__isnull=True, eps__isnull=True)
+                | Q(norm__isnull=False, eps__gt=0),
+                name="budget_norm_and_eps_together",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
