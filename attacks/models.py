@@ -124,8 +124,7 @@ class AttackSetting(models.Model):
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(norm__isnull=True, eps__isnull=True)
-                | Q(norm__isnull=False, eps__gt=0),
+                condition=Q(norm__isnull=True, eps__isnull=True) | Q(norm__isnull=False, eps__gt=0),
                 name="budget_norm_and_eps_together",
             ),
         ]
