@@ -21,8 +21,8 @@ def describe_import(setting: AttackSetting) -> list[str]:
         _describe_rounding(report["rounding"]),
         _describe_distances(report["distances"]),
     ]
-    if report["budget"] is not None:
-        lines.append(_describe_budget(report["budget"], report["count"]))
+    if setting.norm is not None:
+        lines.append(_describe_budget(setting, report["budget"], report["count"]))
     if report["same_file_as"]:
         lines.append(f"The same file was imported before as {', '.join(report['same_file_as'])}.")
     lines += [
@@ -53,8 +53,9 @@ def _describe_distances(summary: dict[str, float] | None) -> str:
     )
 
 
-def _describe_budget(budget: dict[str, Any], count: int) -> str:
-    claimed = f"The claimed budget ({budget['norm']} eps {budget['eps']:g})"
+def _describe_budget(setting: AttackSetting, budget: dict[str, Any], count: int) -> str:
+    """The claim (the setting's norm and eps) and how the stored examples keep it."""
+    claimed = f"The claimed budget ({setting.norm} eps {setting.eps:g})"
     if budget.get("unchecked"):
         return f"{claimed} cannot be checked: the source images are unknown."
     if not budget["examples_exceeding"]:

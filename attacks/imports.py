@@ -111,7 +111,7 @@ def import_examples(
     config = _config(source_file, prepared, clean_set, budget, citation, created_by)
     with _files_removed_on_failure() as saved_files:
         try:
-            return _store(prepared, config, name, clean_set, created_by, saved_files)
+            return _store(prepared, config, budget, name, clean_set, created_by, saved_files)
         except IntegrityError as error:  # a concurrent import took the name first
             raise ValidationError(f"an attack setting named {name!r} already exists") from error
 
@@ -359,6 +359,7 @@ def _files_removed_on_failure() -> Iterator[list[str]]:
 def _store(
     prepared: PreparedSet,
     config: dict[str, Any],
+    budget: Budget | None,
     name: str,
     clean_set: ImageDataset,
     created_by: User | None,
@@ -381,6 +382,8 @@ def _store(
         source_start=min(indices) if indices else 0,
         source_stop=max(indices) + 1 if indices else 0,
         seed=0,
+        norm=None if budget is None else budget.norm,
+        eps=None if budget is None else budget.eps,
         created_by=created_by,
     )
     device = tasks.compute_device()

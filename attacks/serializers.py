@@ -66,6 +66,8 @@ class AttackSettingSerializer(serializers.ModelSerializer):
             "source_stop",
             "target_model",
             "seed",
+            "norm",
+            "eps",
             "examples",
             "created_at",
         ]

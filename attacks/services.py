@@ -240,6 +240,8 @@ def create_attack_setting(
         source_stop=source_range[1],
         target_model=target_model,
         seed=seed,
+        norm=attack.norm,
+        eps=attack.eps if attack.norm else None,
         created_by=created_by,
     )
 

@@ -1,8 +1,9 @@
 """Psychometric curves: settings that differ only in epsilon, and how often humans change label.
 
 A family is two or more settings of the study with the same kind, attack,
-dataset, target model and configuration except epsilon (for imported sets: the
-same claimed norm); the seed and source range may differ. The change rate of a
+dataset, target model, norm and configuration except epsilon (for imported sets:
+the same claimed norm); the seed and source range may differ. The budget is the
+setting's ``norm`` and ``eps`` columns; a setting without one is in no family. The change rate of a
 setting is the share of its labels that differ from the source label ("can't
 tell" included): the classical psychometric function, one trial per answer.
 """
@@ -20,29 +21,26 @@ from analysis.report.types import PsychometricFamily, PsychometricPoint, Share
 from analysis.statistics import Interval, fit_psychometric, wilson_interval
 from attacks.models import AttackSetting
 
-# What an imported set's config records about the file, never about the attack.
-_IMPORT_RECORDS = ("provenance", "import_report")
-
-
-def setting_eps(setting: AttackSetting) -> float | None:
-    """The budget: config["eps"] for generated sets, config["budget"]["eps"] for imported ones."""
-    config = setting.config or {}
-    budget = config.get("budget") or {}
-    eps = config.get("eps", budget.get("eps") if isinstance(budget, dict) else None)
-    return float(eps) if isinstance(eps, int | float) else None
+# Config entries left out of a family's key: what an import records about its file and
+# its claim, and the options that set the budget (L0 PGD counts pixels), which may differ.
+_NOT_THE_ATTACK = ("provenance", "import_report", "budget", "eps", "pixels")
 
 
 def family_key(setting: AttackSetting) -> str | None:
-    """Everything but epsilon that makes a setting, or None for a setting without an eps."""
-    if setting_eps(setting) is None:
+    """Everything but epsilon that makes a setting, or None for a setting without a budget."""
+    if setting.eps is None:
         return None
     config: dict[str, Any] = {
-        key: value for key, value in setting.config.items() if key not in _IMPORT_RECORDS
+        key: value for key, value in setting.config.items() if key not in _NOT_THE_ATTACK
     }
-    config.pop("eps", None)
-    if isinstance(config.get("budget"), dict):
-        config["budget"] = {k: v for k, v in config["budget"].items() if k != "eps"}
-    facts = [setting.kind, setting.attack_name, setting.dataset, setting.target_model_id, config]
+    facts = [
+        setting.kind,
+        setting.attack_name,
+        setting.dataset,
+        setting.target_model_id,
+        setting.norm,
+        config,
+    ]
     return json.dumps(facts, sort_keys=True, default=str)
 
 
@@ -54,9 +52,9 @@ def families(settings: list[AttackSetting]) -> list[list[AttackSetting]]:
         if key is not None:
             grouped[key].append(setting)
     found = [
-        sorted(members, key=lambda member: (setting_eps(member), member.pk))
+        sorted(members, key=lambda member: (member.eps, member.pk))
         for members in grouped.values()
-        if len({setting_eps(member) for member in members}) >= 2
+        if len({member.eps for member in members}) >= 2
     ]
     return sorted(found, key=lambda members: members[0].pk)
 
@@ -86,7 +84,7 @@ def _changed_labels_per_setting(data: StudyData) -> tuple[list[int], list[int]]:
 
 
 def _family(members: list[tuple[AttackSetting, int, int]]) -> PsychometricFamily:
-    eps = np.array([setting_eps(setting) for setting, _, _ in members], dtype=np.float64)
+    eps = np.array([setting.eps for setting, _, _ in members], dtype=np.float64)
     changed = np.array([row[1] for row in members], dtype=np.int64)
     trials = np.array([row[2] for row in members], dtype=np.int64)
     low, high = wilson_interval(changed, trials)

@@ -86,6 +86,8 @@ def make_setting(
         source_stop=9000 + len(rows),
         target_model=model,
         seed=0,
+        norm="linf",
+        eps=eps,
     )
     job = GenerationJob.objects.create(
         setting=setting, offset=0, count=len(rows), status=JobStatus.SUCCEEDED

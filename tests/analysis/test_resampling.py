@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
-from analysis.report.families import families, family_key, setting_eps
+from analysis.report.families import families, family_key
 from analysis.statistics import (
     FLEISS_KAPPA,
     bootstrap_interval,
@@ -115,6 +115,8 @@ def pgd(
         config=full,
         dataset="mnist",
         target_model=model,
+        norm="linf",
+        eps=eps,
     )
 
 
@@ -131,6 +133,8 @@ def imported(name: str, norm: str, eps: float, file_name: str) -> AttackSetting:
         attack_name="imported",
         config=config,
         dataset="mnist",
+        norm=norm,
+        eps=eps,
     )
 
 
@@ -146,7 +150,7 @@ def test_settings_that_differ_only_in_eps_form_a_family() -> None:
     found = families([high, more_steps, low, other_model, clean])
 
     assert found == [[low, high]]  # sorted by eps; the others are alone in their families
-    assert setting_eps(clean) is None
+    assert clean.eps is None
     assert family_key(clean) is None
     assert family_key(low) == family_key(high) != family_key(more_steps)
 
@@ -161,4 +165,4 @@ def test_imported_sets_group_by_their_claimed_norm_not_their_files() -> None:
     other_norm = imported("l2", "l2", 2.0, "l2.npy")
 
     assert families([first, second, other_norm]) == [[first, second]]
-    assert setting_eps(second) == 0.4
+    assert second.eps == 0.4

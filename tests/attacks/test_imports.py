@@ -138,6 +138,7 @@ def test_released_sets_import_with_measured_distances_and_every_models_predictio
     for model in zoo_models:
         assert Prediction.objects.filter(example__setting=setting, model=model).count() == count
     assert not Prediction.objects.filter(model__name="still-training").exists()
+    assert (setting.norm, setting.eps) == (norm, eps)
     if budget is None:
         assert report["budget"] is None
     else:
@@ -161,6 +162,7 @@ def test_eps04_set_is_stored_as_published_and_its_overshoot_reported(
         path, name="eps04", dataset="mnist", split="test", norm="linf", eps=0.4
     )
 
+    assert (setting.norm, setting.eps) == ("linf", 0.4)
     # Every image is 1/255 outside the 0.4 ball on between 2 and 91 pixels: 3941 in all.
     budget = setting.config["import_report"]["budget"]
     assert budget == {

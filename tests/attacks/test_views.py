@@ -30,6 +30,7 @@ def test_researcher_creates_a_setting(researcher_client: Client, trained_model) 
     assert response["Location"] == f"/researcher/settings/{setting.pk}/"
     assert setting.config["eps"] == 0.3
     assert setting.config["steps"] == 40
+    assert (setting.norm, setting.eps) == ("linf", 0.3)
     assert setting.target_model == trained_model
 
 

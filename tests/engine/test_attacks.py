@@ -51,6 +51,18 @@ def test_every_registered_attack_has_a_registry_case() -> None:
     assert sorted(REGISTRY_CASES) == attack_names()
 
 
+@pytest.mark.parametrize("name", sorted(REGISTRY_CASES))
+def test_every_attack_declares_the_budget_its_output_keeps(name: str) -> None:
+    config, norm, radius = REGISTRY_CASES[name]
+
+    attack = build_attack(name, config)
+
+    # Clean images and the L0 invariance search (a ball around the binarised source,
+    # no size set in advance) have no budget to declare.
+    expected = (None, None) if name in ("clean", "nn_invariance_l0") else (norm, radius)
+    assert (attack.norm, attack.eps) == expected
+
+
 def budget_used(norm: str, clean: torch.Tensor, changed: torch.Tensor) -> float:
     measured = distances((clean * 255).round().to(torch.uint8), changed)
     return max(getattr(d, norm) for d in measured)

@@ -110,9 +110,16 @@ class Attack(ABC, Generic[ConfigT]):
     kind: ClassVar[str]
     config_class: ClassVar[type[Any]]
     needs_model: ClassVar[bool] = True
+    # The norm its perturbation budget is measured in; None for an attack without a budget.
+    norm: ClassVar[str | None] = None
 
     def __init__(self, config: ConfigT) -> None:
         self.config = config
+
+    @property
+    def eps(self) -> float | None:
+        """The budget in ``norm``: on the 0-1 pixel scale, a pixel count for L0; None if none."""
+        return None
 
     @final
     def __call__(

@@ -59,6 +59,10 @@ class GradientAttack(Attack[Any]):
     kind = SENSITIVITY
     config_class: ClassVar[type[Any]] = GradientAttackConfig
 
+    @property
+    def eps(self) -> float | None:
+        return float(self.config.eps)
+
     @abstractmethod
     def random_start(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor: ...
 

@@ -146,6 +146,10 @@ class _NearestNeighbourAttack(Attack[NearestNeighbourConfig]):
     config_class = NearestNeighbourConfig
     needs_model = False
 
+    @property
+    def eps(self) -> float | None:
+        return float(self.config.eps)
+
     def _project(self, source: torch.Tensor, neighbour: torch.Tensor) -> torch.Tensor:
         """Move ``neighbour`` into the ball around ``source`` (both (B, C, H, W), 0-255)."""
         raise NotImplementedError
@@ -254,6 +258,7 @@ class _NearestNeighbourAttack(Attack[NearestNeighbourConfig]):
 @register_attack
 class NearestNeighbourInvariance(_NearestNeighbourAttack):
     name = "nn_invariance_linf"
+    norm = "linf"
 
     def _project(self, source: torch.Tensor, neighbour: torch.Tensor) -> torch.Tensor:
         return project_towards(source, neighbour, 255.0 * self.config.eps)
@@ -269,6 +274,7 @@ class NearestNeighbourInvarianceL2(_NearestNeighbourAttack):
     """The same neighbours, projected onto the L2 ball (eps on [0, 1] pixels) and the box."""
 
     name = "nn_invariance_l2"
+    norm = "l2"
     config_class = NearestNeighbourL2Config
 
     def _project(self, source: torch.Tensor, neighbour: torch.Tensor) -> torch.Tensor:

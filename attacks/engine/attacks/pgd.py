@@ -27,6 +27,7 @@ from attacks.engine.threats import (
 @register_attack
 class LinfPGD(GradientAttack):
     name = "pgd_linf"
+    norm = "linf"
 
     def random_start(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         return random_start_linf(x, self.config.eps, generators)
@@ -66,6 +67,7 @@ class FGSM(LinfPGD):
 @register_attack
 class L2PGD(GradientAttack):
     name = "pgd_l2"
+    norm = "l2"
 
     def random_start(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         return random_start_l2(x, self.config.eps, generators)
@@ -122,7 +124,12 @@ class L0PGDConfig:
 @register_attack
 class L0PGD(GradientAttack):
     name = "pgd_l0"
+    norm = "l0"
     config_class = L0PGDConfig
+
+    @property
+    def eps(self) -> float | None:
+        return float(self.config.pixels)
 
     def random_start(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         return random_start_l0(x, self.config.pixels, generators)
