@@ -1,36 +1,29 @@
 """Exports of a study: annotations, examples and participants as CSV, JSON Lines or
 Parquet, and a Hugging Face imagefolder zip of the examples with their images.
 
-Every export streams: PostgreSQL sends the stored rows chunk by chunk (COPY, see
-analysis.exports.source), Arrow assembles each chunk's columns
-(analysis.exports.tables) and it leaves as bytes (analysis.exports.writers), so
-memory stays flat at any study size. All the queries of one export read one snapshot
-(REPEATABLE READ), so a download taken while labels still arrive is consistent
-within itself. Only main and control items are exported
-(analysis.queries.ANALYSED_KINDS); excluded participants are left out unless
-``include_excluded`` is set.
+Every export streams: the database sends one statement's rows as Arrow record batches
+(analysis.reading), analysis.exports.tables finishes each batch, and it leaves as bytes
+(analysis.exports.writers, analysis.exports.imagefolder), so memory stays flat at any
+study size. All the queries of one export read one snapshot. Only main and control
+items are exported; excluded participants are left out unless ``include_excluded``.
+The first bytes are made before anything is sent (``export_bytes``), so that an export
+that cannot start is an error, never an empty file.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 from analysis.exports import tables
 from analysis.exports.imagefolder import imagefolder_bytes
 from analysis.exports.writers import WRITERS
-from analysis.snapshot import read_snapshot
+from analysis.reading import read_snapshot
 from study.models import Study
-
-# pyarrow turns Python values (a constant in a computation) into Arrow ones through a
-# shim that imports pandas, where it is installed, on its first use: 0.2 s that the
-# first export of a process would pay. Production installs no pandas; where it is
-# installed, it is imported here, with the exports' other libraries.
-with contextlib.suppress(ImportError):
-    import pandas  # noqa: F401
 
 TABLE_NAMES = tuple(tables.TABLES)
 FORMATS = ("csv", "jsonl", "parquet", "hf")
@@ -85,26 +78,44 @@ def count_rows(study: Study, request: ExportRequest) -> int:
 
 def export_bytes(
     study: Study, request: ExportRequest, on_rows: Callable[[int], None] | None = None
-) -> Generator[bytes, None, None]:
+) -> Iterator[bytes]:
     """The export as a stream of byte chunks; ``on_rows(n)`` after every n rows written.
 
-    ``on_rows`` runs while the export's query thread may be inside a COPY on this
-    thread's connection: it must not use the database (a progress bar may)."""
-    report = on_rows or (lambda rows: None)
-    with read_snapshot():
+    The first chunk is made before this returns: an error in the queries (or before
+    any row) is raised here, to the caller, rather than after a response has begun."""
+    chunks = _export_chunks(study, request, on_rows or (lambda rows: None))
+    first = next(chunks, b"")
+
+    def started() -> Iterator[bytes]:
+        with closing(chunks):
+            yield first
+            yield from chunks
+
+    return started()
+
+
+def _export_chunks(
+    study: Study, request: ExportRequest, on_rows: Callable[[int], None]
+) -> Generator[bytes, None, None]:
+    with read_snapshot() as snapshot:
         if request.export_format == "hf":
-            chunks = imagefolder_bytes(study, request.include_excluded, report)
+            chunks = imagefolder_bytes(study, snapshot, request.include_excluded, on_rows)
         else:
             table = tables.TABLES[request.table](study, include_excluded=request.include_excluded)
-            chunks = WRITERS[request.export_format](table, report)
-        # Closed here, not when it is collected: a download cut off half way must stop
-        # the export's query thread, which holds the connection inside a COPY, before
-        # the transaction ends on that connection (it would wait for the thread, and
-        # the thread for a reader that is gone).
-        with closing(chunks):
-            for chunk in chunks:
-                if chunk:
-                    yield chunk
+            chunks = WRITERS[request.export_format](
+                table.schema, _counted(table.batches(snapshot), on_rows)
+            )
+        for chunk in chunks:
+            if chunk:
+                yield chunk
+
+
+def _counted(
+    batches: Iterator[pa.RecordBatch], on_rows: Callable[[int], None]
+) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        yield batch
+        on_rows(batch.num_rows)
 
 
 def write_export(

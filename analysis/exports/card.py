@@ -17,15 +17,26 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.db.models import Count, Max, Min, Q, QuerySet
+import pyarrow as pa
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from analysis.exports.tables import vote_column
-from analysis.queries import ANALYSED_KINDS
+from analysis.exports.tables import (
+    ANALYSED_SQL,
+    EXAMPLE,
+    INT,
+    ITEM,
+    LABEL,
+    PARTICIPANT,
+    STR,
+    TIME,
+    kept_sql,
+    vote_column,
+)
+from analysis.reading import Snapshot, read_table
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from attacks.provenance import code_version
-from labeling.models import Participant
-from study.models import Study, StudyItem
+from study.models import ANALYSED_ITEM_KINDS, Study
 
 STUDY_FIELDS = (
     "title",
@@ -72,39 +83,18 @@ MODEL_FIELDS = (
 )
 
 
-# (setting id, item kind, label value, count)
-LabelGroup = tuple[int, str, int, int]
-# (setting id, item kind, generation job id, count)
-ItemGroup = tuple[int, str, int, int]
-
-
 def provenance(
-    study: Study,
-    *,
-    include_excluded: bool,
-    label_groups: list[LabelGroup],
-    analysed_items: list[ItemGroup],
-    models: list[ClassifierModel],
+    study: Study, snapshot: Snapshot, *, include_excluded: bool, models: list[ClassifierModel]
 ) -> dict[str, Any]:
-    """Everything needed to judge and remake the export's data, as JSON-ready values.
-
-    The imagefolder export sums from the rows it writes ``label_groups``, the exported
-    labels by (setting, item kind, value), and ``analysed_items``, the analysed items
-    by (setting, kind, job); ``models`` are those with predictions in it. The other
-    items (attention checks) are one small query; everything else is summed here.
-    """
-    item_groups = analysed_items + list(
-        StudyItem.objects.filter(study=study)
-        .exclude(kind__in=ANALYSED_KINDS)
-        .values_list("example__setting_id", "kind", "example__job_id")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
+    """Everything needed to judge and remake the export's data, as JSON-ready values;
+    its counts read from the export's snapshot. ``models``: those with predictions in it."""
+    item_groups = _rows(snapshot, _ITEM_GROUPS, study, include_excluded)
+    label_groups = _rows(snapshot, _LABEL_GROUPS, study, include_excluded)
+    (participants,) = _rows(snapshot, _PARTICIPANTS, study, include_excluded)
     jobs = GenerationJob.objects.in_bulk({job_id for _, _, job_id, _ in item_groups})
     settings = AttackSetting.objects.filter(
         pk__in={setting_id for setting_id, _, _, _ in item_groups}
     ).select_related("target_model")
-    participants = _participant_figures(study, include_excluded)
     return {
         "study": {
             "id": study.pk,
@@ -123,6 +113,45 @@ def provenance(
     }
 
 
+# (setting id, item kind, generation job id, count) of every item of the study
+_ITEM_GROUPS = (
+    f"SELECT e.setting_id, i.kind, e.job_id, COUNT(*) FROM {ITEM} i "
+    f"JOIN {EXAMPLE} e ON e.id = i.example_id WHERE i.study_id = {{study}} "
+    "GROUP BY e.setting_id, i.kind, e.job_id ORDER BY e.setting_id, i.kind, e.job_id",
+    (INT, STR, INT, INT),
+)
+_KEPT_LABELS = (
+    f"FROM {LABEL} l JOIN {ITEM} i ON i.id = l.item_id "
+    f"JOIN {PARTICIPANT} p ON p.id = l.participant_id JOIN {EXAMPLE} e ON e.id = i.example_id "
+    f"WHERE i.study_id = {{study}} AND i.kind IN {ANALYSED_SQL} {{kept}}"
+)
+# (setting id, item kind, label value, count) of the exported labels
+_LABEL_GROUPS = (
+    f"SELECT e.setting_id, i.kind, l.value, COUNT(*) {_KEPT_LABELS} "
+    "GROUP BY e.setting_id, i.kind, l.value ORDER BY e.setting_id, i.kind, l.value",
+    (INT, STR, INT, INT),
+)
+_PARTICIPANTS = (
+    f"SELECT (SELECT COUNT(*) FROM {PARTICIPANT} WHERE study_id = {{study}}), "
+    f"(SELECT COUNT(*) FROM {PARTICIPANT} WHERE study_id = {{study}} AND excluded), "
+    f"MIN(l.created_at), MAX(l.created_at) {_KEPT_LABELS}",
+    (INT, INT, TIME, TIME),
+)
+
+
+def _rows(
+    snapshot: Snapshot,
+    query: tuple[str, tuple[pa.DataType, ...]],
+    study: Study,
+    include_excluded: bool,
+) -> list[tuple[Any, ...]]:
+    sql, types = query
+    schema = pa.schema([(f"c{index}", kind) for index, kind in enumerate(types)])
+    sql = sql.format(study=int(study.pk), kept=kept_sql(include_excluded))
+    table = read_table(snapshot, sql, schema)
+    return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
+
+
 def _sum_by(rows: Iterable[tuple[Any, ...]], key: Callable[[tuple[Any, ...]], Any]) -> dict:
     """Sums of the last field (a count) of ``rows`` by ``key``."""
     sums: Counter[Any] = Counter()
@@ -137,7 +166,7 @@ def _code_versions(jobs: Iterable[GenerationJob]) -> list[str]:
 
 def _setting(
     setting: AttackSetting,
-    item_groups: list[ItemGroup],
+    item_groups: list[tuple[Any, ...]],
     jobs: dict[int, GenerationJob],
 ) -> dict[str, Any]:
     own = [row for row in item_groups if row[0] == setting.pk]
@@ -172,31 +201,19 @@ def _model(model: ClassifierModel) -> dict[str, Any]:
     }
 
 
-def _participant_figures(study: Study, include_excluded: bool) -> dict[str, Any]:
-    """How many participants, how many excluded, and the first and last analysed label
-    (from the figures kept on the participants), in one query."""
-    analysed = Q() if include_excluded else Q(excluded=False)
-    return Participant.objects.filter(study=study).aggregate(
-        participant_count=Count("id"),
-        excluded_count=Count("id", filter=Q(excluded=True)),
-        first=Min("first_label_at", filter=analysed),
-        last=Max("last_label_at", filter=analysed),
-    )
-
-
-def _dates(study: Study, participants: dict[str, Any]) -> dict[str, str | None]:
+def _dates(study: Study, participants: tuple[Any, ...]) -> dict[str, str | None]:
     return {
         "study_created_at": _when(study.created_at),
-        "first_label_at": _when(participants["first"]),
-        "last_label_at": _when(participants["last"]),
+        "first_label_at": _when(participants[2]),
+        "last_label_at": _when(participants[3]),
         "exported_at": _when(timezone.now()),
     }
 
 
 def _label_counts(
     settings: QuerySet[AttackSetting],
-    label_groups: list[LabelGroup],
-    participants: dict[str, Any],
+    label_groups: list[tuple[Any, ...]],
+    participants: tuple[Any, ...],
     include_excluded: bool,
 ) -> dict[str, Any]:
     names = {setting.pk: setting.name for setting in settings}
@@ -208,8 +225,8 @@ def _label_counts(
             names[key]: n for key, n in _sum_by(label_groups, lambda row: row[0]).items()
         },
         "by_kind": _sum_by(label_groups, lambda row: row[1]),
-        "participants": participants["participant_count"],
-        "excluded_participants": participants["excluded_count"],
+        "participants": participants[0],
+        "excluded_participants": participants[1],
         "include_excluded": include_excluded,
     }
 
@@ -230,7 +247,7 @@ def size_category(rows: int) -> str:
 
 def dataset_card(facts: dict[str, Any]) -> str:
     study = facts["study"]
-    examples = sum(study["items"].get(kind, 0) for kind in ANALYSED_KINDS)
+    examples = sum(study["items"].get(kind, 0) for kind in ANALYSED_ITEM_KINDS)
     header = {
         "pretty_name": f"advstudy: {study['title']}",
         "license": "unknown",

@@ -1,43 +1,28 @@
-"""The three tables of a study's export: what PostgreSQL reads for each, and how their
-rows are made from it.
+"""The three tables of a study's export: one SQL statement each, the same text for
+PostgreSQL and SQLite, and the few columns finished in Arrow (pseudonyms, majorities).
 
-A table reads its stored columns with one SELECT per chunk of rows (``rows``), a few
-more SELECTs over the same chunk where it needs them (``extras``: predictions, the
-excluded participants' votes) and small tables once per export (``lookups``:
-settings, pseudonyms). PostgreSQL sends them as they are stored, and ``assemble``
-makes the export's columns in Arrow and numpy: setting names and budgets by a take,
-vote counts, majorities and ties from a count matrix, each model's prediction by a
-sorted search. analysis.exports.source runs the queries; analysis.exports.writers
-turns the assembled tables into CSV, JSON Lines or Parquet, so that the three formats
-hold the same values by construction.
-
-Why not all in SQL, where it was: for 50,000 examples, the 37-column row cost
-PostgreSQL 0.40 s as CSV and 0.70 s as JSON (every value's text made on one core);
-the stored columns alone cost it 0.12 s, and the rest takes Arrow about as long on the
-other core while PostgreSQL reads the next chunk.
-
-Participants appear under their pseudonym (analysis.pseudonyms), made in Python from
-their public id: PostgreSQL's sha256 cost more than the rest of their row.
+Counts, votes and medians are computed here, when exported, from the labels
+themselves. Only main and control items are exported; excluded participants' labels
+and rows are left out unless ``include_excluded``. SQL is built from integers and the
+models' table names only (no user text), so it needs no parameters, which the
+database drivers spell differently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from django.db.models import Exists, OuterRef
 
-from analysis.exports import arrays
-from analysis.exports.schema import Column, Parts, Query, Table
 from analysis.pseudonyms import pseudonyms_of
-from analysis.queries import ANALYSED_KINDS
+from analysis.reading import Snapshot, json_text
 from attacks.models import AttackSetting, ClassifierModel, Example, Prediction
 from labeling.models import Label, Participant
-from study.models import CANT_TELL, Study, StudyItem
+from study.models import ANALYSED_ITEM_KINDS, CANT_TELL, Study, StudyItem
 
 LABEL = Label._meta.db_table
 ITEM = StudyItem._meta.db_table
@@ -46,116 +31,100 @@ SETTING = AttackSetting._meta.db_table
 PARTICIPANT = Participant._meta.db_table
 PREDICTION = Prediction._meta.db_table
 
-# The imagefolder export reads each example's stored image name beside its row.
+INT, FLOAT, BOOL, STR = pa.int64(), pa.float64(), pa.bool_(), pa.string()
+TIME = pa.timestamp("us", tz="UTC")
+STRINGS = pa.list_(pa.string())
+# The imagefolder export reads each example's stored image name, not exported.
 STORED_IMAGE = "stored_image"
 
 
-def _params(study: Study) -> dict[str, Any]:
-    return {"study_id": study.pk, "kinds": list(ANALYSED_KINDS)}
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    sql: str
 
 
-def _kept(include_excluded: bool, alias: str = "p") -> str:
-    return "" if include_excluded else f"AND NOT {alias}.excluded"
+@dataclass(frozen=True)
+class Table:
+    """A table's statement, the schema it is read in, and what makes each read batch an
+    exported one (``finish``), whose schema is ``schema``."""
+
+    name: str
+    sql: str
+    read_schema: pa.Schema
+    schema: pa.Schema
+    finish: Callable[[pa.RecordBatch], pa.RecordBatch]
+
+    def batches(self, snapshot: Snapshot) -> Iterator[pa.RecordBatch]:
+        for batch in snapshot.batches(self.sql, self.read_schema):
+            yield self.finish(batch)
 
 
-ANALYSED = "i.study_id = %(study_id)s AND i.kind = ANY(%(kinds)s)"  # over items i
+def _schema(columns: tuple[Column, ...]) -> pa.Schema:
+    return pa.schema([pa.field(column.name, column.type) for column in columns])
 
 
-def _named(names: Sequence[str], *sources: Sequence[Column]) -> tuple[Column, ...]:
-    """The export's columns by name, taken from the columns read (their SQL dropped)."""
-    by_name = {column.name: column for columns in sources for column in columns}
-    return tuple(replace(by_name[name], sql="") for name in names)
+def _select(columns: tuple[Column, ...]) -> str:
+    return ",\n  ".join(column.sql for column in columns)
+
+
+ANALYSED_SQL = "(" + ", ".join(f"'{kind}'" for kind in ANALYSED_ITEM_KINDS) + ")"
+
+
+def _analysed_items(study: Study) -> str:
+    return f"i.study_id = {int(study.pk)} AND i.kind IN {ANALYSED_SQL}"
+
+
+def kept_sql(include_excluded: bool) -> str:
+    return "" if include_excluded else "AND NOT p.excluded"
+
+
+def _pseudonymised(batch: pa.RecordBatch, at: int) -> pa.RecordBatch:
+    """The participant column (their public id as read) as their pseudonym: computed
+    once per participant of the batch."""
+    encoded = pc.dictionary_encode(batch.column(at))
+    names = pa.array(pseudonyms_of(encoded.dictionary.to_pylist()), STR)
+    return batch.set_column(at, batch.schema.field(at), names.take(encoded.indices))
 
 
 # ---- annotations: one row per label of a main or control item ----
 
-ANNOTATION_ROW_COLUMNS = (
-    Column("label_id", "int", "l.id"),
-    Column("participant_id", "int", "l.participant_id"),
-    Column("item_id", "int", "i.id"),
-    Column("item_kind", "str", "i.kind"),
-    Column("stratum", "int", "i.stratum"),
-    Column("example_id", "int", "e.id"),
-    Column("setting_id", "int", "e.setting_id"),
-    Column("source_label", "int", "e.source_label"),
-    Column("target_label", "int", "e.target_label"),
-    Column("value", "int", "l.value"),
-    Column("client_response_ms", "float", "l.client_response_ms"),
-    Column("server_response_ms", "int", "l.server_response_ms"),
-    Column("is_correct", "bool", "l.is_correct"),
-    Column("too_fast", "bool", "l.too_fast"),
-    Column("created_at", "time", "l.created_at"),
+ANNOTATION_COLUMNS = (
+    Column("label_id", INT, "l.id"),
+    Column("participant", STR, "CAST(p.public_id AS TEXT)"),
+    Column("participant_excluded", BOOL, "p.excluded"),
+    Column("item_id", INT, "i.id"),
+    Column("item_kind", STR, "i.kind"),
+    Column("stratum", INT, "i.stratum"),
+    Column("example_id", INT, "e.id"),
+    Column("setting_id", INT, "e.setting_id"),
+    Column("setting", STR, "s.name"),
+    Column("source_label", INT, "e.source_label"),
+    Column("target_label", INT, "e.target_label"),
+    Column("value", INT, "l.value"),
+    Column("client_response_ms", FLOAT, "l.client_response_ms"),
+    Column("server_response_ms", INT, "l.server_response_ms"),
+    Column("is_correct", BOOL, "l.is_correct"),
+    Column("too_fast", BOOL, "l.too_fast"),
+    Column("created_at", TIME, "l.created_at"),
 )
-ANNOTATION_COLUMNS = _named(
-    ("label_id", "participant", "participant_excluded", "item_id", "item_kind", "stratum",
-     "example_id", "setting_id", "setting", "source_label", "target_label", "value",
-     "client_response_ms", "server_response_ms", "is_correct", "too_fast", "created_at"),
-    ANNOTATION_ROW_COLUMNS,
-    (Column("participant", "str"), Column("participant_excluded", "bool"),
-     Column("setting", "str")),
-)  # fmt: skip
 
 
 def annotations_table(study: Study, *, include_excluded: bool = False) -> Table:
-    rows = Query(
-        ANNOTATION_ROW_COLUMNS,
-        f"FROM {LABEL} l JOIN {ITEM} i ON i.id = l.item_id JOIN {EXAMPLE} e ON e.id = i.example_id "
-        f"WHERE {ANALYSED} {{range}}",
-        order="l.id",
-        range_on="l.id",
-    )
-    # One pseudonym per participant, not per label; the excluded are left out of the
-    # lookup, and so their labels out of the rows (a join in SQL cost more than it saved).
-    participants = Query(
-        (
-            Column("participant_id", "int", "p.id"),
-            Column("public_id", "str", "p.public_id"),
-            Column("participant_excluded", "bool", "p.excluded"),
-        ),
-        f"FROM {PARTICIPANT} p WHERE p.study_id = %(study_id)s {_kept(include_excluded)}",
-        order="p.id",
-    )
-    keys = f"FROM {LABEL} l JOIN {ITEM} i ON i.id = l.item_id WHERE {ANALYSED}"
-    return Table(
-        "annotations",
-        ANNOTATION_COLUMNS,
-        "l.id",
-        keys,
-        rows,
-        _assemble_annotations,
-        lookups={"participants": participants, "settings": _settings_lookup()},
-        params=_params(study),
-        prepare_lookups=_with_pseudonyms,
-    )
+    sql = f"""SELECT {_select(ANNOTATION_COLUMNS)}
+FROM {LABEL} l
+  JOIN {ITEM} i ON i.id = l.item_id
+  JOIN {PARTICIPANT} p ON p.id = l.participant_id
+  JOIN {EXAMPLE} e ON e.id = i.example_id
+  JOIN {SETTING} s ON s.id = e.setting_id
+WHERE {_analysed_items(study)} {kept_sql(include_excluded)}
+ORDER BY l.id"""
+    schema = _schema(ANNOTATION_COLUMNS)
+    return Table("annotations", sql, schema, schema, lambda batch: _pseudonymised(batch, 1))
 
 
-def _with_pseudonyms(parts: Parts) -> Parts:
-    """The participants lookup with each one's pseudonym in place of the public id."""
-    return {**parts, "participants": _pseudonymised(parts["participants"])}
-
-
-def _pseudonymised(rows: pa.Table) -> pa.Table:
-    """``rows`` with ``participant`` (the pseudonym) in place of ``public_id``."""
-    at = rows.column_names.index("public_id")
-    names = pa.array(pseudonyms_of(rows.column("public_id").to_pylist()), pa.string())
-    return rows.set_column(at, "participant", names)
-
-
-def _assemble_annotations(parts: Parts) -> pa.Table:
-    rows = arrays.inner_join(parts["rows"], parts["participants"], "participant_id")
-    rows = arrays.left_join(rows, parts["settings"].select(["setting_id", "setting"]), "setting_id")
-    return rows.select([column.name for column in ANNOTATION_COLUMNS])
-
-
-def count_annotations(study: Study, include_excluded: bool) -> int:
-    labels = Label.objects.filter(item__study=study, item__kind__in=ANALYSED_KINDS)
-    if not include_excluded:
-        labels = labels.filter(participant__excluded=False)
-    return labels.count()
-
-
-# ---- examples: one row per main or control item (in item order), its votes and every
-# model's prediction ----
+# ---- examples: one row per main or control item, its votes and every model's prediction ----
 
 
 def vote_column(value: int) -> str:
@@ -172,278 +141,212 @@ def study_values(study: Study) -> list[int]:
 
 
 def predicting_models(study: Study) -> list[ClassifierModel]:
-    """Every model with a prediction on an analysed example of the study.
+    """Every model with a prediction on an analysed example of the study."""
+    examples = StudyItem.objects.filter(study=study, kind__in=ANALYSED_ITEM_KINDS)
+    predicted = Prediction.objects.filter(example_id__in=examples.values("example_id"))
+    return list(ClassifierModel.objects.filter(pk__in=predicted.values("model_id")).order_by("id"))
 
-    As EXISTS per model, which stops at a model's first prediction there: the set of
-    model ids of all the study's predictions (150,000 for 50,000 examples) took three
-    times as long, as did joining the items to the predictions in the EXISTS."""
-    examples = StudyItem.objects.filter(study=study, kind__in=ANALYSED_KINDS).values("example_id")
-    predicted = Prediction.objects.filter(model=OuterRef("pk"), example_id__in=examples)
-    return list(ClassifierModel.objects.filter(Exists(predicted)).order_by("id"))
-
-
-# The budget: an attack's "eps", or the budget an imported set claims.
-_EPS_SQL = """CASE
-    WHEN jsonb_typeof(s.config -> 'eps') = 'number' THEN (s.config ->> 'eps')::float8
-    WHEN jsonb_typeof(s.config -> 'budget' -> 'eps') = 'number'
-        THEN (s.config -> 'budget' ->> 'eps')::float8
-END"""
 
 SETTING_COLUMNS = (
-    Column("setting_id", "int", "s.id"),
-    Column("setting", "str", "s.name"),
-    Column("setting_kind", "str", "s.kind"),
-    Column("attack_name", "str", "s.attack_name"),
-    Column("setting_eps", "float", _EPS_SQL),
-    Column("setting_config", "str", "s.config"),
-    Column("dataset", "str", "s.dataset"),
-    Column("source_split", "str", "s.source_split"),
+    Column("setting_id", INT, "s.id"),
+    Column("setting", STR, "s.name"),
+    Column("setting_kind", STR, "s.kind"),
+    Column("attack_name", STR, "s.attack_name"),
+    Column("setting_eps", FLOAT, "s.eps"),
+    Column("setting_config", STR, "{config}"),
+    Column("dataset", STR, "s.dataset"),
+    Column("source_split", STR, "s.source_split"),
 )
-
-
-def _settings_lookup() -> Query:
-    # Every setting: a few hundred rows at most, where finding the study's own took a
-    # scan of its items.
-    return Query(SETTING_COLUMNS, f"FROM {SETTING} s", order="s.id")
-
-
-EXAMPLE_ROW_COLUMNS = (
-    Column("example_id", "int", "e.id"),
-    Column("item_id", "int", "i.id"),
-    Column("item_kind", "str", "i.kind"),
-    Column("stratum", "int", "i.stratum"),
-    Column("setting_id", "int", "e.setting_id"),
-    Column("position", "int", "e.position"),
-    Column("source_index", "int", "e.source_index"),
-    Column("source_label", "int", "e.source_label"),
-    Column("target_label", "int", "e.target_label"),
-    Column("linf_distance", "float", "e.linf_distance"),
-    Column("l2_distance", "float", "e.l2_distance"),
-    Column("l0_distance", "int", "e.l0_distance"),
-    Column("image_sha256", "str", "e.image_sha256"),
-)
-# The export's order: the item and its setting first, then the example, then the votes.
-_EXAMPLE_HEAD = ("example_id", "item_id", "item_kind", "stratum")
-_EXAMPLE_BODY = (
-    "position",
-    "source_index",
-    "source_label",
-    "target_label",
-    "linf_distance",
-    "l2_distance",
-    "l0_distance",
-    "image_sha256",
+EXAMPLE_COLUMNS = (
+    Column("position", INT, "e.position"),
+    Column("source_index", INT, "e.source_index"),
+    Column("source_label", INT, "e.source_label"),
+    Column("target_label", INT, "e.target_label"),
+    Column("linf_distance", FLOAT, "e.linf_distance"),
+    Column("l2_distance", FLOAT, "e.l2_distance"),
+    Column("l0_distance", INT, "e.l0_distance"),
+    Column("image_sha256", STR, "e.image_sha256"),
 )
 
 
 def examples_table(
-    study: Study,
-    *,
-    include_excluded: bool = False,
-    with_images: bool = False,
-    models: list[ClassifierModel] | None = None,
+    study: Study, *, include_excluded: bool = False, with_images: bool = False
 ) -> Table:
-    """One row per analysed item; ``with_images``: ``file_name`` first (the imagefolder's),
-    and among the rows read (not exported) the stored image's name (STORED_IMAGE), for
-    the zip to read, and each example's generation job, for the dataset card.
-    ``models``: predicting_models(study), where the caller has them."""
+    """One row per analysed item, in item order; ``with_images``: ``file_name`` first (the
+    imagefolder's) and the stored image's name last (read, not exported)."""
     values = study_values(study)
-    models = predicting_models(study) if models is None else models
-    columns = (
-        *_named(_EXAMPLE_HEAD, EXAMPLE_ROW_COLUMNS),
-        *_named([column.name for column in SETTING_COLUMNS], SETTING_COLUMNS),
-        *_named(_EXAMPLE_BODY, EXAMPLE_ROW_COLUMNS),
-        Column("n_labels", "int"),
-        *(Column(vote_column(value), "int") for value in values),
-        Column("majority_label", "int"),
-        Column("majority_tie", "bool"),
-        *(Column(prediction_column(model), "int") for model in models),
-    )
-    # The votes kept on the item, one column per answer: PostgreSQL reads a JSON
-    # field for less than Arrow parses the object (0.1 us a cell against 0.7 us a row).
-    kept_votes = tuple(
-        Column(f"kept_{index}", "int", f"coalesce((i.votes ->> '{int(value)}')::integer, 0)")
+    models = predicting_models(study)
+    votes = tuple(
+        Column(vote_column(value), INT, f"COALESCE(v.votes_{index}, 0)")
         for index, value in enumerate(values)
     )
-    row_columns: tuple[Column, ...] = (*EXAMPLE_ROW_COLUMNS, *kept_votes)
-    if with_images:
-        columns = (Column("file_name", "str"), *columns)
-        row_columns = (
-            *row_columns,
-            Column("job_id", "int", "e.job_id"),
-            Column(STORED_IMAGE, "str", "e.image"),
-        )
-    rows = Query(
-        row_columns,
-        f"FROM {ITEM} i JOIN {EXAMPLE} e ON e.id = i.example_id WHERE {ANALYSED} {{range}}",
-        order="i.id",
-        range_on="i.id",
+    predictions = tuple(
+        Column(prediction_column(model), INT, f"m{index}.label")
+        for index, model in enumerate(models)
     )
-    extras = {"predictions": _predictions_query()}
-    if not include_excluded:
-        extras["excluded_votes"] = _excluded_votes_query()
-    assemble = _ExamplesAssembly(
-        tuple(column.name for column in columns),
-        values,
-        tuple((model.pk, prediction_column(model)) for model in models),
+    settings = tuple(
+        Column(c.name, c.type, c.sql.format(config=json_text("s.config"))) for c in SETTING_COLUMNS
     )
+    read = (
+        *((Column("file_name", STR, "NULL"),) if with_images else ()),
+        Column("example_id", INT, "e.id"),
+        Column("item_id", INT, "i.id"),
+        Column("item_kind", STR, "i.kind"),
+        Column("stratum", INT, "i.stratum"),
+        *settings,
+        *EXAMPLE_COLUMNS,
+        Column("n_labels", INT, "COALESCE(v.n_labels, 0)"),
+        *votes,
+        Column("majority_label", INT, "NULL"),
+        Column("majority_tie", BOOL, "NULL"),
+        *predictions,
+        *((Column(STORED_IMAGE, STR, "e.image"),) if with_images else ()),
+    )
+    tallies = ",\n    ".join(
+        f"SUM(CASE WHEN l.value = {int(value)} THEN 1 ELSE 0 END) AS votes_{index}"
+        for index, value in enumerate(values)
+    )
+    joins = "\n".join(
+        f"  LEFT JOIN {PREDICTION} m{index} "
+        f"ON m{index}.example_id = e.id AND m{index}.model_id = {int(model.pk)}"
+        for index, model in enumerate(models)
+    )
+    sql = f"""SELECT {_select(read)}
+FROM {ITEM} i
+  JOIN {EXAMPLE} e ON e.id = i.example_id
+  JOIN {SETTING} s ON s.id = e.setting_id
+  LEFT JOIN (
+    SELECT l.item_id, COUNT(*) AS n_labels{"," if tallies else ""}
+    {tallies}
+    FROM {LABEL} l
+      JOIN {ITEM} i ON i.id = l.item_id
+      JOIN {PARTICIPANT} p ON p.id = l.participant_id
+    WHERE {_analysed_items(study)} {kept_sql(include_excluded)}
+    GROUP BY l.item_id
+  ) v ON v.item_id = i.id
+{joins}
+WHERE {_analysed_items(study)}
+ORDER BY i.id"""
+    read_schema = _schema(read)
+    schema = (
+        read_schema.remove(read_schema.get_field_index(STORED_IMAGE))
+        if with_images
+        else (read_schema)
+    )
+    vote_names = [column.name for column in votes]
     return Table(
         "examples",
-        columns,
-        "i.id",
-        f"FROM {ITEM} i WHERE {ANALYSED}",
-        rows,
-        assemble,
-        extras=extras,
-        lookups={"settings": _settings_lookup()},
-        params=_params(study),
-        prepare=assemble.prepare,
-        settings=_STREAMED_IN_KEY_ORDER,
+        sql,
+        read_schema,
+        schema,
+        lambda batch: _with_majority(batch, vote_names, values),
     )
 
 
-# The items in key order by their primary key, each one's example found by its own:
-# the first rows of a chunk come at once, where a hash join and then a sort of the
-# whole chunk sent none for 100 ms (the images and rendering wait for them), for the
-# same CPU in all (50,000 items: 200 ms). Not for the labels: nested loops over them
-# took twice the CPU of the hash joins.
-_STREAMED_IN_KEY_ORDER = "SET LOCAL enable_sort = off"
-
-
-def _predictions_query() -> Query:
-    return Query(
-        (
-            Column("example_id", "int", "m.example_id"),
-            Column("model_id", "int", "m.model_id"),
-            Column("label", "int", "m.label"),
-        ),
-        f"FROM {ITEM} i JOIN {PREDICTION} m ON m.example_id = i.example_id "
-        f"WHERE {ANALYSED} {{range}}",
-        range_on="i.id",
+def _with_majority(
+    batch: pa.RecordBatch, vote_names: list[str], values: list[int]
+) -> pa.RecordBatch:
+    """The majority rule of analysis.measures.majority_label: the single most voted
+    answer; a tie at the top has none (and is flagged), as have unlabelled items."""
+    counts = (
+        np.column_stack([batch.column(name).to_numpy() for name in vote_names])
+        if vote_names
+        else np.zeros((batch.num_rows, 0), np.int64)
     )
-
-
-def _excluded_votes_query() -> Query:
-    """The answers that excluded participants gave the chunk's items: few labels, found
-    through the participants (a label's index starts with its participant). The votes
-    kept on the items count everyone's."""
-    return Query(
-        (Column("item_id", "int", "l.item_id"), Column("value", "int", "l.value")),
-        f"FROM {PARTICIPANT} p JOIN {LABEL} l ON l.participant_id = p.id "
-        "WHERE p.study_id = %(study_id)s AND p.excluded {range}",
-        range_on="l.item_id",
-    )
-
-
-@dataclass(frozen=True)
-class _ExamplesAssembly:
-    names: tuple[str, ...]
-    values: list[int]
-    predictions: tuple[tuple[int, str], ...]  # (model id, column)
-
-    def __call__(self, parts: Parts) -> pa.Table:
-        rows = parts["rows"]
-        kept = [rows.column(f"kept_{index}") for index in range(len(self.values))]
-        counts = arrays.int_matrix(kept, rows.num_rows)
-        if "excluded_votes" in parts:
-            excluded = parts["excluded_votes"]
-            counts -= arrays.counts_by_key(
-                rows.column("item_id"), excluded.column("item_id"), excluded.column("value"),
-                self.values,
-            )  # fmt: skip
-        rows = arrays.left_join(rows, parts["settings"], "setting_id", encoded=True)
-        columns = dict(zip(rows.column_names, rows.columns, strict=True))
-        columns.update(_vote_columns(counts, self.values))
-        for model_id, name in self.predictions:
-            mine = parts[f"predictions_{model_id}"]
-            columns[name] = arrays.lookup(
-                rows.column("example_id"), mine.column("example_id"), mine.column("label")
-            )
-        if "file_name" in self.names:
-            columns["file_name"] = pc.binary_join_element_wise(
-                "images/", pc.cast(rows.column("example_id"), pa.string()), ".png", ""
-            )
-        return pa.table({name: columns[name] for name in self.names})
-
-    def prepare(self, parts: Parts) -> Parts:
-        """Each model's predictions of the chunk apart, in example order: every block
-        looks its rows up in them."""
-        predictions = parts["predictions"]
-        ordered = predictions.take(pc.sort_indices(predictions, [("example_id", "ascending")]))
-        by_model = {
-            f"predictions_{model_id}": ordered.filter(
-                pc.equal(ordered.column("model_id"), model_id)
-            )
-            for model_id, _ in self.predictions
-        }
-        return {**parts, **by_model}
-
-
-def _vote_columns(counts: np.ndarray, values: list[int]) -> dict[str, pa.Array]:
-    """Votes by answer, their total, and the majority rule of
-    analysis.measures.majority_label: the single most voted answer; a tie at the top
-    has none (and is flagged), as have unlabelled items."""
     top = counts.max(axis=1, initial=0)
     winners = (counts == top[:, None]).sum(axis=1)
     single = (top > 0) & (winners == 1)
-    first_top = np.asarray(values, dtype=np.int64)[counts.argmax(axis=1)] if values else top
-    return {
-        **{vote_column(value): pa.array(counts[:, index]) for index, value in enumerate(values)},
-        "n_labels": pa.array(counts.sum(axis=1)),
-        "majority_label": pa.array(first_top, mask=~single),
-        "majority_tie": pa.array((top > 0) & (winners > 1)),
+    first_top = np.asarray(values, np.int64)[counts.argmax(axis=1)] if values else top
+    columns = {
+        "majority_label": pa.array(first_top, INT, mask=~single),
+        "majority_tie": pa.array((top > 0) & (winners > 1), BOOL),
     }
+    if "file_name" in batch.schema.names:
+        columns["file_name"] = pc.binary_join_element_wise(
+            "images/", pc.cast(batch.column("example_id"), STR), ".png", ""
+        )
+    for name, values_array in columns.items():
+        batch = batch.set_column(batch.schema.get_field_index(name), name, values_array)
+    return batch
 
 
-def count_examples(study: Study) -> int:
-    return StudyItem.objects.filter(study=study, kind__in=ANALYSED_KINDS).count()
+# ---- participants: one row per participant, their counts, exclusion and timing ----
 
-
-# ---- participants: one row per participant, counters, exclusion, timing ----
+_MEDIAN = """SELECT participant_id, AVG(CAST({value} AS DOUBLE PRECISION)) AS median
+    FROM (
+      SELECT participant_id, {value},
+        ROW_NUMBER() OVER (PARTITION BY participant_id ORDER BY {value}) AS r,
+        COUNT(*) OVER (PARTITION BY participant_id) AS n
+      FROM counted WHERE {value} IS NOT NULL
+    ) ranked
+    WHERE r IN ((n + 1) / 2, (n + 2) / 2)
+    GROUP BY participant_id"""
 
 PARTICIPANT_COLUMNS = (
-    Column("participant", "str"),
-    Column("source", "str", "p.source"),
-    Column("joined_at", "time", "p.created_at"),
-    Column("consented_at", "time", "p.consented_at"),
-    Column("declined_at", "time", "p.declined_at"),
-    Column("instructions_read_at", "time", "p.instructions_read_at"),
-    Column("practice_done_at", "time", "p.practice_done_at"),
-    Column("completed_at", "time", "p.completed_at"),
-    Column("labels", "int", "p.analysed_labels"),
-    Column("attention_answers", "int", "p.attention_answers"),
-    Column("attention_failures", "int", "p.attention_failures"),
-    Column("fast_responses", "int", "p.fast_responses"),
-    Column("excluded", "bool", "p.excluded"),
-    Column("exclusion_reasons", "list", "p.exclusion_reasons"),
-    Column("median_client_response_ms", "float", "p.median_client_response_ms"),
-    Column("median_server_response_ms", "float", "p.median_server_response_ms"),
-    Column("first_label_at", "time", "p.first_label_at"),
-    Column("last_label_at", "time", "p.last_label_at"),
+    Column("participant", STR, "CAST(p.public_id AS TEXT)"),
+    Column("source", STR, "p.source"),
+    Column("joined_at", TIME, "p.created_at"),
+    Column("consented_at", TIME, "p.consented_at"),
+    Column("declined_at", TIME, "p.declined_at"),
+    Column("instructions_read_at", TIME, "p.instructions_read_at"),
+    Column("practice_done_at", TIME, "p.practice_done_at"),
+    Column("completed_at", TIME, "p.completed_at"),
+    Column("labels", INT, "COALESCE(f.labels, 0)"),
+    Column("attention_answers", INT, "COALESCE(a.answers, 0)"),
+    Column("attention_failures", INT, "p.attention_failures"),
+    Column("fast_responses", INT, "p.fast_responses"),
+    Column("excluded", BOOL, "p.excluded"),
+    Column("exclusion_reasons", STR, "{reasons}"),
+    Column("median_client_response_ms", FLOAT, "client.median"),
+    Column("median_server_response_ms", FLOAT, "server.median"),
+    Column("first_label_at", TIME, "f.first_label_at"),
+    Column("last_label_at", TIME, "f.last_label_at"),
 )
 
 
 def participants_table(study: Study, *, include_excluded: bool = False) -> Table:
-    # Counts and timing are over main and control labels, what the analysis uses:
-    # figures that the statement storing each label keeps on the participant's row
-    # (labeling.services.statements), so no label is read here.
-    source = f"FROM {PARTICIPANT} p WHERE p.study_id = %(study_id)s {_kept(include_excluded)}"
-    read = (Column("public_id", "str", "p.public_id"), *PARTICIPANT_COLUMNS[1:])
-    rows = Query(read, source + " {range}", order="p.id", range_on="p.id")
-    return Table(
-        "participants",
-        PARTICIPANT_COLUMNS,
-        "p.id",
-        source,
-        rows,
-        lambda parts: _pseudonymised(parts["rows"]),
-        params=_params(study),
+    """Counts and timing over main and control labels, what the analysis uses; medians
+    by rank, which both databases compute (SQLite has no percentile function)."""
+    columns = tuple(
+        Column(c.name, c.type, c.sql.format(reasons=json_text("p.exclusion_reasons")))
+        for c in PARTICIPANT_COLUMNS
     )
+    labels_of = f"{LABEL} l JOIN {ITEM} i ON i.id = l.item_id WHERE i.study_id = {int(study.pk)}"
+    sql = f"""WITH counted AS (
+    SELECT l.participant_id, l.client_response_ms AS client_ms,
+      l.server_response_ms AS server_ms, l.created_at
+    FROM {labels_of} AND i.kind IN {ANALYSED_SQL}
+  ),
+  figures AS (
+    SELECT participant_id, COUNT(*) AS labels,
+      MIN(created_at) AS first_label_at, MAX(created_at) AS last_label_at
+    FROM counted GROUP BY participant_id
+  ),
+  attention AS (
+    SELECT l.participant_id, COUNT(*) AS answers
+    FROM {labels_of} AND i.kind = '{StudyItem.Kind.ATTENTION.value}'
+    GROUP BY l.participant_id
+  )
+SELECT {_select(columns)}
+FROM {PARTICIPANT} p
+  LEFT JOIN figures f ON f.participant_id = p.id
+  LEFT JOIN attention a ON a.participant_id = p.id
+  LEFT JOIN ({_MEDIAN.format(value="client_ms")}) client ON client.participant_id = p.id
+  LEFT JOIN ({_MEDIAN.format(value="server_ms")}) server ON server.participant_id = p.id
+WHERE p.study_id = {int(study.pk)} {kept_sql(include_excluded)}
+ORDER BY p.id"""
+    read_schema = _schema(columns)
+    at = read_schema.get_field_index("exclusion_reasons")
+    schema = read_schema.set(at, pa.field("exclusion_reasons", STRINGS))
 
+    def finish(batch: pa.RecordBatch) -> pa.RecordBatch:
+        reasons = [
+            None if text is None else json.loads(text) for text in batch.column(at).to_pylist()
+        ]
+        batch = batch.set_column(at, schema.field(at), pa.array(reasons, STRINGS))
+        return _pseudonymised(batch, 0)
 
-def count_participants(study: Study, include_excluded: bool) -> int:
-    rows = Participant.objects.filter(study=study)
-    return rows.count() if include_excluded else rows.filter(excluded=False).count()
+    return Table("participants", sql, read_schema, schema, finish)
 
 
 TABLES = {
@@ -454,8 +357,13 @@ TABLES = {
 
 
 def count_rows(study: Study, table: str, include_excluded: bool) -> int:
-    if table == "annotations":
-        return count_annotations(study, include_excluded)
+    """How many rows the table will have: for progress bars."""
     if table == "examples":
-        return count_examples(study)
-    return count_participants(study, include_excluded)
+        return StudyItem.objects.filter(study=study, kind__in=ANALYSED_ITEM_KINDS).count()
+    if table == "annotations":
+        rows = Label.objects.filter(item__study=study, item__kind__in=ANALYSED_ITEM_KINDS)
+        return (
+            rows.count() if include_excluded else rows.filter(participant__excluded=False).count()
+        )
+    participants = Participant.objects.filter(study=study)
+    return participants.count() if include_excluded else participants.filter(excluded=False).count()

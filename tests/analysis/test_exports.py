@@ -30,7 +30,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from PIL import Image
 
-from analysis.exports import ExportRequest, export_bytes, source, tables, writers
+from analysis import reading
+from analysis.exports import ExportRequest, export_bytes, tables
 from analysis.measures import majority_label
 from analysis.pseudonyms import pseudonym
 from attacks.models import ClassifierModel, Example, GenerationJob
@@ -325,30 +326,26 @@ def test_excluded_participants_come_back_with_include_excluded(study: Study) -> 
     assert frame_records(annotations, "annotations") == expected
 
 
-def test_chunked_streams_give_the_same_rows_in_blocks_and_row_groups(
+def test_batched_reads_give_the_same_rows_in_chunks_and_row_groups(
     study: Study, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     whole = {fmt: export(study, "annotations", fmt) for fmt in FORMATS}
-    monkeypatch.setattr(source, "CHUNK_ROWS", 4)
-    monkeypatch.setattr(source, "BLOCK_ROWS", 3)
-    monkeypatch.setattr(source, "FIRST_BLOCK_ROWS", 2)
-    monkeypatch.setattr(writers, "ROW_GROUP_ROWS", 5)
+    monkeypatch.setattr(reading, "BATCH_ROWS", 4)
 
     chunks = list(export_bytes(study, ExportRequest("annotations", "csv")))
     parquet = pq.ParquetFile(io.BytesIO(export(study, "annotations", "parquet")))
 
-    # Chunks are ranges of 4 label ids, cut in blocks of at most 3 rows: at least 5
-    # blocks for 14 rows, each sent as it is made.
-    data_chunks = chunks[1:]  # after the header
-    assert len(data_chunks) >= 5
-    assert all(1 <= chunk.count(b"\n") <= 3 for chunk in data_chunks)
+    # 14 rows read 4 at a time: the header with the first 4, then 4, 4 and 2, each
+    # sent as it is made.
+    assert [chunk.count(b"\n") for chunk in chunks] == [5, 4, 4, 2]
     assert b"".join(chunks) == whole["csv"]
     assert export(study, "annotations", "jsonl") == whole["jsonl"]
-    # Blocks gather into row groups of at least 5 rows (the last may have fewer).
-    group_rows = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
-    assert sum(group_rows) == 14
-    assert len(group_rows) >= 2
-    assert all(5 <= rows <= 7 for rows in group_rows[:-1])
+    assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == [
+        4,
+        4,
+        4,
+        2,
+    ]
     assert parquet.read().to_pandas().equals(pd.read_parquet(io.BytesIO(whole["parquet"])))
 
 
@@ -587,8 +584,6 @@ def test_a_missing_output_directory_is_refused(study: Study, tmp_path: Path) -> 
 
 def test_awkward_names_survive_every_format(study: Study, trained_model, monkeypatch) -> None:
     awkward_setting = 'clean, "quoted"\\ 100%\tü\x01\nline two'
-    # Blocks far smaller than a chunk: Arrow must not cut inside the quoted newline.
-    monkeypatch.setattr(source, "PARSE_BLOCK_BYTES", 256)
     awkward_model = 'tiny "cnn" 5%'
     setting = study.items.filter(kind="main").first().example.setting
     type(setting).objects.filter(pk=setting.pk).update(name=awkward_setting)
@@ -655,3 +650,31 @@ def test_participant_medians_skip_missing_browser_times(make_study) -> None:
         # Then every count, median and time is the plain computation's: the median of
         # the times there are
         assert frame_records(read_with_pandas(data, export_format), "participants") == expected
+
+
+# ---- outside any transaction: ADBC's own connection, as a download reads ----
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_every_export_reads_through_adbc(
+    trained_model: ClassifierModel, make_study, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a committed study (no test transaction around it), and the ADBC connections
+    # the exports open counted
+    study = labelled_study(make_study)
+    opened = []
+    real = reading._adbc_connection
+    monkeypatch.setattr(reading, "_adbc_connection", lambda: opened.append(1) or real())
+
+    for table in TABLES:
+        expected = [comparable(row, table) for row in EXPECTED[table](study)]
+        for export_format in FORMATS:
+            # When each table is exported
+            data = export(study, table, export_format)
+
+            # Then pandas reads back the database's rows, as on the cursor's path
+            frame = read_with_pandas(data, export_format)
+            assert frame_records(frame, table) == expected, (table, export_format)
+    folder = _unzip(export(study, "examples", "hf"), tmp_path / "dataset")
+    assert len(list((folder / "images").iterdir())) == 5
+    assert len(opened) == len(TABLES) * len(FORMATS) + 1  # one connection an export
