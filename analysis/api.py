@@ -4,7 +4,7 @@ streamed as the analysis page's links stream them. Readers of the study (view ac
 
 from __future__ import annotations
 
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -69,7 +69,7 @@ class StudyExportView(APIView):
     )
     def get(
         self, request: Request, study_id: int, table: str, export_format: str
-    ) -> StreamingHttpResponse:
+    ) -> HttpResponse | StreamingHttpResponse:
         study = study_for(request.user, study_id)
         include_excluded = request.query_params.get("include_excluded") in ("1", "true")
         return export_response(study, table, export_format, include_excluded=include_excluded)

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 from django.core.paginator import Page, Paginator
 
+from analysis.reading import read_snapshot
 from analysis.report.loading import (
     ITEM_COLUMNS,
     Columns,
@@ -25,7 +27,7 @@ from analysis.report.loading import (
 from analysis.statistics import majority_votes
 from analysis.statistics._types import BoolArray, IntArray
 from attacks.models import Example
-from labeling.models import Label
+from labeling.models import Label, Participant
 from study.models import CANT_TELL, Study
 
 EXAMPLES_PER_PAGE = 24
@@ -36,7 +38,7 @@ OUTCOMES = {
     "tie": "the vote is tied",
     "target": "the majority is the target label",
 }
-_VOTE_COLUMNS: Columns = (("item", "int8", ">i8"), ("value", "int4", ">i4"), ("n", "int8", ">i8"))
+_VOTE_COLUMNS: Columns = (("item", pa.int64()), ("value", pa.int64()), ("n", pa.int64()))
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,10 @@ def gallery_page(
 
 
 def _votes(study: Study, include_excluded: bool) -> _Votes:
-    items = sorted_items(read_rows(*items_query(study), ITEM_COLUMNS))
-    rows = read_rows(*_votes_query(study, items["item"], include_excluded), _VOTE_COLUMNS)
+    with read_snapshot() as snapshot:
+        items = sorted_items(read_rows(snapshot, items_query(study), ITEM_COLUMNS))
+        votes_query = _votes_query(study, items["item"], include_excluded)
+        rows = read_rows(snapshot, votes_query, _VOTE_COLUMNS)
     kept, example = locate(items["item"], rows["item"])
     answers = [items["source"], items["target"], rows["value"], np.array([9])]
     classes = int(max(column.max() for column in answers if column.size)) + 1
@@ -94,22 +98,22 @@ def _votes(study: Study, include_excluded: bool) -> _Votes:
     return _Votes(items["example"], items["setting"], items["source"], items["target"], counts)
 
 
-def _votes_query(study: Study, item_ids: IntArray, include_excluded: bool) -> tuple[str, list[int]]:
+def _votes_query(study: Study, item_ids: IntArray, include_excluded: bool) -> str:
     """Labels per (item, answer) over the study's item range; other items are dropped later."""
-    dropped = (
-        []
-        if include_excluded
-        else list(study.participants.filter(excluded=True).values_list("id", flat=True))
-    )
+    low, high = item_range(item_ids)
     leave_out = (
-        f"AND l.participant_id NOT IN ({', '.join(['%s'] * len(dropped))})" if dropped else ""
+        ""
+        if include_excluded
+        else (
+            f"AND l.participant_id NOT IN (SELECT id FROM {Participant._meta.db_table} "
+            f"WHERE study_id = {int(study.pk)} AND excluded)"
+        )
     )
-    sql = f"""
-        SELECT CAST(l.item_id AS int8), CAST(l.value AS int4), CAST(COUNT(*) AS int8)
+    return f"""
+        SELECT l.item_id, l.value, COUNT(*)
         FROM {Label._meta.db_table} l
-        WHERE l.item_id BETWEEN %s AND %s {leave_out}
+        WHERE l.item_id BETWEEN {low} AND {high} {leave_out}
         GROUP BY l.item_id, l.value"""
-    return sql, [*item_range(item_ids), *dropped]
 
 
 def _outcomes(votes: _Votes) -> dict[str, BoolArray]:

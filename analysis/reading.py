@@ -16,7 +16,7 @@ functions below (``json_text``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from typing import Any, Protocol
 
@@ -31,6 +31,11 @@ BATCH_ROWS = 65_536
 def json_text(expression: str) -> str:
     """A JSON column's text: PostgreSQL's jsonb needs a cast, SQLite stores text."""
     return f"({expression})::text" if connection.vendor == "postgresql" else expression
+
+
+def sql_values(values: Iterable[str]) -> str:
+    """A list for ``IN``, of the code's own constants (item kinds), never user text."""
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
 
 
 class Snapshot(Protocol):

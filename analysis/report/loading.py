@@ -1,62 +1,62 @@
 """A study's analysed labels, examples and predictions as numpy arrays, in a few queries.
 
-The three large tables (labels, items, predictions) are read with one narrow
-SELECT each. On PostgreSQL each goes through ``COPY ... TO STDOUT (FORMAT
-binary)``: every column is cast to a fixed-width type and made NOT NULL, so
-the rows are fixed-width records that numpy reads in one ``frombuffer``;
-1,000,000 labels arrive in well under a second, where building a million
-Python tuples (cursor.fetchall, let alone the ORM) takes seconds. Other
-databases (the demo's SQLite) take the same SELECT through a plain cursor.
+The three large tables (labels, items, predictions) are read with one narrow SELECT
+each, through the exports' Arrow path (analysis.reading): one snapshot, and columns
+that become numpy arrays without a Python object per row.
 
-Labels are selected by the range of the study's item ids, with no join: a
-study's items are made in one insert, so the range holds its items (and
-rarely another study's, dropped here with the attention and practice items
-and the excluded participants); joining a million labels to their items
-costs PostgreSQL about a second more than the range scan.
+Labels are selected by the range of the study's item ids, with no join: a study's
+items are made in one insert, so the range holds its items (and rarely another
+study's, dropped here with the attention and practice items and the excluded
+participants); joining a million labels to their items costs PostgreSQL about a
+second more than the range scan.
 """
 
 from __future__ import annotations
 
-import io
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from django.db import connection
+import pyarrow as pa
 
-from analysis.pseudonyms import pseudonym_of
-from analysis.queries import ANALYSED_KINDS
-from analysis.snapshot import read_snapshot
+from analysis.pseudonyms import pseudonyms_of
+from analysis.reading import Snapshot, read_snapshot, read_table, sql_values
 from analysis.statistics._types import BoolArray, FloatArray, IntArray
 from attacks.models import AttackSetting, ClassifierModel, Example, Prediction
 from labeling.models import Label, Participant
-from study.models import CANT_TELL, Study, StudyItem
+from study.models import ANALYSED_ITEM_KINDS, CANT_TELL, Study, StudyItem
 
 _LABEL, _ITEM = Label._meta.db_table, StudyItem._meta.db_table
+_PARTICIPANT = Participant._meta.db_table
 _EXAMPLE, _PREDICTION = Example._meta.db_table, Prediction._meta.db_table
-_MISSING = -1  # stands for NULL in the fixed-width rows
+_MISSING = -1  # stands for NULL: numpy's integers have none
+ANALYSED_SQL = sql_values(ANALYSED_ITEM_KINDS)
 
-# (column name, PostgreSQL type it is cast to, its big-endian numpy type)
-Columns = tuple[tuple[str, str, str], ...]
+# (column name, its type)
+Columns = tuple[tuple[str, pa.DataType], ...]
 ITEM_COLUMNS: Columns = (
-    ("item", "int8", ">i8"),
-    ("example", "int8", ">i8"),
-    ("setting", "int8", ">i8"),
-    ("source", "int4", ">i4"),
-    ("target", "int4", ">i4"),
+    ("item", pa.int64()),
+    ("example", pa.int64()),
+    ("setting", pa.int64()),
+    ("source", pa.int64()),
+    ("target", pa.int64()),
 )
 _LABEL_COLUMNS: Columns = (
-    ("item", "int8", ">i8"),
-    ("participant", "int8", ">i8"),
-    ("value", "int4", ">i4"),
-    ("response_ms", "float8", ">f8"),
+    ("item", pa.int64()),
+    ("participant", pa.int64()),
+    ("value", pa.int64()),
+    ("response_ms", pa.float64()),
 )
 _PREDICTION_COLUMNS: Columns = (
-    ("example", "int8", ">i8"),
-    ("model", "int8", ">i8"),
-    ("label", "int4", ">i4"),
+    ("example", pa.int64()),
+    ("model", pa.int64()),
+    ("label", pa.int64()),
+)
+_PARTICIPANT_COLUMNS: Columns = (
+    ("participant", pa.int64()),
+    ("public_id", pa.string()),
+    ("excluded", pa.bool_()),
 )
 
 
@@ -97,18 +97,18 @@ class StudyData:
 def load_study_data(study: Study, *, include_excluded: bool) -> StudyData:
     # One snapshot: a participant who joins between the reads of participants and of
     # labels would otherwise have labels and no participant row.
-    with read_snapshot():
-        return _load_study_data(study, include_excluded=include_excluded)
+    with read_snapshot() as snapshot:
+        return _load_study_data(study, snapshot, include_excluded=include_excluded)
 
 
-def _load_study_data(study: Study, *, include_excluded: bool) -> StudyData:
-    items = sorted_items(read_rows(*items_query(study), ITEM_COLUMNS))
-    participants = _participants(study)
+def _load_study_data(study: Study, snapshot: Snapshot, *, include_excluded: bool) -> StudyData:
+    items = sorted_items(read_rows(snapshot, items_query(study), ITEM_COLUMNS))
+    participants = _participants(snapshot, study)
     dropped = [] if include_excluded else [pk for pk, (_, out) in participants.items() if out]
     labels, label_example = _kept_labels(
-        read_rows(*_labels_query(items["item"]), _LABEL_COLUMNS), items["item"], dropped
+        read_rows(snapshot, _labels_query(items["item"]), _LABEL_COLUMNS), items["item"], dropped
     )
-    predictions = read_rows(*_predictions_query(study), _PREDICTION_COLUMNS)
+    predictions = read_rows(snapshot, _predictions_query(study), _PREDICTION_COLUMNS)
     settings = AttackSetting.objects.filter(pk__in=np.unique(items["setting"]).tolist())
     settings = settings.select_related("target_model").order_by("id")
     model_ids = np.unique(predictions["model"])
@@ -128,28 +128,26 @@ def _load_study_data(study: Study, *, include_excluded: bool) -> StudyData:
         label_value=np.where(labels["value"] == CANT_TELL, n_classes, labels["value"]),
         response_ms=labels["response_ms"],
         participant_ids=participant_ids,
-        pseudonyms=tuple(pseudonym_of(participants[pk][0]) for pk in participant_ids.tolist()),
+        pseudonyms=tuple(pseudonyms_of(participants[pk][0] for pk in participant_ids.tolist())),
         excluded=np.array([participants[pk][1] for pk in participant_ids.tolist()], dtype=bool),
         category_names=_category_names(study, n_classes),
     )
 
 
-def items_query(study: Study) -> tuple[str, list[Any]]:
-    sql = f"""
-        SELECT CAST(si.id AS int8), CAST(e.id AS int8), CAST(e.setting_id AS int8),
-               CAST(e.source_label AS int4), CAST(COALESCE(e.target_label, {_MISSING}) AS int4)
+def items_query(study: Study) -> str:
+    return f"""
+        SELECT si.id, e.id, e.setting_id, e.source_label, COALESCE(e.target_label, {_MISSING})
         FROM {_ITEM} si JOIN {_EXAMPLE} e ON e.id = si.example_id
-        WHERE si.study_id = %s AND si.kind IN (%s, %s)"""
-    return sql, [study.pk, *ANALYSED_KINDS]
+        WHERE si.study_id = {int(study.pk)} AND si.kind IN {ANALYSED_SQL}"""
 
 
-def _labels_query(item_ids: IntArray) -> tuple[str, list[Any]]:
-    sql = f"""
-        SELECT CAST(l.item_id AS int8), CAST(l.participant_id AS int8), CAST(l.value AS int4),
-               CAST(COALESCE(l.client_response_ms, l.server_response_ms) AS float8)
+def _labels_query(item_ids: IntArray) -> str:
+    low, high = item_range(item_ids)
+    return f"""
+        SELECT l.item_id, l.participant_id, l.value,
+               COALESCE(l.client_response_ms, l.server_response_ms)
         FROM {_LABEL} l
-        WHERE l.item_id BETWEEN %s AND %s"""
-    return sql, item_range(item_ids)
+        WHERE l.item_id BETWEEN {low} AND {high}"""
 
 
 def item_range(item_ids: IntArray) -> list[int]:
@@ -185,62 +183,17 @@ def _kept_labels(
     return {name: column[kept] for name, column in labels.items()}, example[kept]
 
 
-def _predictions_query(study: Study) -> tuple[str, list[Any]]:
-    sql = f"""
-        SELECT CAST(pr.example_id AS int8), CAST(pr.model_id AS int8), CAST(pr.label AS int4)
+def _predictions_query(study: Study) -> str:
+    return f"""
+        SELECT pr.example_id, pr.model_id, pr.label
         FROM {_PREDICTION} pr JOIN {_ITEM} si ON si.example_id = pr.example_id
-        WHERE si.study_id = %s AND si.kind IN (%s, %s)"""
-    return sql, [study.pk, *ANALYSED_KINDS]
+        WHERE si.study_id = {int(study.pk)} AND si.kind IN {ANALYSED_SQL}"""
 
 
-def read_rows(sql: str, params: list[Any], columns: Columns) -> dict[str, npt.NDArray[Any]]:
-    """The query's rows as one native-endian array per column."""
-    if connection.vendor == "postgresql":
-        return _read_binary_copy(sql, params, columns)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        values = list(zip(*cursor.fetchall(), strict=True)) or [()] * len(columns)
-    return {
-        name: np.array(column, dtype=kind[1:])
-        for (name, _, kind), column in zip(columns, values, strict=True)
-    }
-
-
-def _read_binary_copy(sql: str, params: list[Any], columns: Columns) -> dict[str, npt.NDArray[Any]]:
-    buffer = io.BytesIO()
-    with connection.cursor() as cursor:
-        statement = cursor.mogrify(sql, params).decode()
-        cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT binary)", buffer)
-    return parse_binary_copy(buffer.getvalue(), columns)
-
-
-_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-
-
-def parse_binary_copy(payload: bytes, columns: Columns) -> dict[str, npt.NDArray[Any]]:
-    """Rows of PostgreSQL's binary COPY format whose fields are all fixed-width and NOT NULL.
-
-    The format (PostgreSQL docs, "COPY", Binary Format): an 11-byte signature, a
-    32-bit flags field, a 32-bit header-extension length and the extension; then
-    per row a 16-bit field count and, per field, a 32-bit length and the value,
-    all big-endian; then a 16-bit -1. psycopg2 has no binary COPY reader, and
-    with fixed widths each row is one numpy record.
-    """
-    if not payload.startswith(_SIGNATURE):
-        raise ValueError("not PostgreSQL binary COPY data")
-    start = 19 + int.from_bytes(payload[15:19], "big")
-    fields: list[tuple[str, str]] = [("fields", ">i2")]
-    for name, _, kind in columns:
-        fields += [(f"{name}_length", ">i4"), (name, kind)]
-    record = np.dtype(fields)
-    count = (len(payload) - start - 2) // record.itemsize
-    rows = np.frombuffer(payload, dtype=record, count=count, offset=start)
-    if (rows["fields"] != len(columns)).any() or payload[-2:] != b"\xff\xff":
-        raise ValueError("unexpected row layout in binary COPY data")
-    for name, _, kind in columns:
-        if (rows[f"{name}_length"] != np.dtype(kind).itemsize).any():
-            raise ValueError(f"column {name} is NULL or not {kind} in binary COPY data")
-    return {name: rows[name].astype(kind[1:]) for name, _, kind in columns}
+def read_rows(snapshot: Snapshot, sql: str, columns: Columns) -> dict[str, npt.NDArray[Any]]:
+    """The query's rows as one array per column (none of them NULL)."""
+    table = read_table(snapshot, sql, pa.schema(columns))
+    return {name: table.column(name).to_numpy() for name, _ in columns}
 
 
 def sorted_items(items: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
@@ -277,7 +230,17 @@ def _category_names(study: Study, n_classes: int) -> tuple[str, ...]:
     return (*names, texts.get(CANT_TELL, "none / can't tell"))
 
 
-def _participants(study: Study) -> dict[int, tuple[uuid.UUID, bool]]:
+def _participants(snapshot: Snapshot, study: Study) -> dict[int, tuple[str, bool]]:
     """Participant id -> (public id, excluded), for every participant of the study."""
-    rows = Participant.objects.filter(study=study).values_list("id", "public_id", "excluded")
-    return {pk: (public, out) for pk, public, out in rows}
+    sql = f"""SELECT id, CAST(public_id AS TEXT), excluded FROM {_PARTICIPANT}
+        WHERE study_id = {int(study.pk)}"""
+    rows = read_rows(snapshot, sql, _PARTICIPANT_COLUMNS)
+    return {
+        pk: (public, out)
+        for pk, public, out in zip(
+            rows["participant"].tolist(),
+            rows["public_id"].tolist(),
+            rows["excluded"].tolist(),
+            strict=True,
+        )
+    }

@@ -17,7 +17,7 @@ from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kap
 from statsmodels.stats.proportion import proportion_confint
 
 from analysis.report import study_report
-from analysis.report.loading import locate, parse_binary_copy
+from analysis.report.loading import locate
 from analysis.statistics import (
     FLEISS_KAPPA,
     KRIPPENDORFF_ALPHA,
@@ -297,20 +297,6 @@ def test_response_times_per_setting(hand: HandStudy) -> None:
     fast = [round((summary.share_below or 0.0) * 12) for summary in times]
     assert sorted(fast) == [0, 1]
     assert report.settings[0].classes[0].response_times is None  # per setting only
-
-
-def test_binary_copy_parser_reads_rows_and_refuses_nulls() -> None:
-    columns = (("a", "int8", ">i8"), ("b", "float8", ">f8"))
-    header = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-    row = (2).to_bytes(2, "big") + (8).to_bytes(4, "big") + (7).to_bytes(8, "big")
-    row += (8).to_bytes(4, "big") + np.array([1.5], dtype=">f8").tobytes()
-    parsed = parse_binary_copy(header + row * 2 + b"\xff\xff", columns)
-    assert parsed["a"].tolist() == [7, 7]
-    assert parsed["b"].tolist() == [1.5, 1.5]
-    null = (2).to_bytes(2, "big") + (8).to_bytes(4, "big") + (7).to_bytes(8, "big")
-    null += (-1).to_bytes(4, "big", signed=True) + bytes(8)
-    with pytest.raises(ValueError, match="NULL"):
-        parse_binary_copy(header + null + b"\xff\xff", columns)
 
 
 @pytest.mark.parametrize("spread", [1, 10_000_000])  # a table by id; a binary search
