@@ -36,7 +36,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from attacks import progress, tasks
+from attacks import jobs, progress
+from attacks.datasets import configured_dataset
 from attacks.engine.datasets import DATASETS, ImageDataset
 from attacks.engine.example_sets import (
     NO_TARGET,
@@ -61,7 +62,6 @@ from attacks.models import (
     Prediction,
 )
 from attacks.provenance import code_version
-from attacks.services import configured_dataset
 
 MAX_IMPORT_COUNT = 100_000
 BATCH_SIZE = 256
@@ -386,7 +386,7 @@ def _store(
         eps=None if budget is None else budget.eps,
         created_by=created_by,
     )
-    device = tasks.compute_device()
+    device = jobs.compute_device()
     job = GenerationJob.objects.create(
         setting=setting,
         offset=0,
@@ -399,10 +399,9 @@ def _store(
         created_by=created_by,
         started_at=timezone.now(),
     )
-    models = tasks.models_to_predict(clean_set.name)
+    models = jobs.models_to_predict(clean_set.name)
     agree = _store_batches(prepared, setting, job, models, device, saved_files)
     _finish(setting, job, models, agree)
-    transaction.on_commit(lambda: tasks.pack_job_images.delay(job.pk))
     return setting
 
 
@@ -415,7 +414,7 @@ def _store_batches(
     saved_files: list[str],
 ) -> dict[int, int]:
     """Examples and predictions in batches; returns, per model, agreements with the source."""
-    networks = {row.pk: tasks.load_classifier(row, device) for row in models}
+    networks = {row.pk: jobs.load_classifier(row, device) for row in models}
     agree = dict.fromkeys(networks, 0)
     count = job.count
     for start in range(0, count, BATCH_SIZE):

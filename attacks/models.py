@@ -14,10 +14,6 @@ def opaque_png_name(instance: object, filename: str) -> str:
     return f"examples/{uuid.uuid4().hex}.png"
 
 
-def image_pack_name(instance: object, filename: str) -> str:
-    return f"packs/{uuid.uuid4().hex}.arrow"
-
-
 def weights_name(instance: object, filename: str) -> str:
     return f"weights/{uuid.uuid4().hex}.pt"
 
@@ -160,9 +156,6 @@ class GenerationJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Its examples' images in one file, once it has succeeded (attacks/image_packs.py):
-    # what the zip export reads instead of one file per example.
-    image_pack = models.FileField(upload_to=image_pack_name, blank=True, editable=False)
 
     class Meta:
         ordering = ["id"]

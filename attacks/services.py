@@ -1,64 +1,34 @@
-"""Every write to models, settings, jobs and examples. Each is atomic."""
+"""What researchers ask for: models trained, settings made, jobs queued, stopped, retried.
+
+Each is atomic and queues its task on commit, through the task itself. What the
+worker writes while it runs a job (claims, examples, progress) is in ``attacks/jobs.py``.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import socket
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile, File
 from django.db import transaction
-from django.db.models import F, Max, Q, QuerySet
+from django.db.models import F, Max
 from django.utils import timezone
 
+from attacks import tasks
+from attacks.datasets import dataset_size
 from attacks.engine.architectures import architecture_names
 from attacks.engine.attacks import AttackConfigError, build_attack, config_as_dict
-from attacks.engine.datasets import DatasetUnavailable, ImageDataset, load_dataset
-from attacks.engine.generation import GeneratedExample
 from attacks.engine.training import Evaluation, EvaluationConfig, TrainingConfig
-from attacks.image_packs import write_pack
-from attacks.models import (
-    AttackSetting,
-    ClassifierModel,
-    Example,
-    GenerationJob,
-    JobStatus,
-    Prediction,
-)
+from attacks.jobs import finish_training
+from attacks.models import AttackSetting, ClassifierModel, GenerationJob, JobStatus
 from attacks.provenance import code_version
 
 logger = logging.getLogger(__name__)
 
 MAX_JOB_COUNT = 100_000
-
-
-class JobStopped(Exception):
-    """The job left ``running`` (a researcher cancelled it) while a worker generated a chunk."""
-
-
-def configured_dataset(name: str, split: str) -> ImageDataset:
-    """The dataset as configured for this deployment; a ValidationError if it is unavailable."""
-    try:
-        return load_dataset(
-            name, split, settings.ADVSTUDY_DATA_DIR, settings.ADVSTUDY_DOWNLOAD_DATASETS
-        )
-    except DatasetUnavailable as error:
-        raise ValidationError(str(error)) from error
-
-
-def dataset_size(name: str, split: str) -> int:
-    return len(configured_dataset(name, split))
-
-
-def dataset_classes(name: str, split: str) -> tuple[str, ...]:
-    return configured_dataset(name, split).classes
 
 
 def _check_range(name: str, split: str, start: int, stop: int, what: str) -> None:
@@ -68,13 +38,6 @@ def _check_range(name: str, split: str, start: int, stop: int, what: str) -> Non
             f"{what} range [{start}, {stop}) must be non-empty and inside {name}/{split} "
             f"(0..{size})"
         )
-
-
-def _on_commit_send(task_name: str, row_id: int) -> None:
-    from attacks import tasks  # tasks import services; import here to keep one direction
-
-    task = getattr(tasks, task_name)
-    transaction.on_commit(lambda: task.delay(row_id))
 
 
 @transaction.atomic
@@ -117,49 +80,12 @@ def request_training(
         evaluation_config=vars(evaluation_config),
         created_by=created_by,
     )
-    _on_commit_send("train_model", model.pk)
+    transaction.on_commit(partial(tasks.train_model.delay, model.pk))
     return model
 
 
 def _overlap(first: tuple[int, int], second: tuple[int, int]) -> bool:
     return first[0] < second[1] and second[0] < first[1]
-
-
-def claim_training(model_id: int) -> ClassifierModel | None:
-    """Move a queued (or crashed, redelivered) training to running; None if done or gone."""
-    claimed = ClassifierModel.objects.filter(
-        pk=model_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-    ).update(status=JobStatus.RUNNING, worker_host=socket.gethostname(), started_at=timezone.now())
-    return ClassifierModel.objects.get(pk=model_id) if claimed == 1 else None
-
-
-def record_training_progress(model_id: int, progress: float) -> None:
-    ClassifierModel.objects.filter(pk=model_id, status=JobStatus.RUNNING).update(progress=progress)
-
-
-@transaction.atomic
-def finish_training(model_id: int, weights: bytes, sha256: str, evaluation: Evaluation) -> None:
-    model = ClassifierModel.objects.select_for_update().get(pk=model_id)
-    model.weights.save("weights.pt", ContentFile(weights), save=False)
-    model.weights_sha256 = sha256
-    model.clean_accuracy = evaluation.clean_accuracy
-    model.robust_accuracy = evaluation.robust_accuracy
-    model.certified_accuracy = evaluation.certified_accuracy
-    model.status = JobStatus.SUCCEEDED
-    model.progress = 1.0
-    model.finished_at = timezone.now()
-    model.save(
-        update_fields=[
-            "weights",
-            "weights_sha256",
-            "clean_accuracy",
-            "robust_accuracy",
-            "certified_accuracy",
-            "status",
-            "progress",
-            "finished_at",
-        ]
-    )
 
 
 @transaction.atomic
@@ -191,12 +117,6 @@ def register_zoo_model(entry: Mapping[str, Any], weights: bytes) -> tuple[Classi
     finish_training(model.pk, weights, entry["weights_sha256"], result)
     model.refresh_from_db()
     return model, True
-
-
-def fail_training(model_id: int, error: str) -> None:
-    ClassifierModel.objects.filter(pk=model_id).update(
-        status=JobStatus.FAILED, error=error[:10_000], finished_at=timezone.now()
-    )
 
 
 @transaction.atomic
@@ -286,146 +206,8 @@ def create_generation_job(
         code_version=code_version(),
         created_by=created_by,
     )
-    _on_commit_send("run_generation_job", job.pk)
+    transaction.on_commit(partial(tasks.run_generation_job.delay, job.pk))
     return job
-
-
-def claim_generation_job(job_id: int, device: str) -> GenerationJob | None:
-    """Queued, or running and redelivered after a crash: (re)start it. Else None.
-
-    The job of an import is never claimed, whatever its status: its examples came
-    from a file and there is no attack to generate them with.
-    """
-    claimed = (
-        GenerationJob.objects.filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
-        .exclude(setting__kind=AttackSetting.Kind.IMPORTED)
-        .update(
-            status=JobStatus.RUNNING,
-            worker_host=socket.gethostname(),
-            device=device,
-            started_at=timezone.now(),
-        )
-    )
-    if claimed != 1:
-        return None
-    return GenerationJob.objects.select_related("setting", "setting__target_model").get(pk=job_id)
-
-
-def existing_positions(setting_id: int, positions: Sequence[int]) -> set[int]:
-    return set(
-        Example.objects.filter(setting_id=setting_id, position__in=positions).values_list(
-            "position", flat=True
-        )
-    )
-
-
-@transaction.atomic
-def record_examples(job: GenerationJob, generated: Sequence[GeneratedExample]) -> int:
-    """Store new examples and their predictions; positions already stored are skipped.
-
-    Raises ``JobStopped``, storing nothing, if the job was cancelled meanwhile: the lock
-    orders this against ``cancel_generation_job``, so no example lands after a cancel.
-    """
-    locked = GenerationJob.objects.select_for_update().get(pk=job.pk)
-    if locked.status != JobStatus.RUNNING:
-        raise JobStopped(f"job {job.pk} is {locked.status}")
-    skip = existing_positions(job.setting_id, [item.position for item in generated])
-    for item in generated:
-        if item.position not in skip:
-            _store_example(job, item)
-    done = Example.objects.filter(job=job).count()
-    GenerationJob.objects.filter(pk=job.pk).update(done=done)
-    return done
-
-
-def _store_example(job: GenerationJob, item: GeneratedExample) -> None:
-    example = Example(
-        setting_id=job.setting_id,
-        job=job,
-        position=item.position,
-        source_index=item.source_index,
-        source_label=item.source_label,
-        target_label=item.target_label,
-        image_sha256=hashlib.sha256(item.png).hexdigest(),
-        linf_distance=item.distances.linf,
-        l2_distance=item.distances.l2,
-        l0_distance=item.distances.l0,
-    )
-    # The file is written before the row commits; a crash in between leaves an
-    # orphan file, never a row without its image.
-    example.image.save("example.png", ContentFile(item.png), save=False)
-    example.save()
-    Prediction.objects.bulk_create(
-        Prediction(example=example, model_id=model_id, label=label)
-        for model_id, label in item.predictions.items()
-    )
-
-
-def finish_generation_job(job_id: int) -> None:
-    finished = GenerationJob.objects.filter(
-        pk=job_id, status=JobStatus.RUNNING, done=F("count")
-    ).update(status=JobStatus.SUCCEEDED, finished_at=timezone.now())
-    if finished:
-        _on_commit_send("pack_job_images", job_id)
-
-
-def pack_job_images(job_id: int, *, replace: bool = False) -> GenerationJob | None:
-    """Writes a succeeded job's images into its pack (attacks/image_packs.py), once, or
-    anew with ``replace`` (a pack lost or damaged); the job, or None if there is none.
-
-    An image whose file is missing, or whose bytes are not those its row's SHA-256
-    records, stays out (a reader then reads its file, and fails as the file does). Not
-    one transaction: the pack is written first, then recorded by one UPDATE that only
-    a job still holding the pack it had when this began takes, so two workers never
-    record two packs; the loser's file, or the one it replaced, is deleted."""
-    job = GenerationJob.objects.filter(pk=job_id).first()
-    if job is None or job.status != JobStatus.SUCCEEDED or (job.image_pack and not replace):
-        return job
-    storage = job.image_pack.storage
-    had = str(job.image_pack.name or "")
-    stored = Example.objects.filter(job_id=job_id).order_by("pk")
-    with tempfile.NamedTemporaryFile(suffix=".arrow") as temporary:
-        write_pack(
-            _stored_images(stored.values_list("pk", "image", "image_sha256")), Path(temporary.name)
-        )
-        job.image_pack.save("images.arrow", File(temporary), save=False)
-    packed = str(job.image_pack.name)
-    recorded = False
-    try:
-        recorded = bool(
-            GenerationJob.objects.filter(pk=job_id, image_pack=had).update(image_pack=packed)
-        )
-    finally:
-        # No file left that no job names: the pack replaced, or this one where another
-        # worker's came first (or the UPDATE failed).
-        if unused := had if recorded else packed:
-            storage.delete(unused)
-    job.refresh_from_db(fields=["image_pack"])
-    return job
-
-
-def _stored_images(
-    examples: QuerySet[Any, tuple[int, str, str]],
-) -> Iterator[tuple[int, str, bytes]]:
-    storage = Example._meta.get_field("image").storage
-    for example_id, name, sha256 in examples.iterator(chunk_size=2_000):
-        try:
-            with storage.open(name, "rb") as image:
-                data = image.read()
-        except OSError as error:
-            logger.warning("example %s: its image is left out of the pack: %s", example_id, error)
-            continue
-        if hashlib.sha256(data).hexdigest() == sha256:
-            yield example_id, sha256, data
-        else:
-            logger.warning("example %s: its image is not the one its row records", example_id)
-
-
-def fail_generation_job(job_id: int, error: str) -> None:
-    finished = Q(status=JobStatus.SUCCEEDED) | Q(status=JobStatus.CANCELLED)
-    GenerationJob.objects.filter(pk=job_id).filter(~finished).update(
-        status=JobStatus.FAILED, error=error[:10_000], finished_at=timezone.now()
-    )
 
 
 @transaction.atomic
@@ -453,6 +235,6 @@ def retry_generation_job(job: GenerationJob, *, by: User) -> GenerationJob:
     locked.error = ""
     locked.finished_at = None
     locked.save(update_fields=["status", "error", "finished_at"])
-    _on_commit_send("run_generation_job", locked.pk)
+    transaction.on_commit(partial(tasks.run_generation_job.delay, locked.pk))
     logger.info("generation job %s queued again by user %s", job.pk, by.pk)
     return locked

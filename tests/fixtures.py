@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 
+from attacks import jobs
 from attacks import services as attack_services
 from attacks.engine.architectures import build_architecture
 from attacks.engine.datasets import load_dataset
@@ -70,7 +71,7 @@ def trained_model(db: None, tiny_weights: TrainedWeights) -> ClassifierModel:
     evaluation = Evaluation(
         tiny_weights.clean_accuracy, robust_accuracy=0.0, certified_accuracy=None
     )
-    attack_services.finish_training(model.pk, tiny_weights.payload, tiny_weights.sha256, evaluation)
+    jobs.finish_training(model.pk, tiny_weights.payload, tiny_weights.sha256, evaluation)
     model.refresh_from_db()
     return model
 

@@ -10,15 +10,11 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pytest
 import requests
 
-from attacks.image_packs import ImagePack
-from attacks.models import ClassifierModel, Example, GenerationJob
+from attacks.models import ClassifierModel, Example
 from labeling.models import Assignment, Label
 from study.models import Study, StudyItem
 from tests.fixtures import PASSWORD
@@ -49,21 +45,6 @@ def wait_for(session: requests.Session, url: str, timeout: float = 180.0) -> dic
             return status
         time.sleep(0.5)
     raise AssertionError(f"{url} did not finish within {timeout} s")
-
-
-def assert_jobs_packed_by_the_worker(timeout: float = 60.0) -> None:
-    """Each succeeded job's images go into its pack, a task of its own after the job."""
-    deadline = time.monotonic() + timeout
-    while GenerationJob.objects.filter(image_pack="").exists():
-        assert time.monotonic() < deadline, "the worker packed no images"
-        time.sleep(0.5)
-    for job in GenerationJob.objects.all():
-        examples = list(job.examples.order_by("pk"))
-        rows = ImagePack(Path(job.image_pack.path)).find(
-            np.array([example.pk for example in examples], np.int64),
-            pa.array([example.image_sha256 for example in examples]),
-        )
-        assert (rows >= 0).all(), job
 
 
 def sign_in(base: str) -> requests.Session:
@@ -176,7 +157,6 @@ def test_whole_loop_over_http(live_server, celery_worker_process, researcher) ->
         generate(session, base, setting_id, count)
     assert Example.objects.count() == 16
     assert set(Example.objects.values_list("job__worker_host", flat=True)) != {""}
-    assert_jobs_packed_by_the_worker()
 
     response = form_post(
         session,

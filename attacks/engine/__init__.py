@@ -1,5 +1,5 @@
 """advstudy's attack engine: pure PyTorch + torchvision, never imports Django.
 
-Django code reaches it only through ``attacks/tasks.py`` and management
-commands, so that the engine stays a library usable from a notebook.
+Django code runs it only in ``attacks/jobs.py`` (the worker's side of tasks) and
+management commands, so that the engine stays a library usable from a notebook.
 """

@@ -15,8 +15,7 @@ small-eps sensitivity attacks leave their label alone; large-eps targeted attack
 (Tsipras et al. 2019) and invariance attacks (Tramer et al. 2020) turn a share of
 examples, growing with eps, into the target class for most annotators. Each annotator
 has an accuracy of 0.75-0.98, says "can't tell" on 30% of their mistakes, and a few
-(2%) are excluded for answering too fast. Each generation job's images are packed
-into one file (attacks/image_packs.py), as the worker does when a job succeeds.
+(2%) are excluded for answering too fast.
 """
 
 from __future__ import annotations
@@ -124,8 +123,6 @@ def seed_study(
     import time
 
     from django.db import connection, transaction
-
-    from attacks.services import pack_job_images
     from labeling.services.tallies import recount
 
     started = time.perf_counter()
@@ -154,8 +151,6 @@ def seed_study(
             _reset_sequences(cursor)
         # The votes and participants' figures that the labelling loop keeps as it goes.
         recount(study)
-    for job_id in job_ids:  # as the worker packs each job's images once it has succeeded
-        pack_job_images(job_id)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM (ANALYZE)")  # hint bits and statistics, as a settled server has
     return Seeded(

@@ -6,7 +6,7 @@ import pytest
 import torch
 from django.core.exceptions import ValidationError
 
-from attacks import services, tasks
+from attacks import jobs, services, tasks
 from attacks.engine.architectures import predict
 from attacks.engine.datasets import load_dataset
 from attacks.engine.images import decode_png
@@ -46,7 +46,7 @@ def test_job_stores_examples_with_measures_taken_on_the_stored_png(trained_model
     assert job.device == "cpu"
     assert setting.config["restarts"] == 1  # the full config, defaults included, is stored
     source = load_dataset("mnist", "test")
-    network = tasks.load_classifier(trained_model, torch.device("cpu"))
+    network = jobs.load_classifier(trained_model, torch.device("cpu"))
     for example in Example.objects.filter(setting=setting):
         stored = decode_png(example.image.read())
         clean = source.images[example.source_index]

@@ -1,0 +1,327 @@
+"""The worker's side of training and generation jobs: claim, run, record, finish.
+
+The Celery tasks (``attacks/tasks.py``) call ``run_training`` and
+``run_generation``; nothing here queues a task, so this module never imports the
+tasks or the services. A job takes ids, claims its row first, and is idempotent
+(core rule 4): a chunk run again writes no duplicate. Models are loaded once per
+worker process and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from functools import lru_cache
+
+import torch
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from torch import nn
+
+from attacks import progress
+from attacks.datasets import configured_dataset
+from attacks.engine.architectures import build_architecture
+from attacks.engine.attacks import AttackContext, build_attack
+from attacks.engine.datasets import DATASETS, ImageDataset
+from attacks.engine.generation import GeneratedExample, generate_examples, source_order
+from attacks.engine.training import (
+    Evaluation,
+    EvaluationConfig,
+    TrainingConfig,
+    evaluate,
+    load_weights,
+    serialize_weights,
+    train,
+)
+from attacks.models import (
+    AttackSetting,
+    ClassifierModel,
+    Example,
+    GenerationJob,
+    JobStatus,
+    Prediction,
+)
+
+logger = logging.getLogger(__name__)
+_PROGRESS_INTERVAL_S = 1.0
+
+
+class JobStopped(Exception):
+    """The job left ``running`` (a researcher cancelled it) while a worker generated a chunk."""
+
+
+def compute_device() -> torch.device:
+    wanted = os.environ.get("ADVSTUDY_DEVICE")
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_for(row: ClassifierModel) -> nn.Module:
+    """The row's architecture, shaped for its dataset's images and classes."""
+    spec = DATASETS[row.dataset]
+    return build_architecture(row.architecture, spec.channels, len(spec.classes), spec.size)
+
+
+@lru_cache(maxsize=16)
+def _load_classifier(model_id: int, sha256: str, device: str) -> nn.Module:
+    row = ClassifierModel.objects.get(pk=model_id)
+    with row.weights.open("rb") as handle:
+        payload = handle.read()
+    if hashlib.sha256(payload).hexdigest() != sha256:
+        raise RuntimeError(f"weights of model {row} do not match their SHA-256")
+    return load_weights(build_for(row), payload).to(device)
+
+
+def load_classifier(row: ClassifierModel, device: torch.device) -> nn.Module:
+    return _load_classifier(row.pk, row.weights_sha256, str(device))
+
+
+def models_to_predict(dataset: str) -> list[ClassifierModel]:
+    """Every trained model of the dataset: each predicts on every stored example."""
+    return list(ClassifierModel.objects.filter(dataset=dataset, status=JobStatus.SUCCEEDED))
+
+
+def run_training(model_id: int) -> None:
+    """Train and evaluate a queued model; a failure is recorded on its row."""
+    row = claim_training(model_id)
+    if row is None:
+        logger.info("training %s: missing or finished, nothing to do", model_id)
+        return
+    try:
+        _train(row)
+    except Exception as error:
+        logger.exception("training %s failed", model_id)
+        fail_training(model_id, f"{type(error).__name__}: {error}")
+
+
+def _train(row: ClassifierModel) -> None:
+    device = compute_device()
+    config = TrainingConfig(**row.training_config)
+    train_set = configured_dataset(row.dataset, row.training_split)
+    span = slice(row.training_start, row.training_stop)
+    # Weight initialisation draws from the global RNG: seed it, inside a fork so that
+    # the process's own stream (an eager task runs in the web process) is left alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        network = build_for(row)
+    last_report = time.monotonic()
+
+    def report(step: int, total: int) -> None:
+        nonlocal last_report
+        progress.report("training", row.pk, step / total)
+        if time.monotonic() - last_report >= _PROGRESS_INTERVAL_S or step == total:
+            record_training_progress(row.pk, step / total)
+            last_report = time.monotonic()
+
+    train(
+        network,
+        train_set.as_float(span),
+        train_set.labels[span],
+        config,
+        device=device,
+        on_progress=report,
+    )
+    held_out_set = configured_dataset(row.dataset, row.evaluation_split)
+    held_out = slice(row.evaluation_start, row.evaluation_stop)
+    evaluation = evaluate(
+        network,
+        held_out_set.as_float(held_out),
+        held_out_set.labels[held_out],
+        EvaluationConfig(**row.evaluation_config),
+    )
+    payload, sha256 = serialize_weights(network)
+    finish_training(row.pk, payload, sha256, evaluation)
+
+
+def claim_training(model_id: int) -> ClassifierModel | None:
+    """Move a queued (or crashed, redelivered) training to running; None if done or gone."""
+    claimed = ClassifierModel.objects.filter(
+        pk=model_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+    ).update(status=JobStatus.RUNNING, worker_host=socket.gethostname(), started_at=timezone.now())
+    return ClassifierModel.objects.get(pk=model_id) if claimed == 1 else None
+
+
+def record_training_progress(model_id: int, progress: float) -> None:
+    ClassifierModel.objects.filter(pk=model_id, status=JobStatus.RUNNING).update(progress=progress)
+
+
+@transaction.atomic
+def finish_training(model_id: int, weights: bytes, sha256: str, evaluation: Evaluation) -> None:
+    model = ClassifierModel.objects.select_for_update().get(pk=model_id)
+    model.weights.save("weights.pt", ContentFile(weights), save=False)
+    model.weights_sha256 = sha256
+    model.clean_accuracy = evaluation.clean_accuracy
+    model.robust_accuracy = evaluation.robust_accuracy
+    model.certified_accuracy = evaluation.certified_accuracy
+    model.status = JobStatus.SUCCEEDED
+    model.progress = 1.0
+    model.finished_at = timezone.now()
+    model.save(
+        update_fields=[
+            "weights",
+            "weights_sha256",
+            "clean_accuracy",
+            "robust_accuracy",
+            "certified_accuracy",
+            "status",
+            "progress",
+            "finished_at",
+        ]
+    )
+
+
+def fail_training(model_id: int, error: str) -> None:
+    ClassifierModel.objects.filter(pk=model_id).update(
+        status=JobStatus.FAILED, error=error[:10_000], finished_at=timezone.now()
+    )
+
+
+def run_generation(job_id: int) -> None:
+    """Generate a job's examples chunk by chunk, skipping chunks stored before a crash."""
+    device = compute_device()
+    job = claim_generation_job(job_id, str(device))
+    if job is None:
+        logger.info("generation job %s: missing or finished, nothing to do", job_id)
+        return
+    try:
+        _generate(job, device)
+    except JobStopped:
+        # Cancelled while this chunk ran: its examples were discarded, the rest never made.
+        logger.info("generation job %s: cancelled, stopped", job_id)
+        return
+    except Exception as error:
+        logger.exception("generation job %s failed", job_id)
+        fail_generation_job(job_id, f"{type(error).__name__}: {error}")
+        return
+    finish_generation_job(job_id)
+
+
+def _generate(job: GenerationJob, device: torch.device) -> None:
+    setting = job.setting
+    attack = build_attack(setting.attack_name, setting.config)
+    source = configured_dataset(setting.dataset, setting.source_split)
+    order = source_order(setting.seed, setting.source_start, setting.source_stop).tolist()
+    target = load_classifier(setting.target_model, device) if setting.target_model else None
+    predictors = {
+        row.pk: load_classifier(row, device) for row in models_to_predict(setting.dataset)
+    }
+    context = _attack_context(setting, source)
+    for first in range(job.offset, job.offset + job.count, job.chunk_size):
+        positions = list(range(first, min(first + job.chunk_size, job.offset + job.count)))
+        if len(existing_positions(setting.pk, positions)) == len(positions):
+            continue  # done before a crash or redelivery
+        # Randomness is per example (keyed by source index): chunking does not change a byte.
+        generator = torch.Generator(device).manual_seed(setting.seed)
+        generated = generate_examples(
+            attack,
+            target,
+            source,
+            positions,
+            [order[p] for p in positions],
+            generator=generator,
+            device=device,
+            context=context,
+            models_to_predict=predictors,
+        )
+        done = record_examples(job, generated)
+        progress.report("generation", job.pk, done / job.count)
+
+
+def _attack_context(setting: AttackSetting, source: ImageDataset) -> AttackContext:
+    num_classes = len(source.classes)
+    if "pool_split" not in setting.config:
+        return AttackContext(num_classes=num_classes)
+    pool = configured_dataset(setting.dataset, setting.config["pool_split"])
+    span = slice(setting.config["pool_start"], setting.config["pool_stop"])
+    return AttackContext(pool.images[span], pool.labels[span], num_classes)
+
+
+def claim_generation_job(job_id: int, device: str) -> GenerationJob | None:
+    """Queued, or running and redelivered after a crash: (re)start it. Else None.
+
+    The job of an import is never claimed, whatever its status: its examples came
+    from a file and there is no attack to generate them with.
+    """
+    claimed = (
+        GenerationJob.objects.filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+        .exclude(setting__kind=AttackSetting.Kind.IMPORTED)
+        .update(
+            status=JobStatus.RUNNING,
+            worker_host=socket.gethostname(),
+            device=device,
+            started_at=timezone.now(),
+        )
+    )
+    if claimed != 1:
+        return None
+    return GenerationJob.objects.select_related("setting", "setting__target_model").get(pk=job_id)
+
+
+def existing_positions(setting_id: int, positions: Sequence[int]) -> set[int]:
+    return set(
+        Example.objects.filter(setting_id=setting_id, position__in=positions).values_list(
+            "position", flat=True
+        )
+    )
+
+
+@transaction.atomic
+def record_examples(job: GenerationJob, generated: Sequence[GeneratedExample]) -> int:
+    """Store new examples and their predictions; positions already stored are skipped.
+
+    Raises ``JobStopped``, storing nothing, if the job was cancelled meanwhile: the lock
+    orders this against ``cancel_generation_job``, so no example lands after a cancel.
+    """
+    locked = GenerationJob.objects.select_for_update().get(pk=job.pk)
+    if locked.status != JobStatus.RUNNING:
+        raise JobStopped(f"job {job.pk} is {locked.status}")
+    skip = existing_positions(job.setting_id, [item.position for item in generated])
+    for item in generated:
+        if item.position not in skip:
+            _store_example(job, item)
+    done = Example.objects.filter(job=job).count()
+    GenerationJob.objects.filter(pk=job.pk).update(done=done)
+    return done
+
+
+def _store_example(job: GenerationJob, item: GeneratedExample) -> None:
+    example = Example(
+        setting_id=job.setting_id,
+        job=job,
+        position=item.position,
+        source_index=item.source_index,
+        source_label=item.source_label,
+        target_label=item.target_label,
+        image_sha256=hashlib.sha256(item.png).hexdigest(),
+        linf_distance=item.distances.linf,
+        l2_distance=item.distances.l2,
+        l0_distance=item.distances.l0,
+    )
+    # The file is written before the row commits; a crash in between leaves an
+    # orphan file, never a row without its image.
+    example.image.save("example.png", ContentFile(item.png), save=False)
+    example.save()
+    Prediction.objects.bulk_create(
+        Prediction(example=example, model_id=model_id, label=label)
+        for model_id, label in item.predictions.items()
+    )
+
+
+def finish_generation_job(job_id: int) -> None:
+    GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, done=F("count")).update(
+        status=JobStatus.SUCCEEDED, finished_at=timezone.now()
+    )
+
+
+def fail_generation_job(job_id: int, error: str) -> None:
+    finished = Q(status=JobStatus.SUCCEEDED) | Q(status=JobStatus.CANCELLED)
+    GenerationJob.objects.filter(pk=job_id).filter(~finished).update(
+        status=JobStatus.FAILED, error=error[:10_000], finished_at=timezone.now()
+    )
