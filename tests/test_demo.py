@@ -1,8 +1,16 @@
-"""The demo command sets everything up on SQLite with in-process tasks, without serving."""
+"""The demo command sets everything up on SQLite with in-process tasks; served, its links work."""
 
+import io
+import os
+import re
 import sqlite3
+import zipfile
 from pathlib import Path
 
+import pandas as pd
+import pyarrow.parquet as pq
+
+from tests.http_flow import annotate, serving, signed_in
 from tests.sqlite import run_on_sqlite
 
 
@@ -38,3 +46,63 @@ def test_demo_runs_on_sqlite_without_a_broker(tmp_path: Path) -> None:
     assert accuracy > 0.85
     assert predictions_per_example == 4  # the demo's model and the three shipped ones
     assert len(list((tmp_path / "media" / "examples").glob("*.png"))) == 18
+
+
+def test_every_export_link_of_the_demo_study_downloads_its_whole_table(tmp_path: Path) -> None:
+    # Given the demo set up on a SQLite file and served as `./run demo` serves it, and
+    # two annotators who labelled through the open link
+    database, media = tmp_path / "demo.sqlite3", tmp_path / "media"
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "ADVSTUDY_DATA_DIR"}
+    }
+    environment.update(DATABASE_URL=f"sqlite:///{database}", DEBUG="1", MEDIA_ROOT=str(media))
+    setup = run_on_sqlite(
+        database, ["manage.py", "demo", "--no-serve", "--examples", "4", "--epochs", "1"],
+        timeout_s=600, DEBUG="1", MEDIA_ROOT=str(media),
+    )  # fmt: skip
+    assert setup.returncode == 0, setup.stderr[-3000:]
+    join_path = re.search(r"Annotators join at:  http://[^/]+(/s/\S+)", setup.stdout).group(1)
+    password = re.search(r"password '([^']+)'", setup.stdout).group(1)
+    analysis_path = re.search(r"Analysis: +http://[^/]+(\S+)", setup.stdout).group(1)
+
+    with serving(["manage.py", "serve"], environment) as base:
+        answered = [annotate(base + join_path, value) for value in (3, 5)]
+        researcher = signed_in(base, "researcher", password)
+        page = researcher.get(base + analysis_path).text
+        links = sorted(set(re.findall(r'href="(/researcher/studies/\d+/exports/[^"]+)"', page)))
+        downloads = {link: researcher.get(base + link) for link in links}
+
+    # Then every link answers 200 with a file whose rows are the study's
+    with sqlite3.connect(database) as db:
+        items, labels, people = db.execute(EXPECTED_ROWS).fetchone()
+    assert labels == sum(answered) > 0
+    expected = {"examples": items, "annotations": labels, "participants": people}
+    assert len(links) == 10
+    for link, response in downloads.items():
+        assert response.status_code == 200, (link, response.text[:300])
+        table, export_format = link.rsplit("/", 1)[1].split(".")
+        assert rows_in(response.content, export_format) == expected[table], link
+
+
+# Analysed (main and control) items; their labels; participants (none is excluded).
+EXPECTED_ROWS = """SELECT
+    (SELECT COUNT(*) FROM study_studyitem WHERE kind IN ('main', 'control')),
+    (SELECT COUNT(*) FROM labeling_label l JOIN study_studyitem i ON i.id = l.item_id
+     WHERE i.kind IN ('main', 'control')),
+    (SELECT COUNT(*) FROM labeling_participant)"""
+
+
+def rows_in(data: bytes, export_format: str) -> int:
+    if export_format == "csv":
+        return len(pd.read_csv(io.BytesIO(data)))
+    if export_format == "jsonl":
+        return len(data.splitlines())
+    if export_format == "parquet":
+        return pq.read_metadata(io.BytesIO(data)).num_rows
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        images = [name for name in archive.namelist() if name.startswith("images/")]
+        metadata = pq.read_table(io.BytesIO(archive.read("metadata.parquet")))
+        assert sorted(metadata.column("file_name").to_pylist()) == sorted(images)
+        return len(images)

@@ -78,7 +78,7 @@ def count_rows(study: Study, request: ExportRequest) -> int:
 
 def export_bytes(
     study: Study, request: ExportRequest, on_rows: Callable[[int], None] | None = None
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The export as a stream of byte chunks; ``on_rows(n)`` after every n rows written.
 
     The first chunk is made before this returns: an error in the queries (or before
@@ -86,7 +86,7 @@ def export_bytes(
     chunks = _export_chunks(study, request, on_rows or (lambda rows: None))
     first = next(chunks, b"")
 
-    def started() -> Iterator[bytes]:
+    def started() -> Generator[bytes, None, None]:
         with closing(chunks):
             yield first
             yield from chunks

@@ -664,7 +664,12 @@ def test_outside_a_transaction_every_export_reads_through_adbc(
     study = labelled_study(make_study)
     opened = []
     real = reading._adbc_connection
-    monkeypatch.setattr(reading, "_adbc_connection", lambda: opened.append(1) or real())
+
+    def counted() -> object:
+        opened.append(1)
+        return real()
+
+    monkeypatch.setattr(reading, "_adbc_connection", counted)
 
     for table in TABLES:
         expected = [comparable(row, table) for row in EXPECTED[table](study)]

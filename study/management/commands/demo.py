@@ -66,7 +66,7 @@ class Command(BaseCommand):
             f"  Dashboard:           {base}{reverse('study-dashboard', args=[study.pk])}"
         )
         if not options["no_serve"]:
-            call_command("runserver", options["addr"], use_reloader=False)
+            call_command("serve", addr=options["addr"])
 
     def _model(self, epochs: int) -> ClassifierModel:
         existing = ClassifierModel.objects.filter(
