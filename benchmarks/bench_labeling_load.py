@@ -15,8 +15,8 @@ with its own cookies, going through consent and instructions, fetching every ima
 answering through the JSON API with a fresh client_key per answer), and then checks
 the database: every counted item has exactly k labels, no label lost (every answer
 the server acknowledged is stored) or doubled, no participant labelled an item
-twice, every label's assignment is LABELLED, and the items' counters agree with the
-rows.
+twice, every label's assignment is LABELLED, and the items' and participants'
+counters agree with the rows.
 
 A study of N x 50 / k items cannot always be exhausted by exactly N annotators (the
 last free slots can sit on items that everyone with items to go has already labelled),

@@ -33,16 +33,6 @@ class Participant(models.Model):
     fast_responses = models.PositiveIntegerField(default=0)
     # Why they are excluded, in words a researcher reads: ["failed 2 of 3 attention checks"].
     exclusion_reasons = models.JSONField(default=list, blank=True)
-    # Their labels in figures, kept by the statement that stores a label (labeling.
-    # services.statements) so that the participants export reads one row each rather
-    # than a million labels: over main and control labels (what the analysis counts),
-    # the medians exact (recomputed over the participant's labels at every answer).
-    analysed_labels = models.PositiveIntegerField(default=0, editable=False)
-    attention_answers = models.PositiveIntegerField(default=0, editable=False)
-    first_label_at = models.DateTimeField(null=True, editable=False)
-    last_label_at = models.DateTimeField(null=True, editable=False)
-    median_client_response_ms = models.FloatField(null=True, editable=False)
-    median_server_response_ms = models.FloatField(null=True, editable=False)
 
     class Meta:
         ordering = ["id"]

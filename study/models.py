@@ -109,12 +109,6 @@ class StudyItem(models.Model):
     # Active leases plus labels: never above the study's labels_per_item.
     assigned_count = models.PositiveIntegerField(default=0)
     labelled_count = models.PositiveIntegerField(default=0)
-    # Every label of the item by answer, {"3": 12, "-1": 1}, excluded participants'
-    # included: counted by the statement that stores a label (labeling.services.
-    # statements), so that the examples export reads 50,000 rows of counts instead of
-    # counting a million labels. Exclusion changes no count: the export takes the
-    # votes of the few excluded participants off.
-    votes = models.JSONField(default=dict, editable=False)
 
     class Meta:
         ordering = ["study_id", "shuffle_key"]

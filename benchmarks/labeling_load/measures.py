@@ -110,7 +110,6 @@ def check_integrity(
     from django.db.models.functions import Coalesce
 
     from labeling.models import Assignment, Label, Participant
-    from labeling.services.tallies import drift
     from study.models import StudyItem
 
     k = study.labels_per_item
@@ -149,6 +148,7 @@ def check_integrity(
     lost = len(acknowledged - stored)
     unacknowledged = len(stored - acknowledged)
     participants = Participant.objects.filter(study=study)
+    bad_counters = _participants_with_wrong_counters(participants)
     full = participants.annotate(
         main=Count(
             "labels", filter=Q(labels__item__kind__in=[StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL])
@@ -189,9 +189,9 @@ def check_integrity(
         ),
         (active == 0 or not complete, f"items still leased at the end: {active}"),
         (
-            not (drifted := drift(study)),
-            f"votes or participants' figures that differ from their labels: "
-            f"{len(drifted.items)} items, {len(drifted.participants)} participants",
+            bad_counters == 0,
+            f"participants whose attention failures or fast answers differ from their "
+            f"labels: {bad_counters}",
         ),
         (
             True,
@@ -203,3 +203,28 @@ def check_integrity(
         ),
     ]
     return lines
+
+
+def _participants_with_wrong_counters(participants: Any) -> int:
+    """The exclusion rules read these counters: they must equal the rows they count."""
+    from django.db.models import Count, Q
+
+    from labeling.models import Assignment, Label
+
+    def per_participant(rows: Any) -> dict[int, int]:
+        return dict(rows.order_by().values_list("participant").annotate(n=Count("id")))
+
+    failed = per_participant(
+        Assignment.objects.filter(participant__in=participants, item__kind="attention").filter(
+            Q(label__is_correct=False) | Q(status=Assignment.Status.TIMED_OUT)
+        )
+    )
+    fast = per_participant(
+        Label.objects.filter(participant__in=participants, too_fast=True).exclude(
+            item__kind="practice"
+        )
+    )
+    kept = participants.values_list("pk", "attention_failures", "fast_responses")
+    return sum(
+        (failures, fast_n) != (failed.get(pk, 0), fast.get(pk, 0)) for pk, failures, fast_n in kept
+    )

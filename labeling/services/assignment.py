@@ -373,11 +373,7 @@ def _due_strata(participant: Participant, counts: TrialCounts, strata: Iterable[
 
 
 def _take_free_item(participant: Participant, stratum: int) -> Assignment | None:
-    """Claim a free item of ``stratum`` and lease it to ``participant``, in one statement.
-
-    One round trip for what every trial needs (see ``statements.claim_free_item``); as
-    three ORM queries this was the largest cost of a trial.
-    """
+    """Claim a free item of ``stratum`` and lease it to ``participant`` (two statements)."""
     return _lease(participant, statements.claim_free_item, stratum)
 
 
@@ -391,7 +387,6 @@ def _lease(
     now = timezone.now()
     claim = statements.Claim(
         study=study,
-        kinds=[str(kind) for kind in COUNTED_KINDS],
         stratum=stratum,
         participant=participant,
         public_id=uuid.uuid4(),

@@ -1,79 +1,120 @@
-"""The labelling loop's fixed statements: written once, prepared once per connection.
+"""The labelling loop's fixed statements: one SQL text each, for PostgreSQL and SQLite.
 
-Why by hand: these statements run on every answer, and under the load benchmark
-most of their cost was not the work itself. In the web process, Django's query
-compiler took about a third of the CPU building the same few statements again and
-again (py-spy: SQLCompiler.as_sql and its callees); in PostgreSQL, planning each one
-took longer than running it (EXPLAIN ANALYZE: 0.1-0.8 ms planning against
-0.04-0.3 ms execution). So each statement here is built once from the models' own
-column lists (a new field is picked up by every SELECT without editing SQL; the two
-INSERTs name their columns, and a test checks that they name every one), PREPAREd once on each
-database connection and then only EXECUTEd: PostgreSQL plans it a few times and then
-keeps a generic plan. Rows become instances the way the ORM makes them
-(``Model.from_db`` after each field's database converters, e.g. JSON text to Python),
-and joined rows arrive as related instances, as ``select_related`` gives them, so
-callers cannot tell the difference.
+Why by hand: these statements run on every answer. Under the load benchmark, Django's
+query compiler took about a third of the web process's CPU building the same few
+statements again and again, and PostgreSQL took longer planning each one than running
+it. So each statement is written once from the models' own column lists (a new field
+is picked up by every SELECT; the INSERTs name their columns, and a test checks that
+they name every one), and rows become instances the way the ORM makes them
+(``Model.from_db`` after each field's database converters), joined rows as related
+instances, as ``select_related`` gives them.
+
+What differs between the two databases is switched in ``Dialect`` alone: PostgreSQL
+locks rows (``FOR NO KEY UPDATE``, ``SKIP LOCKED``) where SQLite has one writer at a
+time; PostgreSQL PREPAREs each statement once per connection and then EXECUTEs it,
+SQLite runs it plainly (its driver keeps compiled statements per connection); the
+parameters are written $1, $2, ... as PREPARE takes them, and become the driver's
+positional ones on SQLite. SQLite has no data-modifying CTE, so a step that writes two
+tables is two statements, run in one transaction on both.
 
 Prepared statements belong to a connection (a reconnect after a database restart
 starts with none: they are prepared again) and survive a rolled-back transaction.
-
-PostgreSQL only: the demo runs on SQLite, one person at a time, so there each
-function takes the ORM's portable way to the same result (``_portable()``). The
-suite runs both: on PostgreSQL, and the labelling loop on SQLite in
-tests/labeling/test_sqlite_loop.py.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connection
-from django.db.models import Count, F, Field, Model
+from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connection, transaction
+from django.db.models import Field, Model
 
 from attacks.models import Example
 from labeling.models import Assignment, Label, Participant
-from labeling.services import tallies
 from study.models import ANALYSED_ITEM_KINDS, Study, StudyItem
 
 M = TypeVar("M", bound=Model)
 _Converter = Callable[[Any, Any, Any], Any]
+_PARAMETER = re.compile(r"\$(\d+)")
 
 
-def _portable() -> bool:
-    return connection.vendor != "postgresql"
+@dataclass(frozen=True)
+class Dialect:
+    """Everything in these statements that PostgreSQL and SQLite write differently."""
+
+    prepares: bool  # PREPARE once per connection, then EXECUTE
+    locks_rows: bool  # SQLite locks the database: its transactions begin IMMEDIATE (settings)
+
+    def lock(self, clause: str) -> str:
+        return clause if self.locks_rows else ""
 
 
-class Prepared:
-    """One statement with positional parameters ($1, $2, ...), prepared per connection."""
+_DIALECTS = {
+    "postgresql": Dialect(prepares=True, locks_rows=True),
+    "sqlite": Dialect(prepares=False, locks_rows=False),
+}
 
-    def __init__(self, name: str, parameters: int, build: Callable[[], str]) -> None:
+
+def dialect() -> Dialect:
+    return _DIALECTS[connection.vendor]
+
+
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
+
+
+class Statement:
+    """One SQL text with parameters $1, $2, ..., each converted as the model field it fills."""
+
+    def __init__(
+        self, name: str, build: Callable[[Dialect], str], parameters: Sequence[Field[Any, Any]]
+    ) -> None:
         self.name = f"advstudy_{name}"
-        self._execute = f"EXECUTE {self.name}({', '.join(['%s'] * parameters)})"
-        self._build = build  # called on first use: the models' converters need a connection
+        self._build = build  # called on first use, when the connection's vendor is known
+        self._parameters = parameters
 
     @cached_property
     def sql(self) -> str:
-        return self._build()
+        return self._build(dialect())
 
-    def fetch(self, *params: Any) -> list[tuple[Any, ...]]:
+    @cached_property
+    def _positional(self) -> tuple[str, list[int]]:
+        """The text with the driver's placeholders, and which parameter fills each."""
+        order = [int(number) - 1 for number in _PARAMETER.findall(self.sql)]
+        return _PARAMETER.sub("%s", self.sql), order
+
+    def fetch(self, *values: Any) -> list[tuple[Any, ...]]:
+        params = [
+            field.get_db_prep_value(value, connection)
+            for field, value in zip(self._parameters, values, strict=True)
+        ]
         with connection.cursor() as cursor:  # connects first if need be
-            raw = connection.connection
-            self._prepare_on(raw)
-            try:
-                cursor.execute(self._execute, params)
-            except NotSupportedError:
-                # "cached plan must not change result type": a migration changed a column
-                # that a prepared statement returns. This request fails; the connection's
-                # statements are deallocated and prepared afresh on its next use.
-                _STALE.add(raw)
-                raise
+            if dialect().prepares:
+                self._execute_prepared(cursor, params)
+            else:
+                sql, order = self._positional
+                cursor.execute(sql, [params[index] for index in order])
             return list(cursor.fetchall()) if cursor.description else []
+
+    def _execute_prepared(self, cursor: Any, params: list[Any]) -> None:
+        raw = connection.connection
+        self._prepare_on(raw)
+        try:
+            cursor.execute(f"EXECUTE {self.name}({', '.join(['%s'] * len(params))})", params)
+        except NotSupportedError:
+            # "cached plan must not change result type": a migration changed a column
+            # that a prepared statement returns. This request fails; the connection's
+            # statements are deallocated and prepared afresh on its next use.
+            _STALE.add(raw)
+            raise
 
     def _prepare_on(self, raw: Any) -> None:
         prepared = _prepared_names(raw)
@@ -158,21 +199,17 @@ def table(model: type[Model]) -> str:
     return model._meta.db_table
 
 
-def _kinds_array(kinds: Sequence[StudyItem.Kind]) -> str:
-    return "ARRAY[" + ", ".join(f"'{kind.value}'" for kind in kinds) + "]"
-
-
 # Status and kind values inlined as literals: constants of a statement, not parameters.
 _ACTIVE = Assignment.Status.ACTIVE.value
 _EXPIRED = Assignment.Status.EXPIRED.value
-_ANALYSED = _kinds_array(ANALYSED_ITEM_KINDS)
-_NOT_ANALYSED = _kinds_array([kind for kind in StudyItem.Kind if kind not in ANALYSED_ITEM_KINDS])
-
+_COUNTED = "(" + ", ".join(f"'{kind.value}'" for kind in ANALYSED_ITEM_KINDS) + ")"
 
 _participant = Columns(Participant, "participant")
 _study = Columns(Study, "study")
 _assignment = Columns(Assignment, "assignment")
 _item = Columns(StudyItem, "item")
+# RETURNING names the updated table's columns by the table's own name (SQLite: no alias).
+_updated_item = Columns(StudyItem, table(StudyItem))
 _example_image = Columns(Example, "example", only=("id", "image"))
 
 
@@ -182,23 +219,24 @@ def _participant_with_study(row: Sequence[Any]) -> Participant:
     return participant
 
 
-def _participant_sql(where: str) -> Callable[[], str]:
-    return lambda: (
+def _participant_sql(where: str, lock: str = "") -> Callable[[Dialect], str]:
+    return lambda d: (
         f"SELECT {_participant.sql}, {_study.sql} FROM {table(Participant)} participant "
-        f"JOIN {table(Study)} study ON study.id = participant.study_id WHERE {where}"
+        f"JOIN {table(Study)} study ON study.id = participant.study_id WHERE {where} "
+        f"{d.lock(lock)}"
     )
 
 
-_PARTICIPANT_IN_STUDY = Prepared(
+_PARTICIPANT_IN_STUDY = Statement(
     "participant_in_study",
-    2,
     _participant_sql("participant.public_id = $1 AND study.join_token = $2"),
+    [_field(Participant, "public_id"), _field(Study, "join_token")],
 )
-_LOCKED_PARTICIPANT = Prepared(
-    # NO KEY: it must not wait on the KEY SHARE locks that inserting their rows takes.
+_LOCKED_PARTICIPANT = Statement(
     "locked_participant",
-    1,
-    _participant_sql("participant.id = $1 FOR NO KEY UPDATE OF participant"),
+    # NO KEY: it must not wait on the KEY SHARE locks that inserting their rows takes.
+    _participant_sql("participant.id = $1", "FOR NO KEY UPDATE OF participant"),
+    [_field(Participant, "id")],
 )
 
 
@@ -208,66 +246,44 @@ def participant_in_study(public_id: str, join_token: str) -> Participant | None:
         uuid.UUID(public_id)
     except ValueError:
         return None  # a session holds only ids that we wrote; anything else is nobody
-    if _portable():
-        return (
-            Participant.objects.select_related("study")
-            .filter(public_id=public_id, study__join_token=join_token)
-            .first()
-        )
     rows = _PARTICIPANT_IN_STUDY.fetch(public_id, join_token)
     return _participant_with_study(rows[0]) if rows else None
 
 
 def locked_participant(participant_id: int) -> Participant:
     """A fresh copy of the participant and its study, the participant's row locked."""
-    if _portable():
-        return (
-            Participant.objects.select_for_update().select_related("study").get(pk=participant_id)
-        )
     rows = _LOCKED_PARTICIPANT.fetch(participant_id)
     if not rows:
         raise Participant.DoesNotExist(f"participant {participant_id}")
     return _participant_with_study(rows[0])
 
 
-_LOCKED_ASSIGNMENT = Prepared(
+_LOCKED_ASSIGNMENT = Statement(
     "locked_assignment",
-    2,
-    lambda: (
+    lambda d: (
         f"SELECT {_assignment.sql}, {_item.sql} FROM {table(Assignment)} assignment "
         f"JOIN {table(StudyItem)} item ON item.id = assignment.item_id "
         "WHERE assignment.public_id = $1 AND assignment.participant_id = $2 "
-        "FOR UPDATE OF assignment"
+        f"{d.lock('FOR UPDATE OF assignment')}"
     ),
+    [_field(Assignment, "public_id"), _field(Assignment, "participant")],
 )
 
 
 def locked_assignment(participant: Participant, public_id: uuid.UUID) -> Assignment | None:
     """The participant's assignment with this public id, locked, with its item."""
-    if _portable():
-        found = (
-            Assignment.objects.select_for_update()
-            .select_related("item")
-            .filter(public_id=public_id, participant=participant)
-            .first()
-        )
-        if found is None:
-            return None
-        assignment = found
-    else:
-        rows = _LOCKED_ASSIGNMENT.fetch(public_id, participant.pk)
-        if not rows:
-            return None
-        assignment = _assignment.load(rows[0])
-        assignment.item = _item.load(rows[0], len(_assignment))
+    rows = _LOCKED_ASSIGNMENT.fetch(public_id, participant.pk)
+    if not rows:
+        return None
+    assignment = _assignment.load(rows[0])
+    assignment.item = _item.load(rows[0], len(_assignment))
     assignment.participant = participant
     return assignment
 
 
-_ACTIVE_ASSIGNMENTS = Prepared(
+_ACTIVE_ASSIGNMENTS = Statement(
     "active_assignments",
-    1,
-    lambda: (
+    lambda d: (
         f"SELECT {_assignment.sql}, {_item.sql}, {_example_image.sql} "
         f"FROM {table(Assignment)} assignment "
         f"JOIN {table(StudyItem)} item ON item.id = assignment.item_id "
@@ -275,6 +291,7 @@ _ACTIVE_ASSIGNMENTS = Prepared(
         f"WHERE assignment.participant_id = $1 AND assignment.status = '{_ACTIVE}' "
         "ORDER BY assignment.id"
     ),
+    [_field(Assignment, "participant")],
 )
 
 
@@ -284,12 +301,6 @@ def active_assignments(participant: Participant) -> list[Assignment]:
     Only the example's id and image are loaded (the trial's reply carries the image
     inline); its other fields load if anything asks for them.
     """
-    if _portable():
-        return list(
-            participant.assignments.filter(status=_ACTIVE)
-            .select_related("item__example")
-            .order_by("id")
-        )
     active = []
     for row in _ACTIVE_ASSIGNMENTS.fetch(participant.pk):
         assignment = _assignment.load(row)
@@ -301,91 +312,114 @@ def active_assignments(participant: Participant) -> list[Assignment]:
     return active
 
 
-_START_HELD = Prepared(
+_START_HELD = Statement(
     "start_held",
-    3,
-    lambda: (
+    lambda d: (
         f"UPDATE {table(Assignment)} SET served_at = $2, lease_expires_at = $3 "
         f"WHERE participant_id = $1 AND status = '{_ACTIVE}'"
     ),
+    [
+        _field(Assignment, "participant"),
+        _field(Assignment, "served_at"),
+        _field(Assignment, "lease_expires_at"),
+    ],
 )
 
 
 def start_held(participant: Participant, served_at: datetime, expires_at: datetime) -> None:
     """Restart the response clock and lease of the participant's active assignments."""
-    if _portable():
-        participant.assignments.filter(status=_ACTIVE).update(
-            served_at=served_at, lease_expires_at=expires_at
-        )
-        return
     _START_HELD.fetch(participant.pk, served_at, expires_at)
 
 
-_TRIAL_COUNTS = Prepared(
+_TRIAL_COUNTS = Statement(
     "trial_counts",
-    1,
-    lambda: (
+    lambda d: (
         "SELECT item.kind, item.stratum, assignment.status, count(*) "
         f"FROM {table(Assignment)} assignment "
         f"JOIN {table(StudyItem)} item ON item.id = assignment.item_id "
         f"WHERE assignment.participant_id = $1 AND assignment.status <> '{_EXPIRED}' "
         "GROUP BY item.kind, item.stratum, assignment.status"
     ),
+    [_field(Assignment, "participant")],
 )
 
 
 def trial_rows(participant: Participant) -> list[tuple[str, int, str, int]]:
     """(kind, stratum, status, trials) of the participant's assignments that did not expire."""
-    if _portable():
-        rows = list(
-            participant.assignments.exclude(status=_EXPIRED)
-            .order_by()
-            .values_list("item__kind", "item__stratum", "status")
-            .annotate(trials=Count("id"))
-        )
-    else:
-        rows = _TRIAL_COUNTS.fetch(participant.pk)
+    rows = _TRIAL_COUNTS.fetch(participant.pk)
     return [(str(kind), int(stratum), str(status), int(n)) for kind, stratum, status, n in rows]
 
 
-# Claim: lock the stratum's least-labelled free item that this participant has not
-# had, take one of its slots, lease it to the participant and read the example's
-# image name, in one round trip. Lock one row only: locking every candidate would
-# hide them all from racers. The row is locked and rechecked before the UPDATE, so the
-# slot count stays <= k. $1 study, $2 kinds, $3 stratum, $4 k, $5 participant,
-# $6 public id, $7 served at, $8 lease expires at.
-_taken_item = Columns(StudyItem, "taken")
-_CLAIM = Prepared(
-    "claim",
-    8,
-    lambda: (
+# Take a slot of the stratum's least-labelled free counted item that this participant
+# has not had, and read the example's image name. Lock one row only: locking every
+# candidate would hide them all from racers. The row is locked and rechecked before
+# the UPDATE, so the slot count stays <= k (on SQLite the one writer keeps it).
+# $1 study, $2 stratum, $3 k, $4 participant.
+_TAKE_SLOT = Statement(
+    "take_slot",
+    lambda d: (
         f"""
-WITH taken AS (
-    UPDATE {table(StudyItem)} SET assigned_count = assigned_count + 1
-    WHERE id = (
-        SELECT candidate.id FROM {table(StudyItem)} candidate
-        WHERE candidate.study_id = $1 AND candidate.kind = ANY($2)
-          AND candidate.stratum = $3 AND candidate.assigned_count < $4
-          AND NOT EXISTS (
-              SELECT 1 FROM {table(Assignment)} had
-              WHERE had.item_id = candidate.id AND had.participant_id = $5
-          )
-        ORDER BY candidate.assigned_count, candidate.shuffle_key
-        LIMIT 1
-        FOR NO KEY UPDATE SKIP LOCKED
-    )
-    RETURNING *
-), leased AS (
-    INSERT INTO {table(Assignment)}
-        (participant_id, item_id, public_id, status, served_at, lease_expires_at)
-    SELECT $5, taken.id, $6::uuid, '{_ACTIVE}', $7::timestamptz, $8::timestamptz FROM taken
-    RETURNING id
+UPDATE {table(StudyItem)} SET assigned_count = assigned_count + 1
+WHERE id = (
+    SELECT candidate.id FROM {table(StudyItem)} candidate
+    WHERE candidate.study_id = $1 AND candidate.kind IN {_COUNTED}
+      AND candidate.stratum = $2 AND candidate.assigned_count < $3
+      AND NOT EXISTS (
+          SELECT 1 FROM {table(Assignment)} had
+          WHERE had.item_id = candidate.id AND had.participant_id = $4
+      )
+    ORDER BY candidate.assigned_count, candidate.shuffle_key
+    LIMIT 1 {d.lock("FOR NO KEY UPDATE SKIP LOCKED")}
 )
-SELECT {_taken_item.sql}, {_example_image.sql}, leased.id
-FROM taken CROSS JOIN leased
-JOIN {table(Example)} example ON example.id = taken.example_id
+RETURNING {_updated_item.sql}, (
+    SELECT example.image FROM {table(Example)} example
+    WHERE example.id = {table(StudyItem)}.example_id
+)
 """
     ),
+    [
+        _field(StudyItem, "study"),
+        _field(StudyItem, "stratum"),
+        _field(StudyItem, "assigned_count"),
+        _field(Assignment, "participant"),
+    ],
+)
+
+# The first practice item (in the study's shuffled order) that this participant has
+# not had. Practice items hold no slot (every participant sees them), so nothing is
+# counted or locked but the participant, whom the caller has locked.
+_NEXT_PRACTICE = Statement(
+    "next_practice",
+    lambda d: (
+        f"""
+SELECT {_item.sql}, {_example_image.sql} FROM {table(StudyItem)} item
+JOIN {table(Example)} example ON example.id = item.example_id
+WHERE item.study_id = $1 AND item.kind = '{StudyItem.Kind.PRACTICE.value}'
+  AND NOT EXISTS (
+      SELECT 1 FROM {table(Assignment)} had
+      WHERE had.item_id = item.id AND had.participant_id = $2
+  )
+ORDER BY item.shuffle_key, item.id
+LIMIT 1
+"""
+    ),
+    [_field(StudyItem, "study"), _field(Assignment, "participant")],
+)
+
+_LEASE = Statement(
+    "lease",
+    lambda d: (
+        f"INSERT INTO {table(Assignment)} "
+        "(participant_id, item_id, public_id, status, served_at, lease_expires_at) "
+        f"VALUES ($1, $2, $3, '{_ACTIVE}', $4, $5) RETURNING id"
+    ),
+    [
+        _field(Assignment, "participant"),
+        _field(Assignment, "item"),
+        _field(Assignment, "public_id"),
+        _field(Assignment, "served_at"),
+        _field(Assignment, "lease_expires_at"),
+    ],
 )
 
 
@@ -394,7 +428,6 @@ class Claim:
     """A lease to take: a free item of ``stratum`` for ``participant``."""
 
     study: Study
-    kinds: Sequence[str]
     stratum: int
     participant: Participant
     public_id: uuid.UUID
@@ -408,183 +441,83 @@ class Claimed:
     assignment_id: int
 
 
+@transaction.atomic(savepoint=False)
 def claim_free_item(claim: Claim) -> Claimed | None:
     """Take a free slot of the stratum's least-labelled item and lease it; None if none."""
-    if _portable():
-        return _claim_portably(claim)
-    rows = _CLAIM.fetch(
-        claim.study.pk,
-        list(claim.kinds),
-        claim.stratum,
-        claim.study.labels_per_item,
-        claim.participant.pk,
-        claim.public_id,
-        claim.served_at,
-        claim.expires_at,
+    rows = _TAKE_SLOT.fetch(
+        claim.study.pk, claim.stratum, claim.study.labels_per_item, claim.participant.pk
     )
     if not rows:
         return None
-    item = _taken_item.load(rows[0])
-    item.example = _example_image.load(rows[0], len(_taken_item))
-    return Claimed(item, rows[0][-1])
+    item = _updated_item.load(rows[0])
+    item.example = _example_image.load((item.example_id, rows[0][-1]))
+    return Claimed(item, _lease(claim, item))
 
 
-def _claim_portably(claim: Claim) -> Claimed | None:
-    study, k = claim.study, claim.study.labels_per_item
-    # One writer at a time (SQLite): the conditional UPDATE alone keeps the count <= k.
-    item = (
-        StudyItem.objects.filter(
-            study=study, kind__in=claim.kinds, stratum=claim.stratum, assigned_count__lt=k
-        )
-        .exclude(assignments__participant=claim.participant)
-        .order_by("assigned_count", "shuffle_key")
-        .select_related("example")
-        .first()
-    )
-    if item is None or not StudyItem.objects.filter(pk=item.pk, assigned_count__lt=k).update(
-        assigned_count=F("assigned_count") + 1
-    ):
-        return None
-    item.assigned_count += 1
-    return Claimed(item, _lease_portably(claim, item))
-
-
-# Practice: the first practice item (in the study's shuffled order) that this
-# participant has not had, leased to them, in one round trip. Practice items hold no
-# slot (every participant sees them), so nothing is counted or locked but the
-# participant, whom the caller has locked. $1 study, $2 participant, $3 public id,
-# $4 served at, $5 lease expires at.
-_LEASE_PRACTICE = Prepared(
-    "lease_practice",
-    5,
-    lambda: (
-        f"""
-WITH picked AS (
-    SELECT item.id FROM {table(StudyItem)} item
-    WHERE item.study_id = $1 AND item.kind = '{StudyItem.Kind.PRACTICE.value}'
-      AND NOT EXISTS (
-          SELECT 1 FROM {table(Assignment)} had
-          WHERE had.item_id = item.id AND had.participant_id = $2
-      )
-    ORDER BY item.shuffle_key, item.id
-    LIMIT 1
-), leased AS (
-    INSERT INTO {table(Assignment)}
-        (participant_id, item_id, public_id, status, served_at, lease_expires_at)
-    SELECT $2, picked.id, $3::uuid, '{_ACTIVE}', $4::timestamptz, $5::timestamptz FROM picked
-    RETURNING id, item_id
-)
-SELECT {_item.sql}, {_example_image.sql}, leased.id
-FROM leased JOIN {table(StudyItem)} item ON item.id = leased.item_id
-JOIN {table(Example)} example ON example.id = item.example_id
-"""
-    ),
-)
-
-
+@transaction.atomic(savepoint=False)
 def lease_practice_item(claim: Claim) -> Claimed | None:
-    """Lease the participant's next practice item (``claim.kinds`` and ``stratum`` unused)."""
-    if _portable():
-        return _lease_practice_portably(claim)
-    rows = _LEASE_PRACTICE.fetch(
-        claim.study.pk, claim.participant.pk, claim.public_id, claim.served_at, claim.expires_at
-    )
+    """Lease the participant's next practice item (``claim.stratum`` unused)."""
+    rows = _NEXT_PRACTICE.fetch(claim.study.pk, claim.participant.pk)
     if not rows:
         return None
     item = _item.load(rows[0])
     item.example = _example_image.load(rows[0], len(_item))
-    return Claimed(item, rows[0][-1])
+    return Claimed(item, _lease(claim, item))
 
 
-def _lease_practice_portably(claim: Claim) -> Claimed | None:
-    item = (
-        StudyItem.objects.filter(study=claim.study, kind=StudyItem.Kind.PRACTICE)
-        .exclude(assignments__participant=claim.participant)
-        .select_related("example")
-        .order_by("shuffle_key", "id")
-        .first()
+def _lease(claim: Claim, item: StudyItem) -> int:
+    rows = _LEASE.fetch(
+        claim.participant.pk, item.pk, claim.public_id, claim.served_at, claim.expires_at
     )
-    if item is None:
-        return None
-    return Claimed(item, _lease_portably(claim, item))
+    return int(rows[0][0])
 
 
-def _lease_portably(claim: Claim, item: StudyItem) -> int:
-    leased = Assignment.objects.create(
-        participant=claim.participant,
-        item=item,
-        public_id=claim.public_id,
-        status=_ACTIVE,
-        served_at=claim.served_at,
-        lease_expires_at=claim.expires_at,
-    )
-    return int(leased.pk)
-
-
-# The label, its assignment marked answered, the item's counts and the participant's
-# figures, in one round trip. ON CONFLICT on the client key only: a label this
-# participant already stored under the same key (two copies of one submission) is
-# kept, nothing else changes and the caller returns that label; any other conflict is
-# a bug and raises (the ORM's create() would raise on every conflict, aborting the
-# caller's transaction). The medians are taken afresh over the participant's labels
-# (a hundred or two rows by the label index; the study's few practice and attention
-# items left out by id: joining every label to its item cost five times as much);
-# the new label is not visible to the statement that inserts it, so it is added.
-_STORE_LABEL = Prepared(
+# ON CONFLICT on the client key only: a label this participant already stored under
+# the same key (two copies of one submission) is kept, and the caller returns that
+# label; any other conflict is a bug and raises (the ORM's create() would raise on
+# every conflict, aborting the caller's transaction).
+_STORE_LABEL = Statement(
     "store_label",
-    10,
-    lambda: (
-        f"""
-WITH stored AS (
-    INSERT INTO {table(Label)} (assignment_id, participant_id, item_id, value, client_key,
-        client_response_ms, server_response_ms, created_at, is_correct, too_fast)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-    ON CONFLICT (participant_id, client_key) DO NOTHING
-    RETURNING id
-), answered AS (
-    UPDATE {table(Assignment)} SET status = '{Assignment.Status.LABELLED.value}'
-    WHERE id = $1 AND EXISTS (SELECT 1 FROM stored)
-), counted AS (
-    UPDATE {table(StudyItem)} SET labelled_count = labelled_count + 1,
-        votes = jsonb_set(votes, ARRAY[$4::text],
-                          to_jsonb(coalesce((votes ->> $4::text)::integer, 0) + 1))
-    WHERE id = $3 AND EXISTS (SELECT 1 FROM stored)
-    RETURNING study_id, kind = ANY({_ANALYSED}) AS analysed,
-        kind = '{StudyItem.Kind.ATTENTION.value}' AS attention
-), earlier AS (
-    SELECT l.client_response_ms, l.server_response_ms
-    FROM {table(Label)} l, counted c
-    WHERE l.participant_id = $2 AND l.item_id <> ALL(ARRAY(
-        SELECT i.id FROM {table(StudyItem)} i
-        WHERE i.study_id = c.study_id AND i.kind = ANY({_NOT_ANALYSED})))
-    UNION ALL SELECT $6, $7
-), tallied AS (
-    UPDATE {table(Participant)} p SET
-        analysed_labels = analysed_labels + c.analysed::integer,
-        attention_answers = attention_answers + c.attention::integer,
-        first_label_at = CASE WHEN c.analysed THEN LEAST(first_label_at, $8)
-                              ELSE first_label_at END,
-        last_label_at = CASE WHEN c.analysed THEN GREATEST(last_label_at, $8)
-                             ELSE last_label_at END,
-        median_client_response_ms = CASE WHEN c.analysed THEN (
-            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY client_response_ms)
-            FROM earlier) ELSE median_client_response_ms END,
-        median_server_response_ms = CASE WHEN c.analysed THEN (
-            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY server_response_ms)
-            FROM earlier) ELSE median_server_response_ms END
-    FROM counted c
-    WHERE p.id = $2 AND (c.analysed OR c.attention)
-)
-SELECT id FROM stored
-"""
+    lambda d: (
+        f"INSERT INTO {table(Label)} (assignment_id, participant_id, item_id, value, "
+        "client_key, client_response_ms, server_response_ms, created_at, is_correct, too_fast) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+        "ON CONFLICT (participant_id, client_key) DO NOTHING RETURNING id"
     ),
+    [
+        _field(Label, name)
+        for name in (
+            "assignment",
+            "participant",
+            "item",
+            "value",
+            "client_key",
+            "client_response_ms",
+            "server_response_ms",
+            "created_at",
+            "is_correct",
+            "too_fast",
+        )
+    ],
+)
+_MARK_ANSWERED = Statement(
+    "mark_answered",
+    lambda d: (
+        f"UPDATE {table(Assignment)} SET status = '{Assignment.Status.LABELLED.value}' "
+        "WHERE id = $1"
+    ),
+    [_field(Assignment, "id")],
+)
+_COUNT_LABEL = Statement(
+    "count_label",
+    lambda d: f"UPDATE {table(StudyItem)} SET labelled_count = labelled_count + 1 WHERE id = $1",
+    [_field(StudyItem, "id")],
 )
 
 
+@transaction.atomic(savepoint=False)
 def insert_label(label: Label) -> int | None:
-    """Store a new label and count it; its id, or None if its client key was used."""
-    if _portable():
-        return _insert_label_portably(label)
+    """Store a new label, its assignment answered, its item's count; None if its key was used."""
     rows = _STORE_LABEL.fetch(
         label.assignment_id,
         label.participant_id,
@@ -597,18 +530,8 @@ def insert_label(label: Label) -> int | None:
         label.is_correct,
         label.too_fast,
     )
-    return int(rows[0][0]) if rows else None
-
-
-def _insert_label_portably(label: Label) -> int | None:
-    if Label.objects.filter(participant=label.participant, client_key=label.client_key).exists():
+    if not rows:
         return None
-    label.save(force_insert=True)
-    Assignment.objects.filter(pk=label.assignment_id).update(status=Assignment.Status.LABELLED)
-    item = StudyItem.objects.get(pk=label.item_id)
-    votes = {**item.votes, str(label.value): item.votes.get(str(label.value), 0) + 1}
-    StudyItem.objects.filter(pk=item.pk).update(labelled_count=F("labelled_count") + 1, votes=votes)
-    if item.kind == StudyItem.Kind.ATTENTION or item.is_analysed:
-        figures = tallies.figures_of(label.participant_id)
-        Participant.objects.filter(pk=label.participant_id).update(**asdict(figures))
-    return int(label.pk)
+    _MARK_ANSWERED.fetch(label.assignment_id)
+    _COUNT_LABEL.fetch(label.item_id)
+    return int(rows[0][0])

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from labeling import services
 from labeling.models import Assignment, Label, Participant
-from study.models import Study, StudyItem
+from study.models import CANT_TELL, Study, StudyItem
 from tests.labeling.conftest import (
     add_items,
     answer_all,
@@ -108,7 +109,6 @@ def test_attention_checks_are_capped_by_the_pool(make_study) -> None:
 def test_exactly_k_labels_per_item_with_strata_attention_and_practice_in_threads(
     make_study,
 ) -> None:
-    assert connection.vendor == "postgresql"
     study = make_study(count=12, labels_per_item=3, items_per_participant=4)
     configure(study, attention_checks_per_participant=1)
     add_items(study, StudyItem.Kind.ATTENTION, 2)
@@ -242,3 +242,69 @@ def test_lease_sweeps_are_throttled_per_process_but_forced_when_nothing_is_free(
     taken = services.next_assignment(second)
     assert taken is not None
     assert taken.item_id == held.item_id
+
+
+def test_every_counter_equals_the_rows_after_a_busy_study(make_study) -> None:
+    """Re-sent answers, expired leases taken again, timeouts and exclusions, until full."""
+    study = timed(make_study(count=12, labels_per_item=3, items_per_participant=4))
+    configure(study, attention_checks_per_participant=1, max_attention_failures=0)
+    add_items(study, StudyItem.Kind.PRACTICE, 2)
+    add_items(study, StudyItem.Kind.ATTENTION, 2, source_start=7000)
+    choose = random.Random(7)
+
+    _label_until_full(study, choose)
+
+    assert Participant.objects.filter(study=study, excluded=True).exists()  # some failed
+    counted = StudyItem.objects.filter(study=study, kind__in=["main", "control"])
+    items = counted.annotate(n=Count("labels"))
+    assert sorted(items.values_list("n", "labelled_count", "assigned_count")) == [(3, 3, 3)] * 12
+    assert not Assignment.objects.filter(item__in=counted, status="active").exists()
+    pairs = list(Label.objects.values_list("participant_id", "item_id"))
+    assert len(pairs) == len(set(pairs))
+    assert not Label.objects.exclude(assignment__status="labelled").exists()
+    assert Assignment.objects.filter(status="labelled").count() == len(pairs)
+    for participant in Participant.objects.filter(study=study):
+        assert _counters(participant) == _counted_from_rows(participant)
+
+
+def _label_until_full(study: Study, choose: random.Random) -> None:
+    for _ in range(50):
+        try:
+            participant = services.join_study(study)
+        except services.StudyNotOpen:
+            return  # every slot taken
+        _label_busily(participant, choose)
+    raise AssertionError("the study never filled up")
+
+
+def _label_busily(participant: Participant, choose: random.Random) -> None:
+    while (assignment := services.next_assignment(participant)) is not None:
+        if choose.random() < 0.15:
+            deadline_passes(assignment)
+            services.record_timeout(participant, assignment.public_id)
+            continue
+        if choose.random() < 0.2:
+            Assignment.objects.filter(pk=assignment.pk).update(
+                lease_expires_at=timezone.now() - timedelta(seconds=1)
+            )
+            services.release_expired_leases(participant.study)
+        key, value = uuid.uuid4(), choose.choice([0, 1, 2, CANT_TELL])
+        client_ms = choose.choice([None, *range(100, 3000, 37)])
+        try:
+            services.submit_label(participant, assignment.public_id, value, key, client_ms)
+            if choose.random() < 0.3:  # the same answer again: stored once
+                services.submit_label(participant, assignment.public_id, value, key, client_ms)
+        except services.LabelRejected:
+            return  # excluded, or the expired slot went to someone else
+
+
+def _counters(participant: Participant) -> tuple[int, int]:
+    participant.refresh_from_db()
+    return participant.attention_failures, participant.fast_responses
+
+
+def _counted_from_rows(participant: Participant) -> tuple[int, int]:
+    attention = participant.assignments.filter(item__kind="attention")
+    failed = attention.filter(Q(label__is_correct=False) | Q(status="timed_out")).count()
+    fast = participant.labels.filter(too_fast=True).exclude(item__kind="practice").count()
+    return failed, fast
