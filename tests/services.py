@@ -18,6 +18,20 @@ REDIS_START = (
 
 def require_services(config: Mapping[str, Any], broker_url: str) -> None:
     problems = []
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        problems += _postgresql_problems(config)
+    try:
+        redis.Redis.from_url(broker_url, socket_connect_timeout=5).ping()
+    except redis.RedisError as error:
+        problems.append(
+            f"Redis at {broker_url} is unreachable ({error}).\n"
+            f"  Start it with: {REDIS_START}\n  or set CELERY_BROKER_URL."
+        )
+    if problems:
+        pytest.exit("The tests need real services:\n" + "\n".join(problems), returncode=3)
+
+
+def _postgresql_problems(config: Mapping[str, Any]) -> list[str]:
     try:
         psycopg2.connect(
             dbname="postgres",
@@ -28,16 +42,8 @@ def require_services(config: Mapping[str, Any], broker_url: str) -> None:
             connect_timeout=5,
         ).close()
     except psycopg2.OperationalError as error:
-        problems.append(
+        return [
             f"PostgreSQL at {config['HOST']}:{config['PORT']} is unreachable ({error}).\n"
             f"  Start it with: {POSTGRES_START}\n  or set DATABASE_URL."
-        )
-    try:
-        redis.Redis.from_url(broker_url, socket_connect_timeout=5).ping()
-    except redis.RedisError as error:
-        problems.append(
-            f"Redis at {broker_url} is unreachable ({error}).\n"
-            f"  Start it with: {REDIS_START}\n  or set CELERY_BROKER_URL."
-        )
-    if problems:
-        pytest.exit("The tests need real services:\n" + "\n".join(problems), returncode=3)
+        ]
+    return []

@@ -2,10 +2,12 @@
 
 Defaults point at the services on this machine; DATABASE_URL and
 CELERY_BROKER_URL override them. Nothing here replaces a service with a fake.
+DATABASE_URL may be SQLite (``sqlite:////tmp/advstudy.sqlite3``), as the demo runs.
 """
 
 import os
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/advstudy")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
@@ -22,3 +24,10 @@ os.environ.setdefault("ADVSTUDY_LEASE_SWEEP_SECONDS", "0")
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="advstudy-test-media-"))
 
 from config.settings import *  # noqa: F403
+from config.settings import DATABASES
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file beside the given one, not Django's in-memory default: the live server and
+    # the tests' threads open their own connections, and must see the same database.
+    _named = Path(DATABASES["default"]["NAME"])
+    DATABASES["default"]["TEST"] = {"NAME": str(_named.with_name(f"test_{_named.name}"))}

@@ -1,7 +1,8 @@
-"""Running a command on a fresh SQLite database in a subprocess, as the demo runs.
+"""The suite on either database: SQLite runs, and what only PostgreSQL has.
 
-The suite's own database is PostgreSQL; what must also work on SQLite (the demo,
-the labelling loop it serves) runs in a child process with its own settings.
+The suite runs on PostgreSQL, and the labelling loop's and the exports' tests again on
+SQLite (``./run test``). ``run_on_sqlite`` runs a command on a fresh SQLite file in a
+subprocess, as the demo runs, for tests whose own database is PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,7 +12,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django.conf import settings
+
 REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def postgresql_only(reason: str) -> pytest.MarkDecorator:
+    """Skipped on SQLite, for a test of what only PostgreSQL has (said in ``reason``)."""
+    engine = settings.DATABASES["default"]["ENGINE"]
+    return pytest.mark.skipif(
+        engine != "django.db.backends.postgresql", reason=f"PostgreSQL only: {reason}"
+    )
 
 
 def run_on_sqlite(
