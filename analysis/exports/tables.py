@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis.pseudonyms import pseudonyms_of
-from analysis.reading import Snapshot, json_text
+from analysis.reading import Snapshot, json_text, sql_values
 from attacks.models import AttackSetting, ClassifierModel, Example, Prediction
 from labeling.models import Label, Participant
 from study.models import ANALYSED_ITEM_KINDS, CANT_TELL, Study, StudyItem
@@ -69,7 +69,7 @@ def _select(columns: tuple[Column, ...]) -> str:
     return ",\n  ".join(column.sql for column in columns)
 
 
-ANALYSED_SQL = "(" + ", ".join(f"'{kind}'" for kind in ANALYSED_ITEM_KINDS) + ")"
+ANALYSED_SQL = sql_values(ANALYSED_ITEM_KINDS)
 
 
 def _analysed_items(study: Study) -> str:
