@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import QuerySet
 
 from analysis.measures import agreement, majority_label, share
 from attacks.models import AttackSetting, ClassifierModel, Prediction
@@ -88,29 +88,6 @@ def _model_agreements(majorities: dict[int, int]) -> list[ModelAgreement]:
         predictions[model_id][example_id] = label
     models = ClassifierModel.objects.filter(pk__in=list(predictions)).order_by("id")
     return [ModelAgreement(model, agreement(predictions[model.pk], majorities)) for model in models]
-
-
-def study_progress(study: Study) -> dict[str, int]:
-    """Items that get exactly k labels (main and controls), their labels, and participants.
-
-    Two aggregate queries, cheap enough for a dashboard to poll every few seconds:
-    each item counts its own labels (``labelled_count``, kept by the same
-    transaction that stores a label), so no label row is read.
-    """
-    items = StudyItem.objects.filter(study=study, kind__in=ANALYSED_KINDS).aggregate(
-        items=Count("id"), labels=Sum("labelled_count")
-    )
-    people = study.participants.aggregate(
-        participants=Count("id"),
-        completed=Count("id", filter=Q(completed_at__isnull=False)),
-        excluded=Count("id", filter=Q(excluded=True)),
-    )
-    return {
-        "items": items["items"],
-        "labels": items["labels"] or 0,
-        "labels_needed": items["items"] * study.labels_per_item,
-        **people,
-    }
 
 
 def analysed_settings(study: Study) -> QuerySet[AttackSetting]:

@@ -16,11 +16,11 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from analysis.gallery import OUTCOMES, GalleryFilters, gallery_page
-from analysis.queries import analysed_settings, study_progress
+from analysis.queries import analysed_settings
 from analysis.report import study_report
 from config.auth import researcher_required
 from study.models import Study
-from study.queries import study_for
+from study.queries import study_for, study_progress
 
 
 def _include_excluded(request: HttpRequest) -> bool:

@@ -13,11 +13,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from analysis.queries import study_progress
 from config.api import Conflict, api_user, refusal_as_conflict, validated
 from study import services
 from study.models import Study
-from study.queries import Access, studies_for, study_for
+from study.queries import Access, studies_for, study_for, study_progress
 from study.serializers import (
     CollaboratorInputSerializer,
     CollaboratorSerializer,

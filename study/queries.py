@@ -10,7 +10,7 @@ from enum import IntEnum
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
 
 from attacks.models import AttackSetting
@@ -254,3 +254,26 @@ def participant_page(study: Study, page_number: str | int | None) -> Page:
     """A page of participants, each annotated with ``label_count``."""
     participants = study.participants.annotate(label_count=Count("labels")).order_by("id")
     return Paginator(participants, PARTICIPANTS_PER_PAGE).get_page(page_number)
+
+
+def study_progress(study: Study) -> dict[str, int]:
+    """Items that get exactly k labels (main and controls), their labels, and participants.
+
+    Two aggregate queries, cheap enough for a dashboard to poll every few seconds:
+    each item counts its own labels (``labelled_count``, kept by the same
+    transaction that stores a label), so no label row is read.
+    """
+    items = StudyItem.objects.filter(study=study, kind__in=ANALYSED_KINDS).aggregate(
+        items=Count("id"), labels=Sum("labelled_count")
+    )
+    people = study.participants.aggregate(
+        participants=Count("id"),
+        completed=Count("id", filter=Q(completed_at__isnull=False)),
+        excluded=Count("id", filter=Q(excluded=True)),
+    )
+    return {
+        "items": items["items"],
+        "labels": items["labels"] or 0,
+        "labels_needed": items["items"] * study.labels_per_item,
+        **people,
+    }

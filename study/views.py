@@ -12,14 +12,13 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from analysis.queries import study_progress
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from config.auth import researcher_required, signed_in_user
 from config.form_pages import add_service_error, render_form, render_service_error
 from study import queries, recruitment, services
 from study.forms import CollaboratorForm, LabCodesForm, StudyDesignForm, initial_from_design
 from study.models import Study
-from study.queries import Access, study_for
+from study.queries import Access, study_for, study_progress
 
 STATUS_BUTTONS: dict[str, str] = {  # the status a button moves to -> its words
     Study.Status.LIVE: "Go live",
