@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from django.db import connection, transaction
+from django.db import connection
 
 # Rows per batch on the DB-API path; ADBC's batches are sized by the driver.
 BATCH_ROWS = 65_536
@@ -48,21 +48,24 @@ def read_table(snapshot: Snapshot, sql: str, schema: pa.Schema) -> pa.Table:
 
 @contextmanager
 def read_snapshot() -> Iterator[Snapshot]:
-    """Every query of one export or report reads the same moment."""
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        with closing(_adbc_connection()) as adbc:
-            with closing(adbc.cursor()) as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                yield _AdbcSnapshot(cursor)
-            adbc.rollback()
-        return
-    outermost = not connection.in_atomic_block
-    with transaction.atomic():
-        if outermost and connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        # SQLite's transactions are serialisable: one read transaction is one snapshot.
+    """Every query of one export or report reads the same moment; inside a caller's
+    transaction, that transaction's."""
+    if connection.in_atomic_block:
         yield _CursorSnapshot()
+    elif connection.vendor == "postgresql":
+        with closing(_adbc_connection()) as adbc, closing(adbc.cursor()) as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield _AdbcSnapshot(cursor)
+    else:
+        # A deferred read transaction is one snapshot (WAL) and blocks no writer, where
+        # atomic() begins IMMEDIATE (the settings) and would hold the write lock.
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN DEFERRED")
+        try:
+            yield _CursorSnapshot()
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("ROLLBACK")
 
 
 def _adbc_connection() -> Any:
