@@ -2,20 +2,21 @@
 
 This is the yardstick for ``analysis.report.study_report``: what a researcher would
 write with the exported data in a notebook. The labels are read from PostgreSQL with
-COPY into pandas (the fastest way into a DataFrame), then, per setting: vote counts,
-majorities with ties, the shares of changed and target majorities, each model's
-agreement with the majority, Fleiss' kappa (statsmodels, over examples with the full
-k labels, as it needs), Krippendorff's alpha (krippendorff, nominal, from the vote
-counts) and median response times; each annotator's agreement with the majority; and
-crowd-kit's Dawid-Skene over the whole study. It does less than study_report (no
-bootstrap intervals, no per-class groups, no psychometric fits), so the comparison
-favours it.
+COPY into pandas (the fastest way into a DataFrame; from SQLite, ``pandas.read_sql``),
+then, per setting: vote counts, majorities with ties, the shares of changed and
+target majorities, each model's agreement with the majority, Fleiss' kappa
+(statsmodels, over examples with the full k labels, as it needs), Krippendorff's
+alpha (krippendorff, nominal, from the vote counts) and median response times; each
+annotator's agreement with the majority; and crowd-kit's Dawid-Skene over the whole
+study. It does less than study_report (no bootstrap intervals, no per-class groups, no
+psychometric fits), so the comparison favours it.
 """
 
 from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from typing import Any
 
 import krippendorff
@@ -40,19 +41,32 @@ PREDICTIONS_SQL = """
 """
 
 
-def read_frame(cursor: Any, sql: str) -> pd.DataFrame:
-    buffer = io.StringIO()
-    cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
-    buffer.seek(0)
-    return pd.read_csv(buffer)
+Reader = Callable[[str], pd.DataFrame]
 
 
-def pandas_report(cursor: Any, study_id: int, include_excluded: bool = False) -> dict[str, Any]:
+def postgresql_reader(cursor: Any) -> Reader:
+    """Frames through COPY on a psycopg2 cursor."""
+
+    def read(sql: str) -> pd.DataFrame:
+        buffer = io.StringIO()
+        cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
+        buffer.seek(0)
+        return pd.read_csv(buffer)
+
+    return read
+
+
+def sqlite_reader(connection: Any) -> Reader:
+    """Frames from a sqlite3 connection."""
+    return lambda sql: pd.read_sql_query(sql, connection)
+
+
+def pandas_report(read: Reader, study_id: int, include_excluded: bool = False) -> dict[str, Any]:
     """Returns the measures and the seconds spent loading and computing them."""
     started = time.perf_counter()
     excluded = "" if include_excluded else "AND NOT p.excluded"
-    labels = read_frame(cursor, LABELS_SQL.format(study_id=int(study_id), excluded=excluded))
-    predictions = read_frame(cursor, PREDICTIONS_SQL.format(study_id=int(study_id)))
+    labels = read(LABELS_SQL.format(study_id=int(study_id), excluded=excluded))
+    predictions = read(PREDICTIONS_SQL.format(study_id=int(study_id)))
     loaded = time.perf_counter()
     examples = per_example(labels)
     settings = {

@@ -1,14 +1,16 @@
-"""A large finished study, written straight into PostgreSQL with COPY in well under a minute.
+"""A large finished study, written straight into the database in well under a minute.
 
 The services write one label per transaction, as annotators do; a million of them would
-take hours. So the rows are made with numpy and copied in, exactly as the tables hold
-them after a real study: 20 settings x 2,500 examples (real MNIST test images, stored
-as PNG files), 3 models that predicted on every example, participants with 50-200
-labels each (about 8,000), k = 20 labels per example, every label with its LABELLED
-assignment. Assignments and labels are made by SQL from one staging table; the
-foreign-key triggers are skipped for the load (session_replication_role = replica:
-the rows are consistent by construction, and checking 5 million references one by
-one at COMMIT took longer than everything else).
+take hours. So the rows are made with numpy (``make_rows``, the same for both
+databases) and written in bulk, exactly as the tables hold them after a real study:
+20 settings x 2,500 examples (real MNIST test images, stored as PNG files), 3 models
+that predicted on every example, participants with 50-200 labels each (about 8,000),
+k = 20 labels per example, every label with its LABELLED assignment. PostgreSQL takes
+them by COPY, assignments and labels made by SQL from one staging table, with the
+foreign-key triggers skipped for the load (session_replication_role = replica: the
+rows are consistent by construction, and checking 5 million references one by one at
+COMMIT took longer than everything else). SQLite takes them by executemany in one
+transaction, each value as Django stores it there.
 
 Humans answer as in the papers: clean controls almost always with the source class;
 small-eps sensitivity attacks leave their label alone; large-eps targeted attacks
@@ -26,8 +28,9 @@ import io
 import json
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +58,14 @@ class SettingPlan:
     targeted: bool
     human_change: float  # share of examples whose human label becomes the target
     item_kind: str = "main"
+    norm: str | None = None
+
+    @property
+    def eps(self) -> float | None:
+        """The budget in ``norm``, as the setting's typed column holds it."""
+        if self.norm is None:
+            return None
+        return float(self.config.get("eps") or self.config["budget"]["eps"])
 
 
 def setting_plans() -> list[SettingPlan]:
@@ -66,28 +77,37 @@ def setting_plans() -> list[SettingPlan]:
     config: dict[str, Any]
     for eps in (0.1, 0.2, 0.3, 0.4):
         config = {"eps": eps, "steps": 40, "step_size": eps / 10, "random_start": True}
-        plans.append(SettingPlan(f"pgd-linf-{eps}", "sensitivity", "pgd_linf", config, False, 0.02))
+        name = f"pgd-linf-{eps}"
+        plans.append(SettingPlan(name, "sensitivity", "pgd_linf", config, False, 0.02, norm="linf"))
     for eps in (1.0, 2.0, 3.0):
         config = {"eps": eps, "steps": 40, "step_size": eps / 10, "random_start": True}
-        plans.append(SettingPlan(f"pgd-l2-{eps}", "sensitivity", "pgd_l2", config, False, 0.03))
+        plans.append(
+            SettingPlan(f"pgd-l2-{eps}", "sensitivity", "pgd_l2", config, False, 0.03, norm="l2")
+        )
     for eps, change in ((4.0, 0.2), (8.0, 0.45), (12.0, 0.7)):
         config = {"eps": eps, "steps": 100, "step_size": eps / 20, "targeted": True}
         name = f"large-eps-targeted-{eps}"
         plans.append(
-            SettingPlan(name, "sensitivity", "pgd_l2_large_targeted", config, True, change)
+            SettingPlan(
+                name, "sensitivity", "pgd_l2_large_targeted", config, True, change, norm="l2"
+            )
         )
     for eps, change in ((0.1, 0.15), (0.2, 0.4), (0.3, 0.75), (0.4, 0.9)):
         config = {"eps": eps, "pool_split": "train", "pool_start": 0, "pool_stop": None}
         name = f"invariance-linf-{eps}"
-        plans.append(SettingPlan(name, "invariance", "nn_invariance_linf", config, True, change))
+        plans.append(
+            SettingPlan(name, "invariance", "nn_invariance_linf", config, True, change, norm="linf")
+        )
     for eps, change in ((2.0, 0.3), (3.0, 0.6)):
         config = {"eps": eps, "pool_split": "train", "pool_start": 0, "pool_stop": None}
         name = f"invariance-l2-{eps}"
-        plans.append(SettingPlan(name, "invariance", "nn_invariance_l2", config, True, change))
+        plans.append(
+            SettingPlan(name, "invariance", "nn_invariance_l2", config, True, change, norm="l2")
+        )
     for budget, change in ((25, 0.35), (40, 0.6)):
         config = {"budget": {"norm": "l0", "eps": budget}, "citation": "Tramer et al. 2020"}
         name = f"imported-l0-{budget}"
-        plans.append(SettingPlan(name, "imported", "imported", config, True, change))
+        plans.append(SettingPlan(name, "imported", "imported", config, True, change, norm="l0"))
     return plans
 
 
@@ -103,13 +123,16 @@ class Seeded:
     seconds: float
 
 
-def copy_rows(cursor: Any, table: str, frame: pd.DataFrame) -> None:
-    """COPY a frame in (CSV; empty cells are NULL)."""
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, header=False)
-    buffer.seek(0)
-    columns = ", ".join(frame.columns)
-    cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+@dataclass(frozen=True)
+class Rows:
+    """Every generated row, as each table holds it; ``labels`` carries what the
+    assignments are made from too (one assignment per label, the same id)."""
+
+    examples: pd.DataFrame
+    items: pd.DataFrame
+    predictions: pd.DataFrame
+    participants: pd.DataFrame
+    labels: pd.DataFrame
 
 
 def seed_study(
@@ -120,10 +143,10 @@ def seed_study(
     labels_per_example: int,
     seed: int,
 ) -> Seeded:
+    """The study, its rows and its images, into whichever database Django is set up on."""
     import time
 
     from django.db import connection, transaction
-    from labeling.services.tallies import recount
 
     started = time.perf_counter()
     generator = np.random.default_rng(seed)
@@ -133,26 +156,19 @@ def seed_study(
         raise SystemExit(f"{labels} labels != {n_examples} examples x k = {labels_per_example}")
     with transaction.atomic():
         study, settings, models, job_ids = _rows_by_orm(plans, labels_per_example, seed)
-        with connection.cursor() as django_cursor:
-            cursor = django_cursor.cursor  # the psycopg2 cursor, for copy_expert
-            # The rows are consistent by construction: skip the per-row foreign-key
-            # triggers, which would otherwise check 5 million references at COMMIT.
-            cursor.execute("SET LOCAL session_replication_role = replica")
-            examples = _examples(generator, plans, settings, job_ids, examples_per_setting)
-            _write_images(media_root, examples, generator)
-            copy_rows(cursor, "attacks_example", examples.drop(columns=["payload"]))
-            items = _items(generator, study.pk, examples, plans)
-            copy_rows(cursor, "study_studyitem", items)
-            copy_rows(cursor, "attacks_prediction", _predictions(generator, examples, models))
-            participants, counts = _participants(generator, study.pk, labels)
-            copy_rows(cursor, "labeling_participant", participants)
-            staging = _labels(generator, examples, items, participants, counts, plans)
-            _insert_labels(cursor, staging)
-            _reset_sequences(cursor)
-        # The votes and participants' figures that the labelling loop keeps as it goes.
-        recount(study)
+        rows = make_rows(
+            generator, plans, study.pk, settings, job_ids, models, examples_per_setting, labels
+        )
+        _write_images(media_root, rows.examples, generator)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                _write_postgresql(cursor.cursor, rows)  # the psycopg2 cursor, for COPY
+        else:
+            _write_sqlite(connection.connection, rows)  # the sqlite3 connection
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM (ANALYZE)")  # hint bits and statistics, as a settled server has
+        # Hint bits and statistics, as a settled server has.
+        cursor.execute("VACUUM (ANALYZE)" if connection.vendor == "postgresql" else "ANALYZE")
+    participants = rows.participants
     return Seeded(
         study.pk,
         labels,
@@ -163,6 +179,155 @@ def seed_study(
         len(models),
         time.perf_counter() - started,
     )
+
+
+def make_rows(
+    generator: np.random.Generator,
+    plans: Sequence[SettingPlan],
+    study_id: int,
+    settings: Sequence[int],
+    job_ids: Sequence[int],
+    models: Sequence[int],
+    examples_per_setting: int,
+    labels: int,
+) -> Rows:
+    """The same rows for both databases, from one seeded generator."""
+    examples = _examples(generator, plans, settings, job_ids, examples_per_setting)
+    items = _items(generator, study_id, examples, plans)
+    predictions = _predictions(generator, examples, models)
+    participants, counts = _participants(generator, study_id, labels)
+    staging = _labels(generator, examples, items, participants, counts, plans)
+    # The counters the labelling loop keeps on each item: every slot labelled.
+    per_item = np.bincount(staging["item_id"], minlength=len(items) + 1)[items["id"]]
+    items["assigned_count"] = items["labelled_count"] = per_item
+    return Rows(examples, items, predictions, participants, staging)
+
+
+# ---- PostgreSQL: COPY ----
+
+
+def copy_rows(cursor: Any, table: str, frame: pd.DataFrame) -> None:
+    """COPY a frame in (CSV; empty cells are NULL)."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, header=False)
+    buffer.seek(0)
+    columns = ", ".join(frame.columns)
+    cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+
+
+def _write_postgresql(cursor: Any, rows: Rows) -> None:
+    # The rows are consistent by construction: skip the per-row foreign-key
+    # triggers, which would otherwise check 5 million references at COMMIT.
+    cursor.execute("SET LOCAL session_replication_role = replica")
+    copy_rows(cursor, "attacks_example", rows.examples.drop(columns=["payload"]))
+    copy_rows(cursor, "study_studyitem", rows.items)
+    copy_rows(cursor, "attacks_prediction", rows.predictions)
+    copy_rows(cursor, "labeling_participant", rows.participants)
+    cursor.execute(
+        """CREATE TEMP TABLE label_staging (
+            id bigint, participant_id bigint, item_id bigint, value smallint,
+            client_ms double precision, server_ms integer, too_fast boolean,
+            created_at timestamptz) ON COMMIT DROP"""
+    )
+    copy_rows(cursor, "label_staging", rows.labels)
+    cursor.execute(
+        """INSERT INTO labeling_assignment
+               (id, participant_id, item_id, public_id, status, served_at, lease_expires_at)
+           SELECT id, participant_id, item_id, gen_random_uuid(), 'labelled',
+                  created_at - server_ms * interval '1 millisecond',
+                  created_at + interval '10 minutes'
+           FROM label_staging"""
+    )
+    cursor.execute(
+        """INSERT INTO labeling_label
+               (id, assignment_id, participant_id, item_id, value, client_key,
+                client_response_ms, server_response_ms, created_at, is_correct, too_fast)
+           SELECT id, id, participant_id, item_id, value, gen_random_uuid(), client_ms,
+                  server_ms, created_at, NULL, too_fast
+           FROM label_staging"""
+    )
+    for table in (
+        "attacks_example",
+        "attacks_prediction",
+        "study_studyitem",
+        "labeling_participant",
+        "labeling_assignment",
+        "labeling_label",
+    ):
+        cursor.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+            f"(SELECT coalesce(max(id), 1) FROM {table}))"
+        )
+
+
+# ---- SQLite: executemany in the one transaction, values as Django stores them ----
+
+
+def _write_sqlite(raw: Any, rows: Rows) -> None:
+    labels = rows.labels
+    created = labels["created_at"]
+    uuids = partial(_uuid_hex, np.random.default_rng(len(labels)))
+    assignments = pd.DataFrame(
+        {
+            "id": labels["id"],
+            "participant_id": labels["participant_id"],
+            "item_id": labels["item_id"],
+            "public_id": uuids(len(labels)),
+            "status": "labelled",
+            "served_at": created - pd.to_timedelta(labels["server_ms"], unit="ms"),
+            "lease_expires_at": created + pd.Timedelta(minutes=10),
+        }
+    )
+    label_rows = pd.DataFrame(
+        {
+            "id": labels["id"],
+            "assignment_id": labels["id"],
+            "participant_id": labels["participant_id"],
+            "item_id": labels["item_id"],
+            "value": labels["value"],
+            "client_key": uuids(len(labels)),
+            "client_response_ms": labels["client_ms"],
+            "server_response_ms": labels["server_ms"],
+            "created_at": created,
+            "is_correct": None,
+            "too_fast": labels["too_fast"],
+        }
+    )
+    participants = rows.participants.assign(
+        public_id=[uuid.UUID(text).hex for text in rows.participants["public_id"]]
+    )
+    for table, frame in (
+        ("attacks_example", rows.examples.drop(columns=["payload"])),
+        ("study_studyitem", rows.items),
+        ("attacks_prediction", rows.predictions),
+        ("labeling_participant", participants),
+        ("labeling_assignment", assignments),
+        ("labeling_label", label_rows),
+    ):
+        columns = ", ".join(frame.columns)
+        marks = ", ".join("?" * len(frame.columns))
+        raw.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", _sqlite_rows(frame))
+
+
+def _sqlite_rows(frame: pd.DataFrame) -> Iterator[tuple[Any, ...]]:
+    """Tuples of plain Python values: times as Django writes them on SQLite (naive UTC
+    text), booleans as 0/1, missing values as None."""
+    columns = []
+    for name in frame.columns:
+        values = frame[name]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            text = values.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+            columns.append(text.astype(object).where(values.notna(), None).tolist())
+        elif values.dtype == bool:
+            columns.append(values.astype(int).tolist())
+        else:
+            columns.append(values.astype(object).where(values.notna(), None).tolist())
+    return zip(*columns, strict=True)
+
+
+def _uuid_hex(generator: np.random.Generator, n: int) -> list[str]:
+    """Random UUIDs as Django's UUIDField stores them on SQLite (32 hex digits)."""
+    return [uuid.UUID(bytes=generator.bytes(16), version=4).hex for _ in range(n)]
 
 
 def _rows_by_orm(
@@ -203,6 +368,8 @@ def _rows_by_orm(
             source_stop=10000,
             target_model=models[0] if plan.kind == "sensitivity" else None,
             seed=seed + index,
+            norm=plan.norm,
+            eps=plan.eps,
         )
         job = GenerationJob.objects.create(
             setting=setting,
@@ -305,9 +472,8 @@ def _items(
             "kind": setting_index.map(kind_of),
             "stratum": setting_index * CLASSES + examples["source_label"],
             "shuffle_key": generator.permutation(n),
-            "assigned_count": 0,  # these three set from the labels below
+            "assigned_count": 0,  # these two set from the labels (make_rows)
             "labelled_count": 0,
-            "votes": "{}",
         }
     )
 
@@ -373,8 +539,6 @@ def _participants(
             "attention_failures": 0,
             "fast_responses": fast,
             "exclusion_reasons": reasons,
-            "analysed_labels": 0,  # the figures set from the labels below
-            "attention_answers": 0,
         }
     )
     return frame, np.asarray(counts)
@@ -426,49 +590,3 @@ def _labels(
             "created_at": created,
         }
     )
-
-
-def _insert_labels(cursor: Any, staging: pd.DataFrame) -> None:
-    cursor.execute(
-        """CREATE TEMP TABLE label_staging (
-            id bigint, participant_id bigint, item_id bigint, value smallint,
-            client_ms double precision, server_ms integer, too_fast boolean,
-            created_at timestamptz) ON COMMIT DROP"""
-    )
-    copy_rows(cursor, "label_staging", staging)
-    cursor.execute(
-        """INSERT INTO labeling_assignment
-               (id, participant_id, item_id, public_id, status, served_at, lease_expires_at)
-           SELECT id, participant_id, item_id, gen_random_uuid(), 'labelled',
-                  created_at - server_ms * interval '1 millisecond',
-                  created_at + interval '10 minutes'
-           FROM label_staging"""
-    )
-    cursor.execute(
-        """INSERT INTO labeling_label
-               (id, assignment_id, participant_id, item_id, value, client_key,
-                client_response_ms, server_response_ms, created_at, is_correct, too_fast)
-           SELECT id, id, participant_id, item_id, value, gen_random_uuid(), client_ms,
-                  server_ms, created_at, NULL, too_fast
-           FROM label_staging"""
-    )
-    cursor.execute(
-        """UPDATE study_studyitem i SET assigned_count = n, labelled_count = n
-           FROM (SELECT item_id, count(*) AS n FROM label_staging GROUP BY item_id) c
-           WHERE c.item_id = i.id"""
-    )
-
-
-def _reset_sequences(cursor: Any) -> None:
-    for table in (
-        "attacks_example",
-        "attacks_prediction",
-        "study_studyitem",
-        "labeling_participant",
-        "labeling_assignment",
-        "labeling_label",
-    ):
-        cursor.execute(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-            f"(SELECT coalesce(max(id), 1) FROM {table}))"
-        )
