@@ -78,7 +78,9 @@ def test_a_setting_is_created_with_its_full_config_as_the_page_would(
     assert setting.target_model == zoo_model
     assert setting.config["restarts"] == 1  # defaults filled in, as the service stores them
     assert setting.created_by.username == "researcher"
-    assert api.get(f"/api/v1/attack-settings/{setting.pk}/").json()["config"] == setting.config
+    shown = api.get(f"/api/v1/attack-settings/{setting.pk}/").json()
+    assert shown["config"] == setting.config
+    assert (shown["norm"], shown["eps"]) == (setting.norm, setting.eps) == ("linf", 0.3)
     assert [row["name"] for row in api.get("/api/v1/attack-settings/").json()["results"]] == [
         "pgd-api"
     ]

@@ -599,6 +599,7 @@ def test_researcher_uploads_a_set_and_sees_its_report(
     assert setting.jobs.get().created_by == researcher
     page = researcher_client.get(response["Location"]).content.decode()
     assert "is exceeded by 10 of 10 examples, by at most 1/255" in page
+    assert "<th>Claimed budget</th><td>L-inf eps 0.4</td>" in page
     assert "Tramèr et al. 2020" in page
     assert "Queue generation job" not in page
 

@@ -32,6 +32,8 @@ def test_researcher_creates_a_setting(researcher_client: Client, trained_model) 
     assert setting.config["steps"] == 40
     assert (setting.norm, setting.eps) == ("linf", 0.3)
     assert setting.target_model == trained_model
+    page = researcher_client.get(response["Location"]).content.decode()
+    assert "<th>Budget</th><td>L-inf eps 0.3</td>" in page
 
 
 @pytest.mark.parametrize(
