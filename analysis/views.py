@@ -76,7 +76,7 @@ def study_progress_json(request: HttpRequest, study_id: int) -> JsonResponse:
 def study_chart(request: HttpRequest, study_id: int, chart: str, chart_format: str) -> HttpResponse:
     """A chart as SVG or PNG, or its numbers as CSV (``annotators`` is a table only)."""
     # matplotlib is imported here, not with the module: every worker loads these views
-    # with the URLconf, and only researchers' charts need its 30 MB and 0.4 s.
+    # with the URLconf, and only researchers' charts need its memory and start-up.
     from analysis.charts import CHART_FIGURES, CHART_TABLES, FORMATS, figure_bytes, table_csv
 
     study = study_for(request.user, study_id)

@@ -256,12 +256,9 @@ if not DEBUG:
 # No referrer leaves for another site: annotator URLs carry the study's join token.
 SECURE_REFERRER_POLICY = "same-origin"
 
-# Arrow (the exports) allocates from jemalloc in all its parts: pyarrow's Linux wheels
-# default to mimalloc, which held 60% more memory for the exports' blocks made on
-# several threads (160 against 95 MB for the examples' JSON Lines), and whose arena
-# asks for transparent huge pages: the first imagefolder export of a process took
-# 50 ms longer (0.55-0.61 s against 0.50-0.54). pyarrow.set_memory_pool would not
-# reach the Parquet writer's internals. Arrow reads this when pyarrow is imported,
-# which nothing does before the settings. A deployment that sets it keeps its own.
+# Arrow (the exports) allocates from jemalloc: pyarrow's Linux wheels default to
+# mimalloc, which held more memory for the same batches and asks for transparent huge
+# pages. Arrow reads this when pyarrow is imported, which nothing does before the
+# settings; a deployment that sets it keeps its own.
 if sys.platform == "linux":
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")

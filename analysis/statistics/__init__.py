@@ -1,10 +1,9 @@
 """Agreement statistics for human labelling studies: pure numpy/scipy, no Django.
 
-Every measure is vectorised (bincount, sparse products, batched Newton): on
-1,000,000 labels over 50,000 examples each point measure takes well under a
-second (Dawid-Skene about 50 ms per EM iteration); the bootstraps cost that per
-replicate chunk. Each is checked in tests/analysis/test_statistics.py against
-the field's library (DESIGN rule 6): statsmodels, krippendorff, crowd-kit.
+Every measure is vectorised (bincount, sparse products, batched Newton), so that a
+study of a million labels is measured in seconds (docs/performance.md). Each is
+checked in tests/analysis/test_statistics.py against the field's library
+(docs/architecture.md, rule 6): statsmodels, krippendorff, crowd-kit.
 """
 
 from analysis.statistics._types import Interval
