@@ -1,6 +1,6 @@
 """Import of published example sets: a file becomes an attack setting of kind "imported".
 
-Its examples are stored exactly as generated ones are (core rule 1): 8-bit PNGs
+Its examples are stored exactly as generated ones are (docs/architecture.md, rule 1): 8-bit PNGs
 without metadata, distances measured against the clean source image, and every
 trained model's prediction on the stored image. The accepted file forms and the
 rounding rule are in ``attacks.engine.example_sets``.

@@ -3,7 +3,7 @@
 The Celery tasks (``attacks/tasks.py``) call ``run_training`` and
 ``run_generation``; nothing here queues a task, so this module never imports the
 tasks or the services. A job takes ids, claims its row first, and is idempotent
-(core rule 4): a chunk run again writes no duplicate. Models are loaded once per
+(docs/architecture.md, rule 4): a chunk run again writes no duplicate. Models are loaded once per
 worker process and cached.
 """
 

@@ -10,7 +10,8 @@ from django.db.models import Q
 
 
 def opaque_png_name(instance: object, filename: str) -> str:
-    """A random file name: nothing about the example can be read from it (core rule 2)."""
+    """A random file name: nothing about the example can be read from it (rule 2 of
+    docs/architecture.md)."""
     return f"examples/{uuid.uuid4().hex}.png"
 
 
@@ -192,7 +193,7 @@ class Example(models.Model):
     class Meta:
         ordering = ["setting_id", "position"]
         constraints = [
-            # A re-run chunk must never write an example twice (core rule 4).
+            # A re-run chunk must never write an example twice (docs/architecture.md, rule 4).
             models.UniqueConstraint(fields=["setting", "position"], name="unique_example_position"),
         ]
 

@@ -123,7 +123,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or BASE_DIR / "media")
 # Example images are never served from MEDIA_URL: annotators get them through
-# an opaque, per-participant view (core rule 2), researchers through a
+# an opaque, per-participant view (docs/architecture.md, rule 2), researchers through a
 # login-protected one.
 MEDIA_URL = "/media-not-served/"
 

@@ -63,7 +63,7 @@ class Assignment(models.Model):
         Participant, on_delete=models.PROTECT, related_name="assignments"
     )
     item = models.ForeignKey(StudyItem, on_delete=models.PROTECT, related_name="assignments")
-    # The opaque id an annotator's page and image URL carry (core rule 2).
+    # The opaque id an annotator's page and image URL carry (docs/architecture.md, rule 2).
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     served_at = models.DateTimeField()

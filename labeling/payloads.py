@@ -1,6 +1,7 @@
 """The JSON an annotator's page receives: trials, feedback, the page's settings.
 
-Core rule 2: only opaque ids and what the participant must see. A trial names its
+Rule 2 of docs/architecture.md (nothing leaks to annotators): only opaque ids and
+what the participant must see. A trial names its
 assignment (a random UUID) and image URLs built from it; never the item, the
 example, its kind, its labels or its setting.
 

@@ -1,6 +1,7 @@
 """The annotator's pages: entry, consent, instructions, labelling, the end; images.
 
-Core rule 2: nothing here may reveal a source or target label, a prediction,
+Rule 2 of docs/architecture.md (nothing leaks to annotators): nothing here may reveal
+a source or target label, a prediction,
 the attack or its budget, or the study's internal title. Pages and image URLs
 carry only opaque ids, and an image is served only to the participant who holds
 its item. Every page sends a participant who is elsewhere in the flow to the

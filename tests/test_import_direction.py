@@ -1,4 +1,4 @@
-"""Imports run one way (DESIGN.md, "Layout"), function-local imports included.
+"""Imports run one way (docs/architecture.md), function-local imports included.
 
 ``study`` and ``labeling`` may import ``attacks``, never ``analysis``; ``attacks``
 imports none of the other apps; in ``attacks``, the services queue tasks and the

@@ -1,6 +1,6 @@
 """Provenance of a study's export and the dataset card (README.md) that records it.
 
-Core rule 3 asks that every example can be made again: the card carries each
+Rule 3 of docs/architecture.md (every example is reproducible): the card carries each
 attack setting's full config and seed, each model's weights checksum, the code
 versions that generated the examples and that wrote the export, the study's
 design, the dates, and the label counts. The YAML header holds all of it as

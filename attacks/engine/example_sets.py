@@ -20,7 +20,7 @@ Accepted forms, everything else refused with the reason:
 Float images are rounded to the nearest 8-bit level. An exact half level (as
 in Tramèr et al.'s eps=0.3 set, whose perturbations are +-76.5/255) is a tie;
 it goes toward the clean image when that is known, so that rounding never
-moves an image out of a ball it was in (core rule 1), else to the even level.
+moves an image out of a ball it was in (docs/architecture.md, rule 1), else to the even level.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """From source indices to stored 8-bit examples: attack, quantise, measure, predict.
 
 Everything about an example that analysis uses is measured here on the
-quantised image (core rule 1), never on the attack's float output.
+quantised image (docs/architecture.md, rule 1), never on the attack's float output.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What humans see: 8-bit images, quantised toward the clean image, and PNG bytes.
 
-Core rule 1: the stored 8-bit image is the truth. Rounding to nearest could push
+Rule 1 of docs/architecture.md: the stored 8-bit image is the truth. Rounding to nearest could push
 a pixel of an L-inf eps=0.3 image 0.5/255 outside the ball; truncating the
 perturbation toward zero keeps every norm of it no larger than before.
 """
@@ -47,7 +47,8 @@ def distances(clean_uint8: torch.Tensor, stored_uint8: torch.Tensor) -> list[Dis
 
 
 def encode_png(image_uint8: torch.Tensor) -> bytes:
-    """PNG bytes of one (C, H, W) uint8 image, with no metadata chunks (core rule 2)."""
+    """PNG bytes of one (C, H, W) uint8 image, with no metadata chunks (rule 2 of
+    docs/architecture.md)."""
     array = image_uint8.cpu().numpy()
     array = array[0] if array.shape[0] == 1 else np.transpose(array, (1, 2, 0))
     buffer = io.BytesIO()

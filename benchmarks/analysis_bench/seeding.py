@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 CLASSES = 10
 CANT_TELL = -1
-# Tramer et al.'s allowed invariance targets per source class (DESIGN.md).
+# Tramer et al.'s allowed invariance targets per source class (docs/architecture.md).
 INVARIANCE_TARGETS = {
     0: [4, 6, 8, 9], 1: [4, 6, 7, 9], 2: [8], 3: [8], 4: [8, 9],
     5: [3, 8], 6: [0], 7: [2, 3], 8: [3], 9: [3, 4, 5],

@@ -100,7 +100,7 @@ def sampling(sampler: CpuSampler) -> Iterator[None]:
         sampler.scan()
 
 
-# ---- the integrity check (core rule 5) ----
+# ---- the integrity check (docs/architecture.md, rule 5) ----
 
 
 def check_integrity(

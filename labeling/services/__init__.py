@@ -1,6 +1,6 @@
 """Annotator-side writes: joining, claiming the next item, submitting a label.
 
-Core rule 5: no label is lost or doubled. An item's ``assigned_count`` (leases
+Rule 5 of docs/architecture.md: no label is lost or doubled. An item's ``assigned_count`` (leases
 plus labels) only grows through a conditional UPDATE that checks it stays below
 k, so two annotators racing for the last slot cannot both win; a candidate row
 is read ``FOR NO KEY UPDATE SKIP LOCKED`` so that racers pick different items

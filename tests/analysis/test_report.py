@@ -313,7 +313,7 @@ def test_locate_finds_the_items_among_ids_of_other_studies(spread: int) -> None:
 def test_the_report_reads_the_database_in_six_queries(
     hand: HandStudy, django_assert_num_queries
 ) -> None:
-    # Items, participants, labels and predictions (the large three through COPY), settings,
-    # models; plus the snapshot's SAVEPOINT and RELEASE inside the test's own transaction.
-    with django_assert_num_queries(6 + 2):
+    # Items, participants, labels and predictions (through analysis.reading), settings,
+    # models; inside the test's own transaction, which is the snapshot.
+    with django_assert_num_queries(6):
         study_report(hand.study, bootstrap_replicates=100)

@@ -1,6 +1,7 @@
 """analysis.statistics against the field's libraries, hand computations and simulations.
 
-DESIGN rule 6: each measure is checked against its reference implementation on
+Rule 6 of docs/architecture.md (statistics come from the field's libraries): each
+measure is checked against its reference implementation on
 random data (several seeds and sizes): statsmodels (Fleiss' kappa, Cohen's
 kappa, Wilson, GLM), krippendorff (alpha) and crowd-kit (Dawid-Skene). Small
 cases are worked by hand, with the arithmetic written out. Intervals are

@@ -1,4 +1,5 @@
-"""Core rule 2: nothing an annotator can reach reveals anything about the examples.
+"""Rule 2 of docs/architecture.md (nothing leaks to annotators): nothing an annotator
+can reach reveals anything about the examples.
 
 The study's examples carry distinctive secrets: a setting, attack, epsilon, model
 and title nobody would write by chance, and each item a different source label,
