@@ -1,17 +1,21 @@
-"""Settings with examples, made straight in the database: the designer reads rows, not pixels.
+"""Settings with examples, made straight in the database, no attack run.
 
-Source labels are MNIST's real test labels at each source index, so that a clean
-example's class is the true class of its image, as it is for generated ones.
+Each example's image is its MNIST test image, stored as a PNG file with its real
+SHA-256 (the exports read the files), and its source label is that image's real
+label, so that a clean example's class is the true class of its image.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
 
 from attacks.engine.datasets import load_dataset
+from attacks.engine.images import encode_png
 from attacks.models import AttackSetting, Example, GenerationJob, JobStatus
 from study.design import SettingSample, StudyDesign
 
@@ -60,6 +64,8 @@ def _example(
     setting: AttackSetting, job: GenerationJob, position: int, index: int, targeted: bool
 ) -> Example:
     label = mnist_test_label(index)
+    png = encode_png(load_dataset("mnist", "test").images[index])
+    storage = Example._meta.get_field("image").storage
     return Example(
         setting=setting,
         job=job,
@@ -67,8 +73,8 @@ def _example(
         source_index=index,
         source_label=label,
         target_label=(label + 1) % 10 if targeted else None,
-        image=f"examples/{setting.pk}-{position}.png",
-        image_sha256="0" * 64,
+        image=storage.save(f"examples/{setting.pk}-{position}.png", ContentFile(png)),
+        image_sha256=hashlib.sha256(png).hexdigest(),
     )
 
 
