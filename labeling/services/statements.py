@@ -163,22 +163,22 @@ class Columns(Generic[M]):
         return ", ".join(f'{self.alias}."{field.column}"' for field in self.fields)
 
     @cached_property
-    def _converters(self) -> list[list[_Converter]]:
-        return [
-            connection.ops.get_db_converters(field.get_col(self.alias))
-            + field.get_db_converters(connection)
-            for field in self.fields
-        ]
+    def _converters(self) -> list[tuple[list[_Converter], Any]]:
+        """Each column's converters, and the expression they take (as the ORM's compiler)."""
+        converters = []
+        for field in self.fields:
+            column = field.get_col(self.alias)
+            backend = connection.ops.get_db_converters(column)
+            converters.append((backend + field.get_db_converters(connection), column))
+        return converters
 
     def load(self, row: Sequence[Any], start: int = 0) -> M:
         """The instance whose columns start at ``row[start]`` (the rest of it deferred)."""
         values = []
-        for offset, (field, converters) in enumerate(
-            zip(self.fields, self._converters, strict=True)
-        ):
+        for offset, (converters, column) in enumerate(self._converters):
             value = row[start + offset]
             for converter in converters:
-                value = converter(value, field, connection)
+                value = converter(value, column, connection)
             values.append(value)
         return self.model.from_db(
             DEFAULT_DB_ALIAS, [field.attname for field in self.fields], values
@@ -261,8 +261,9 @@ def locked_participant(participant_id: int) -> Participant:
 _LOCKED_ASSIGNMENT = Statement(
     "locked_assignment",
     lambda d: (
-        f"SELECT {_assignment.sql}, {_item.sql} FROM {table(Assignment)} assignment "
+        f"SELECT {_assignment.sql}, {_item.sql}, study.status FROM {table(Assignment)} assignment "
         f"JOIN {table(StudyItem)} item ON item.id = assignment.item_id "
+        f"JOIN {table(Study)} study ON study.id = item.study_id "
         "WHERE assignment.public_id = $1 AND assignment.participant_id = $2 "
         f"{d.lock('FOR UPDATE OF assignment')}"
     ),
@@ -271,13 +272,18 @@ _LOCKED_ASSIGNMENT = Statement(
 
 
 def locked_assignment(participant: Participant, public_id: uuid.UUID) -> Assignment | None:
-    """The participant's assignment with this public id, locked, with its item."""
+    """The participant's assignment with this public id, locked, with its item.
+
+    Also reads the study's status again, into ``participant.study``: the participant's
+    own statement may have waited for its lock while the study closed.
+    """
     rows = _LOCKED_ASSIGNMENT.fetch(public_id, participant.pk)
     if not rows:
         return None
     assignment = _assignment.load(rows[0])
     assignment.item = _item.load(rows[0], len(_assignment))
     assignment.participant = participant
+    participant.study.status = rows[0][-1]
     return assignment
 
 
