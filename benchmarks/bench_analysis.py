@@ -47,6 +47,7 @@ SQLite the figures are for comparison, with no goal.
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
 import os
@@ -504,6 +505,9 @@ def main() -> None:
         "DATABASE_URL": url,
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
+        # The secrets that settings require with DEBUG off (a Fernet key for the ids).
+        "ADVSTUDY_PSEUDONYM_KEY": secrets.token_urlsafe(32),
+        "ADVSTUDY_ID_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "ALLOWED_HOSTS": "127.0.0.1",
         "MEDIA_ROOT": str(media),
         "LOG_LEVEL": "WARNING",
