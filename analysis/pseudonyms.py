@@ -1,9 +1,10 @@
 """Participants' pseudonyms: what every export and report page shows instead of an id.
 
-A pseudonym is an HMAC-SHA256 of the participant's public id keyed with the server's
-secret: stable across tables, exports and pages, so rows join, yet it reveals
-neither the recruiter's id (Prolific PID, MTurk worker id, lab code), nor its stored
-hash, nor the public id that the participant's session holds.
+A pseudonym is an HMAC-SHA256 of the participant's public id keyed with
+ADVSTUDY_PSEUDONYM_KEY: stable across tables, exports and pages, so rows join, yet it
+reveals neither the recruiter's id (Prolific PID, MTurk worker id, lab code), nor its
+stored hash, nor the public id that the participant's session holds. Its own key, not
+SECRET_KEY: rotating SECRET_KEY (it signs sessions) keeps every published pseudonym.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def pseudonyms_of(public_ids: Iterable[str]) -> list[str]:
 
 
 def _pseudonyms(raw_ids: Iterable[bytes]) -> list[str]:
-    key = settings.SECRET_KEY.encode()
+    key = settings.ADVSTUDY_PSEUDONYM_KEY.encode()
     return [
         "p_" + hmac.new(key, _MESSAGE + raw, hashlib.sha256).hexdigest()[:16] for raw in raw_ids
     ]

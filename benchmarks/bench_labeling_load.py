@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import math
 import os
 import platform
@@ -496,6 +497,9 @@ def main() -> None:
         "DATABASE_URL": args.database_url,
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
+        # The secrets that settings require with DEBUG off (a Fernet key for the ids).
+        "ADVSTUDY_PSEUDONYM_KEY": secrets.token_urlsafe(32),
+        "ADVSTUDY_ID_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "ALLOWED_HOSTS": "127.0.0.1",
         # Plain HTTP on the loopback: a browser would not send Secure cookies back.
         "SESSION_COOKIE_SECURE": "0",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from cryptography.fernet import Fernet
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -57,3 +59,25 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_secret(name: str, *, required: bool, development_value: str, reason: str) -> str:
+    """A secret: required (for ``reason``) where ``required``, else the development value."""
+    if required:
+        return env_required(name, reason=reason)
+    return env_str(name) or development_value
+
+
+def fernet_keys(name: str, raw: str) -> list[str]:
+    """Comma-separated Fernet keys, each checked now: the first encrypts, every one decrypts."""
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    for key in keys:
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperEnvironment(
+                f"{name} holds something that is not a Fernet key (32 url-safe base64 bytes); "
+                'make one with: python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"'
+            ) from None
+    return keys

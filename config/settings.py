@@ -9,7 +9,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_required, env_str
+from config.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_required,
+    env_secret,
+    env_str,
+    fernet_keys,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -18,6 +26,25 @@ if DEBUG:
     SECRET_KEY = env_str("SECRET_KEY") or "insecure-development-key-do-not-use-in-production"
 else:
     SECRET_KEY = env_required("SECRET_KEY", reason="it signs sessions when DEBUG is off")
+# Participants' pseudonyms and the HMAC that recognises a returning recruiter id are keyed by
+# their own secret, so that rotating SECRET_KEY changes neither. Set it once; never change it.
+ADVSTUDY_PSEUDONYM_KEY = env_secret(
+    "ADVSTUDY_PSEUDONYM_KEY",
+    required=not DEBUG,
+    development_value="insecure-development-pseudonym-key",
+    reason="it keys participants' pseudonyms and recruiter ids' HMAC when DEBUG is off",
+)
+# Recruiter ids (Prolific, MTurk) are stored encrypted with this Fernet key, for the owner's
+# payment files; comma-separated keys rotate (the first encrypts, every one decrypts).
+ADVSTUDY_ID_KEYS = fernet_keys(
+    "ADVSTUDY_ID_KEY",
+    env_secret(
+        "ADVSTUDY_ID_KEY",
+        required=not DEBUG,
+        development_value="aW5zZWN1cmUtZGV2ZWxvcG1lbnQtaWQta2V5LS0tLS0=",
+        reason="it encrypts participants' recruiter ids when DEBUG is off",
+    ),
+)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [

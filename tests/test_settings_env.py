@@ -20,7 +20,15 @@ def load_settings(**environment: str) -> subprocess.CompletedProcess[str]:
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"}
+        if k
+        not in {
+            "DEBUG",
+            "SECRET_KEY",
+            "ADVSTUDY_PSEUDONYM_KEY",
+            "ADVSTUDY_ID_KEY",
+            "DATABASE_URL",
+            "CELERY_BROKER_URL",
+        }
     }
     return subprocess.run(
         [sys.executable, "-c", SHOW_SETTINGS],
@@ -38,6 +46,27 @@ def test_secret_key_is_required_when_debug_is_off() -> None:
     assert "SECRET_KEY must be set" in result.stderr
 
 
+PRODUCTION_KEYS = {
+    "SECRET_KEY": "x" * 50,
+    "ADVSTUDY_PSEUDONYM_KEY": "p" * 50,
+    "ADVSTUDY_ID_KEY": "aW5zZWN1cmUtZGV2ZWxvcG1lbnQtaWQta2V5LS0tLS0=",
+}
+
+
+@pytest.mark.parametrize("missing", ["ADVSTUDY_PSEUDONYM_KEY", "ADVSTUDY_ID_KEY"])
+def test_the_pseudonym_and_id_keys_are_required_when_debug_is_off(missing: str) -> None:
+    keys = {name: value for name, value in PRODUCTION_KEYS.items() if name != missing}
+    result = load_settings(DEBUG="0", **keys)
+    assert result.returncode != 0
+    assert f"{missing} must be set" in result.stderr
+
+
+def test_an_id_key_that_is_not_a_fernet_key_fails_loudly() -> None:
+    result = load_settings(DEBUG="0", **{**PRODUCTION_KEYS, "ADVSTUDY_ID_KEY": "not-a-key"})
+    assert result.returncode != 0
+    assert "ADVSTUDY_ID_KEY holds something that is not a Fernet key" in result.stderr
+
+
 def test_defaults_are_sqlite_and_in_process_tasks() -> None:
     result = load_settings(DEBUG="1")
     assert result.stdout.split() == ["django.db.backends.sqlite3", "True"]
@@ -45,7 +74,7 @@ def test_defaults_are_sqlite_and_in_process_tasks() -> None:
 
 def test_a_broker_url_turns_eager_tasks_off() -> None:
     result = load_settings(
-        SECRET_KEY="x" * 50,
+        **PRODUCTION_KEYS,
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/advstudy",
     )
@@ -85,7 +114,12 @@ def test_production_settings_pass_the_deployment_checklist() -> None:
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=REPOSITORY,
-        env={**clean, "DEBUG": "0", "SECRET_KEY": "k" * 20 + "-Zq9" + "x7Y" * 12},
+        env={
+            **clean,
+            **PRODUCTION_KEYS,
+            "DEBUG": "0",
+            "SECRET_KEY": "k" * 20 + "-Zq9" + "x7Y" * 12,
+        },
         capture_output=True,
         text=True,
         check=False,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import secrets
 import shutil
@@ -117,6 +118,9 @@ def app_environment(redis: PrivateRedis, media: Path) -> dict[str, str]:
         "MEDIA_ROOT": str(media),
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
+        # The secrets that settings require with DEBUG off (a Fernet key for the ids).
+        "ADVSTUDY_PSEUDONYM_KEY": secrets.token_urlsafe(32),
+        "ADVSTUDY_ID_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "ALLOWED_HOSTS": "127.0.0.1",
         "SESSION_COOKIE_SECURE": "0",
         "CSRF_COOKIE_SECURE": "0",
