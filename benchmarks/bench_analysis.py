@@ -86,6 +86,7 @@ EXPORTS = [
     ("participants", "parquet"),
 ]
 GOAL_EXPORT_S, GOAL_MB, GOAL_REPORT_S = 5.0, 300, 3.0
+# A kept database's images (and SQLite's file), one folder per database.
 KEPT = Path(tempfile.gettempdir()) / "advstudy-analysisbench"
 
 
@@ -460,7 +461,7 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--skip-report", action="store_true", help="exports only")
     parser.add_argument(
-        "--keep-database", action="store_true", help=f"keep it and the images in {KEPT}"
+        "--keep-database", action="store_true", help=f"keep it and the images in {KEPT}/<database>"
     )
     parser.add_argument(
         "--reuse-database", action="store_true", help="measure a database kept by a run before"
@@ -489,7 +490,7 @@ def database_url(args: argparse.Namespace, workspace: Path) -> str:
     if args.database == "postgresql":
         return str(args.database_url or POSTGRESQL_URL)
     kept = args.keep_database or args.reuse_database
-    return f"sqlite:///{(KEPT if kept else workspace) / 'analysisbench.sqlite3'}"
+    return f"sqlite:///{(KEPT / 'sqlite' if kept else workspace) / 'analysisbench.sqlite3'}"
 
 
 def main() -> None:
@@ -499,7 +500,7 @@ def main() -> None:
         return
     workspace = Path(tempfile.mkdtemp(prefix="advstudy-analysisbench-"))
     kept = args.keep_database or args.reuse_database
-    media = KEPT / "media" if kept else workspace / "media"
+    media = KEPT / args.database / "media" if kept else workspace / "media"
     url = database_url(args, workspace)
     environment = {
         "DATABASE_URL": url,
@@ -519,7 +520,7 @@ def main() -> None:
             seeded = kept_study()
         else:
             if kept:
-                KEPT.mkdir(exist_ok=True)
+                (KEPT / args.database).mkdir(parents=True, exist_ok=True)
             recreate(url)
             setup_django(environment)
             seeded = timed("seeding", partial(seed, media, args))
