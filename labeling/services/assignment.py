@@ -363,13 +363,51 @@ def _claim_counted_item_by_scan(
 
 
 def _due_strata(participant: Participant, counts: TrialCounts, strata: Iterable[int]) -> list[int]:
-    """Of ``strata``, those this participant has had fewest items of, in seeded order."""
-    held = {stratum: counts.per_stratum[stratum] for stratum in strata}
-    if not held:
-        return []
-    fewest = min(held.values())
-    due = [stratum for stratum, count in held.items() if count == fewest]
+    """Of ``strata``, the order in which this participant's next counted trial tries them.
+
+    A participant's list holds each stratum equally often (give or take one), in a
+    uniformly random order: the next stratum is drawn with a probability proportional to
+    how many trials of it the list still owes, as dealing a shuffled deck would. Drawn
+    round by round (every stratum once, then again), a stratum would recur at a fixed
+    distance, and an easy item could give away a hard one's label.
+    """
+    owed = _owed_trials(participant, counts)
+    candidates = sorted(set(strata))
+    still_owed = [stratum for stratum in candidates if owed.get(stratum, 0) > 0]
+    if still_owed:
+        keys = _draw_keys(participant, counts.counted, owed)
+        return sorted(still_owed, key=lambda stratum: -keys[stratum])
+    # The strata the list owes are used up: the fewest held of the others keep it balanced.
+    fewest = min((counts.per_stratum[stratum] for stratum in candidates), default=0)
+    due = [stratum for stratum in candidates if counts.per_stratum[stratum] == fewest]
     return sorted(due, key=lambda stratum: _seeded_rank(participant, stratum))
+
+
+def _owed_trials(participant: Participant, counts: TrialCounts) -> dict[int, int]:
+    """Per stratum, the trials this participant's balanced list still has to give."""
+    every_stratum = study_shape(participant.study).counted_strata
+    if not every_stratum:
+        return {}
+    each, extra = divmod(participant.study.items_per_participant, len(every_stratum))
+    # Which strata give one trial more than the others: the participant's own seeded pick.
+    by_rank = sorted(every_stratum, key=lambda stratum: _seeded_rank(participant, stratum))
+    return {
+        stratum: each + (rank < extra) - counts.per_stratum[stratum]
+        for rank, stratum in enumerate(by_rank)
+    }
+
+
+def _draw_keys(participant: Participant, position: int, owed: dict[int, int]) -> dict[int, float]:
+    """Keys whose largest picks each stratum with a probability proportional to ``owed``.
+
+    Efraimidis and Spirakis (2006): u ** (1 / weight) for uniform u. Seeded by the
+    participant and the trial's position, so a retried claim draws the same.
+    """
+    rng = random.Random(f"{participant_seed(participant)}:trial:{position}")
+    return {
+        stratum: rng.random() ** (1 / weight) if weight > 0 else 0.0
+        for stratum, weight in sorted(owed.items())
+    }
 
 
 def _take_free_item(participant: Participant, stratum: int) -> Assignment | None:
