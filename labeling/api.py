@@ -8,7 +8,9 @@ POST /s/<join_token>/api/labels  {"assignment", "value", "client_key", "client_r
 A trial is {"assignment": uuid, "image": url, "progress": {"done", "total"},
 "phase": "practice" | "main", "next_image": url or null}. An error is a 4xx (or
 503 when busy, with Retry-After) with {"error": sentence}, and changes nothing;
-a participant who belongs on another page gets 409 with its "redirect" URL.
+a participant who belongs on another page gets 409 with its "redirect" URL, as
+does one of a study that has closed. A paused study hands out nothing (409: the
+page asks again) and takes an answer only to the trial on screen.
 CSRF stays on: the page sends its token in X-CSRFToken.
 """
 
@@ -54,6 +56,9 @@ def _next_or_error(study: Study, participant: Participant) -> JsonResponse:
         return JsonResponse(payloads.next_state(study, participant))
     except services.AssignmentBusy:
         return _error("Many people are labelling right now; one moment please.", 503)
+    except services.StudyClosed as refusal:
+        # Sent to the labelling page, which says so; a paused study's page waits instead.
+        return _error(str(refusal), 409, redirect=reverse("label", args=[study.join_token]))
     except services.StudyNotOpen as refusal:
         return _error(str(refusal), 409)
 

@@ -35,8 +35,17 @@ def _page(
     return render(request, f"labeling/{template}", context, status=status)
 
 
-def _closed(request: HttpRequest, study: Study, reason: str) -> HttpResponse:
-    return _page(request, "closed.html", study, status=403, reason=reason)
+def _closed(request: HttpRequest, study: Study, reason: str, status: int = 403) -> HttpResponse:
+    return _page(request, "closed.html", study, status=status, reason=reason)
+
+
+def _refused(request: HttpRequest, study: Study, refusal: services.StudyNotOpen) -> HttpResponse:
+    """No one new is admitted: a full study says so (Prolific's arrivals go back screened out)."""
+    if not isinstance(refusal, services.StudyFull):
+        return _closed(request, study, str(refusal))
+    if study.recruitment == Study.Recruitment.PROLIFIC and study.screen_out_code:
+        return redirect(recruitment.prolific_completion_url(study.screen_out_code))
+    return _page(request, "full.html", study, status=403)
 
 
 def _too_often(request: HttpRequest, study: Study) -> HttpResponse:
@@ -74,7 +83,7 @@ def join(request: HttpRequest, join_token: str) -> HttpResponse:
     try:
         services.require_open(study)
     except services.StudyNotOpen as refusal:
-        return _closed(request, study, str(refusal))
+        return _refused(request, study, refusal)
     if study.recruitment == Study.Recruitment.LAB:
         return _enter_with_lab_code(request, study)
     return redirect("consent", join_token=join_token)  # open link: joining is consenting
@@ -85,7 +94,7 @@ def _mturk_preview(request: HttpRequest, study: Study) -> HttpResponse:
     try:
         services.require_open(study)
     except services.StudyNotOpen as refusal:
-        return _closed(request, study, str(refusal))
+        return _refused(request, study, refusal)
     return _page(request, "mturk_preview.html", study, example=example_item(study) is not None)
 
 
@@ -109,7 +118,7 @@ def _enter_from_recruiter(request: HttpRequest, study: Study) -> HttpResponse:
             study, study.recruitment, entry.external_id, entry.session
         )
     except services.StudyNotOpen as refusal:
-        return _closed(request, study, str(refusal))
+        return _refused(request, study, refusal)
     if participant.completed_at is not None and participant.recruiter_session != entry.session:
         return _page(request, "already_done.html", study, status=403)
     access.remember(request, study, participant)
@@ -159,7 +168,7 @@ def _consent_to_open_link(request: HttpRequest, study: Study) -> HttpResponse:
     try:
         services.require_open(study)
     except services.StudyNotOpen as refusal:
-        return _closed(request, study, str(refusal))
+        return _refused(request, study, refusal)
     form = ConsentForm(request.POST or None)
     if request.method == "GET" or not form.is_valid():
         return _page(request, "consent.html", study)
@@ -206,9 +215,16 @@ def label(request: HttpRequest, join_token: str) -> HttpResponse:
     participant = _at_step(request, study, Step.LABEL)
     if isinstance(participant, HttpResponse):
         return participant
-    error = _submit_form(request, study, participant) if request.method == "POST" else None
-    if request.method == "POST" and error is None:
-        return redirect("label", join_token=join_token)
+    error, error_status = None, 400
+    if request.method == "POST":
+        try:
+            error = _submit_form(request, study, participant)
+        except services.NotAnswerable as refusal:
+            if refusal.closed:
+                return _closed(request, study, _sentence(refusal), status=409)
+            error, error_status = _sentence(refusal), 409
+        if error is None:
+            return redirect("label", join_token=join_token)
     try:
         state = payloads.next_state(study, participant)
     except services.AssignmentBusy:
@@ -223,7 +239,7 @@ def label(request: HttpRequest, join_token: str) -> HttpResponse:
         request,
         "label.html",
         study,
-        status=400 if error else 200,
+        status=error_status if error else 200,
         state=state,
         config=payloads.page_config(study, state),
         client_key=uuid.uuid4(),  # the plain form's; the script makes one per answer
@@ -240,12 +256,18 @@ def _submit_form(request: HttpRequest, study: Study, participant: Participant) -
         return "That answer could not be read; please choose again."
     try:
         stored = form.submit(participant)
+    except services.NotAnswerable:
+        raise  # the study's state: answered by the caller
     except services.LabelRejected as rejected:
-        return f"{str(rejected).capitalize()}."
+        return _sentence(rejected)
     feedback = payloads.feedback_payload(study, stored.item, stored.value)
     if feedback is not None:
         messages.info(request, feedback["message"])
     return None
+
+
+def _sentence(rejected: services.LabelRejected) -> str:
+    return f"{str(rejected).capitalize()}."
 
 
 @never_cache

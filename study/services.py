@@ -148,9 +148,23 @@ def change_status(study: Study, new_status: str, *, by: User) -> Study:
     claimed = Study.objects.filter(pk=study.pk, status=old_status).update(status=new_status)
     if claimed != 1:
         raise ValidationError("The study's status changed meanwhile; reload the page.")
+    if new_status == Status.CLOSED:
+        _wait_for_answers_under_way(study)
     study.status = new_status
     logger.info("study %s: %s -> %s by user %s", study.pk, old_status, new_status, by.pk)
     return study
+
+
+def _wait_for_answers_under_way(study: Study) -> None:
+    """Take the lock that every answer takes first: its participant's row.
+
+    An answer under way commits before the close, then; one that comes after finds
+    the study closed when it reads the status, once it holds its lock, and stores
+    nothing (``labeling.services.assignment.check_answerable``). SQLite has one
+    writer at a time, which orders them already.
+    """
+    unfinished = study.participants.filter(completed_at=None).order_by("pk")
+    list(unfinished.select_for_update(no_key=True).values_list("pk", flat=True))
 
 
 @transaction.atomic

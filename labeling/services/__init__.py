@@ -35,7 +35,10 @@ from labeling.services.errors import (
     EntryRefused,
     InvalidAnswer,
     LabelRejected,
+    NotAnswerable,
     NotYourItem,
+    StudyClosed,
+    StudyFull,
     StudyNotOpen,
 )
 from labeling.services.participation import (
@@ -65,9 +68,12 @@ __all__ = [
     "EntryRefused",
     "InvalidAnswer",
     "LabelRejected",
+    "NotAnswerable",
     "NotYourItem",
     "Phase",
     "Progress",
+    "StudyClosed",
+    "StudyFull",
     "StudyNotOpen",
     "Trial",
     "answer_and_continue",

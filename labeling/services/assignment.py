@@ -30,7 +30,13 @@ from django.utils import timezone
 
 from labeling.models import Assignment, Participant
 from labeling.services import statements
-from labeling.services.errors import AssignmentBusy, StudyNotOpen
+from labeling.services.errors import (
+    AssignmentBusy,
+    NotAnswerable,
+    StudyClosed,
+    StudyFull,
+    StudyNotOpen,
+)
 from study.models import ANALYSED_ITEM_KINDS, Study, StudyItem
 
 _CLAIM_ATTEMPTS = 12
@@ -204,13 +210,60 @@ def next_trial_of_locked(locked: Participant, *, attempts: int = _CLAIM_ATTEMPTS
     counts = trial_counts(locked)
     if locked.study.status == Study.Status.LIVE:
         _claim_up_to_held(locked, active, counts, attempts)
-    elif not active:
-        # Paused or closed: leased items may still be answered, nothing new is handed out.
-        raise StudyNotOpen("This study is not handing out images at the moment.")
+    else:
+        active = _trial_on_screen(locked, active)
     if not active:
         return None
     phase, progress = _phase_and_progress(locked, active[0], counts)
     return Trial(active[0], active[1] if len(active) > 1 else None, phase, progress)
+
+
+_PAUSED = "This study is paused at the moment. Please try again later."
+_CLOSED = "This study has closed. Thank you for taking part."
+_NOT_HANDING_OUT = "This study is not handing out images at the moment."
+
+
+def _trial_on_screen(locked: Participant, active: list[Assignment]) -> list[Assignment]:
+    """Paused: the current trial alone, which may still be answered; closed: nothing."""
+    status = locked.study.status
+    if status == Study.Status.CLOSED:
+        raise StudyClosed(_CLOSED)
+    if status == Study.Status.PAUSED and active:
+        return active[:1]
+    raise StudyNotOpen(_PAUSED if status == Study.Status.PAUSED else _NOT_HANDING_OUT)
+
+
+def check_answerable(locked: Participant, assignment: Assignment) -> None:
+    """Refuse an answer that the study's state forbids; nothing is stored then.
+
+    ``locked.study.status`` must have been read after the participant's lock was taken
+    (``statements.locked_assignment`` reads it): closing a study takes every
+    participant's lock first (``study.services.change_status``), so an answer either
+    commits before the close or reads "closed" here. Paused: only the trial on screen
+    (the current one) may be answered, or a label already stored sent again.
+    """
+    status = locked.study.status
+    if status == Study.Status.CLOSED:
+        raise NotAnswerable("this study has closed: answers are no longer stored", closed=True)
+    if status == Study.Status.LIVE or assignment.status == Assignment.Status.LABELLED:
+        return
+    current = statements.active_assignments(locked)
+    if status != Study.Status.PAUSED or not current or current[0].pk != assignment.pk:
+        raise NotAnswerable("this study is paused: only the image on screen can be answered")
+
+
+def no_free_slot_refusal(study: Study) -> StudyNotOpen:
+    """Why a live study without a free slot admits no one: it is full, or every slot is held."""
+    short = StudyItem.objects.filter(
+        study=study, kind__in=COUNTED_KINDS, labelled_count__lt=study.labels_per_item
+    )
+    if not short.exists():
+        return StudyFull("This study is full: it has all the answers it needs.")
+    # Leases may still expire and free some slots.
+    return StudyNotOpen(
+        "Every image of this study is being labelled by someone right now. "
+        "Please try again in a few minutes."
+    )
 
 
 @dataclass
@@ -468,9 +521,36 @@ def _create_assignment(participant: Participant, item: StudyItem) -> Assignment:
 
 
 def start_next_trial(participant: Participant) -> None:
-    """The held next item becomes current now: its response clock and lease start."""
+    """The held next item becomes current now: its response clock and lease start.
+
+    Unless the study is paused: then the trial on screen was the last one it takes, and
+    what the page preloaded is handed back.
+    """
+    if participant.study.status != Study.Status.LIVE:
+        _hand_back_held(participant)
+        return
     now = timezone.now()
     statements.start_held(participant, now, now + lease_duration(participant.study))
+
+
+def _hand_back_held(participant: Participant) -> None:
+    """Give up a locked participant's unanswered trials, as if they had never been served.
+
+    A counted item's slot goes back to the pool (its assignment expires); a practice or
+    attention trial holds no slot, and its row goes, so that the same one comes when the
+    study resumes (the practice in order, the check at its planned place).
+    """
+    held = (
+        Assignment.objects.select_for_update(of=("self",))
+        .filter(participant=participant, status=Assignment.Status.ACTIVE)
+        .select_related("item")
+        .order_by("item_id")
+    )
+    for assignment in held:
+        if assignment.item.kind in COUNTED_KINDS:
+            give_back(assignment, Assignment.Status.EXPIRED)
+        else:
+            assignment.delete()
 
 
 def _phase_and_progress(

@@ -27,3 +27,19 @@ class NotYourItem(LabelRejected):
 
 class InvalidAnswer(LabelRejected):
     http_status = 400
+
+
+class StudyFull(StudyNotOpen):
+    """Every main and control item has its k labels: no one new is admitted."""
+
+
+class StudyClosed(StudyNotOpen):
+    """Closed for good: nothing is handed out or answered again."""
+
+
+class NotAnswerable(LabelRejected):
+    """The study's state takes no answer to this trial now (closed; paused, and not on screen)."""
+
+    def __init__(self, message: str, *, closed: bool = False) -> None:
+        super().__init__(message)
+        self.closed = closed

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from labeling.models import Participant
+from labeling.services.assignment import no_free_slot_refusal
 from labeling.services.errors import EntryRefused, StudyNotOpen
 from study.models import ANALYSED_ITEM_KINDS, LabCode, Study, StudyItem
 
@@ -39,7 +40,7 @@ def require_open(study: Study) -> None:
     )
     if not free.exists():
         # Otherwise a newcomer would sit through consent and practice for nothing.
-        raise StudyNotOpen("This study has all the answers it needs. Thank you for your interest.")
+        raise no_free_slot_refusal(study)
 
 
 @transaction.atomic

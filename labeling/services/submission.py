@@ -18,6 +18,7 @@ from labeling.services import quality, statements
 from labeling.services.assignment import (
     COUNTED_KINDS,
     Trial,
+    check_answerable,
     give_back,
     lock_participant,
     next_trial_of_locked,
@@ -141,6 +142,7 @@ def _locked_assignment(participant: Participant, assignment_id: uuid.UUID) -> As
     assignment = statements.locked_assignment(participant, assignment_id)  # with the locked copy
     if assignment is None:
         raise NotYourItem("this image is not assigned to you")
+    check_answerable(participant, assignment)
     return assignment
 
 

@@ -211,18 +211,20 @@ def test_a_timeout_is_refused_in_an_untimed_study(make_study) -> None:
     assert assignment.status == Assignment.Status.ACTIVE
 
 
-def test_a_paused_study_lets_leased_items_be_answered_but_hands_out_none(make_study) -> None:
+def test_a_paused_study_takes_the_trial_on_screen_but_hands_out_none(make_study) -> None:
     study = make_study(count=4, labels_per_item=1, items_per_participant=4)
     participant = services.join_study(study)
     trial = services.next_trial(participant)
     configure(study, status=Study.Status.PAUSED)
 
     services.submit_label(participant, trial.current.public_id, 1, uuid.uuid4(), 900.0)
-    services.submit_label(participant, trial.following.public_id, 1, uuid.uuid4(), 900.0)
+    with pytest.raises(services.NotAnswerable):
+        services.submit_label(participant, trial.following.public_id, 1, uuid.uuid4(), 900.0)
 
     with pytest.raises(services.StudyNotOpen):
         services.next_trial(participant)
     assert Assignment.objects.filter(participant=participant).count() == 2
+    assert Label.objects.count() == 1
 
 
 @pytest.mark.django_db
