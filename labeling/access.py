@@ -6,14 +6,18 @@ participant's public id; nothing else about them is kept in it.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from labeling.models import Participant
 from labeling.services import statements
 from study.models import Study
 
 _SESSION_KEY = "advstudy_participants"  # {join token: participant public id}
+_OPENED_KEY = "advstudy_links_opened"  # {join token: when this browser first opened the link}
 
 
 def study_for(join_token: str) -> Study:
@@ -55,3 +59,23 @@ def remember(request: HttpRequest, study: Study, participant: Participant) -> No
     joined = dict(request.session.get(_SESSION_KEY, {}))
     joined[study.join_token] = str(participant.public_id)
     request.session[_SESSION_KEY] = joined
+
+
+def note_link_opened(request: HttpRequest, study: Study) -> None:
+    """Open link and lab codes: the participant's row comes later (at consent, at the code),
+    but they joined when they first opened the link."""
+    opened = request.session.get(_OPENED_KEY, {})
+    if study.join_token not in opened:
+        request.session[_OPENED_KEY] = {**opened, study.join_token: timezone.now().isoformat()}
+
+
+def take_link_opened_at(request: HttpRequest, study: Study) -> datetime | None:
+    """When this browser first opened the study's link; forgotten once read, so that the next
+    person at a lab's computer gets their own time."""
+    opened = dict(request.session.get(_OPENED_KEY, {}))
+    raw = opened.pop(study.join_token, None)
+    request.session[_OPENED_KEY] = opened
+    try:
+        return datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
 from study.models import Study, StudyItem
 
@@ -12,7 +13,9 @@ from study.models import Study, StudyItem
 class Participant(models.Model):
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="participants")
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # When they first opened the study's link: for the open link and lab codes, before the
+    # consent or code that creates the row (the exports' joined_at).
+    created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
     excluded = models.BooleanField(default=False)
 
@@ -22,6 +25,9 @@ class Participant(models.Model):
     # HMAC of the recruiter's participant id (Prolific PID, MTurk worker id, lab code):
     # one participation per person per study, and no raw id in the database.
     external_id_hash = models.CharField(max_length=64, blank=True)
+    # The Prolific or MTurk id itself, encrypted (study/recruiter_ids.py): the owner's payment
+    # files need it, and no one reads it from the database without the key.
+    external_id_encrypted = models.TextField(blank=True, default="", db_default="")
     # What the recruiter's return trip needs (Prolific STUDY_ID / SESSION_ID; MTurk
     # assignmentId, hitId, turkSubmitTo): no personal data.
     recruiter_session = models.JSONField(default=dict, blank=True)

@@ -10,6 +10,7 @@ MTurk's own hosts: otherwise our page would post to wherever a link says.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
@@ -19,6 +20,10 @@ MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MTURK_HOSTS = frozenset({"www.mturk.com", "workersandbox.mturk.com"})
 MTURK_SUBMIT_PATH = "/mturk/externalSubmit"
 _MAX_ID_LENGTH = 200
+# One person, one id: Prolific's ids are 24 hexadecimal digits, MTurk's worker ids upper-case
+# letters and digits. Anything else (a suffix, a typo) would start a second participation.
+_PROLIFIC_ID = re.compile(r"[0-9a-f]{24}")
+_MTURK_WORKER_ID = re.compile(r"[A-Z0-9]{1,64}")
 
 
 class InvalidRecruiterLink(ValueError):
@@ -38,9 +43,24 @@ def _param(params: Mapping[str, str], name: str) -> str:
     return value
 
 
+def normalised_external_id(source: str, external_id: str) -> str:
+    """The recruiter's id as it is stored and compared; a malformed one is refused."""
+    if source == "prolific":
+        folded = external_id.strip().lower()
+        if not _PROLIFIC_ID.fullmatch(folded):
+            raise InvalidRecruiterLink("the link's PROLIFIC_PID is not a Prolific ID")
+        return folded
+    if source == "mturk":
+        upper = external_id.strip().upper()
+        if not _MTURK_WORKER_ID.fullmatch(upper):
+            raise InvalidRecruiterLink("the link's workerId is not an MTurk worker ID")
+        return upper
+    return external_id
+
+
 def prolific_entry(params: Mapping[str, str]) -> RecruiterEntry:
     return RecruiterEntry(
-        _param(params, "PROLIFIC_PID"),
+        normalised_external_id("prolific", _param(params, "PROLIFIC_PID")),
         {
             "study_id": params.get("STUDY_ID", "")[:_MAX_ID_LENGTH],
             "session_id": params.get("SESSION_ID", "")[:_MAX_ID_LENGTH],
@@ -60,7 +80,7 @@ def mturk_entry(params: Mapping[str, str]) -> RecruiterEntry:
     turk_submit_to = _param(params, "turkSubmitTo")
     mturk_submit_url(turk_submit_to)  # refuse a bad one now, not at the end of the study
     return RecruiterEntry(
-        _param(params, "workerId"),
+        normalised_external_id("mturk", _param(params, "workerId")),
         {
             "assignment_id": _param(params, "assignmentId"),
             "hit_id": _param(params, "hitId"),

@@ -84,6 +84,7 @@ def join(request: HttpRequest, join_token: str) -> HttpResponse:
         services.require_open(study)
     except services.StudyNotOpen as refusal:
         return _refused(request, study, refusal)
+    access.note_link_opened(request, study)
     if study.recruitment == Study.Recruitment.LAB:
         return _enter_with_lab_code(request, study)
     return redirect("consent", join_token=join_token)  # open link: joining is consenting
@@ -119,10 +120,24 @@ def _enter_from_recruiter(request: HttpRequest, study: Study) -> HttpResponse:
         )
     except services.StudyNotOpen as refusal:
         return _refused(request, study, refusal)
+    except services.NotEligible as refusal:
+        return _not_eligible(request, study, str(refusal))
     if participant.completed_at is not None and participant.recruiter_session != entry.session:
         return _page(request, "already_done.html", study, status=403)
     access.remember(request, study, participant)
     return _go_to_step(study, participant)
+
+
+def _not_eligible(request: HttpRequest, study: Study, reason: str) -> HttpResponse:
+    """A neutral refusal; Prolific's participants go back with the screen-out code."""
+    screen_out_url = (
+        recruitment.prolific_completion_url(study.screen_out_code)
+        if study.recruitment == Study.Recruitment.PROLIFIC and study.screen_out_code
+        else None
+    )
+    return _page(
+        request, "not_eligible.html", study, status=403, reason=reason, return_url=screen_out_url
+    )
 
 
 def _enter_with_lab_code(request: HttpRequest, study: Study) -> HttpResponse:
@@ -131,7 +146,9 @@ def _enter_with_lab_code(request: HttpRequest, study: Study) -> HttpResponse:
         return _too_often(request, study)
     if request.method == "POST" and form.is_valid():
         try:
-            participant = services.enter_with_lab_code(study, form.cleaned_data["code"])
+            participant = services.enter_with_lab_code(
+                study, form.cleaned_data["code"], access.take_link_opened_at(request, study)
+            )
         except services.EntryRefused as refusal:
             form.add_error("code", str(refusal))
         else:
@@ -169,6 +186,7 @@ def _consent_to_open_link(request: HttpRequest, study: Study) -> HttpResponse:
         services.require_open(study)
     except services.StudyNotOpen as refusal:
         return _refused(request, study, refusal)
+    access.note_link_opened(request, study)
     form = ConsentForm(request.POST or None)
     if request.method == "GET" or not form.is_valid():
         return _page(request, "consent.html", study)
@@ -176,7 +194,9 @@ def _consent_to_open_link(request: HttpRequest, study: Study) -> HttpResponse:
         return _page(request, "declined.html", study)
     if limits.joining_too_often(request):
         return _too_often(request, study)
-    participant = services.join_study(study, consented=True)
+    participant = services.join_study(
+        study, consented=True, opened_at=access.take_link_opened_at(request, study)
+    )
     access.remember(request, study, participant)
     return _go_to_step(study, participant)
 

@@ -8,6 +8,7 @@ checks and stores it, ``study.queries.design_of`` reads one back from a study
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 
@@ -38,6 +39,8 @@ class StudyDesign:
     # attention_checks_per_participant of them, drawn from this pool.
     attention: SettingSample | None = None
     attention_checks_per_participant: int = 0
+    # The instructions say that some images have known answers (not which).
+    tells_of_known_answers: bool = False
     # Shown first, with feedback; never analysed. Every participant gets all of them.
     practice: SettingSample | None = None
     # The dataset's class indices offered as answers; None offers every class.
@@ -54,6 +57,11 @@ class StudyDesign:
     min_response_ms: int = 250
     max_fast_responses: int = 3
     lease_minutes: int = 10
+    # Studies no participant of this one may have entered (and the reverse): their ids.
+    exclude_participants_of: tuple[int, ...] = ()
+    # Bonuses in the recruiter's currency: per attention check answered right, per item labelled.
+    bonus_per_attention_check: Decimal = Decimal(0)
+    bonus_per_item: Decimal = Decimal(0)
 
     @property
     def is_timed(self) -> bool:

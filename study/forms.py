@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import Q, QuerySet
 
 from attacks.models import AttackSetting
 from study.design import SettingSample, StudyDesign, class_names
@@ -38,7 +41,12 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "Attention checks",
         "Gold items: clean images whose expected answer is their class, mixed in with the "
         "examples. Never one whose source image the study shows elsewhere.",
-        ("attention_setting", "attention_count", "attention_checks_per_participant"),
+        (
+            "attention_setting",
+            "attention_count",
+            "attention_checks_per_participant",
+            "tells_of_known_answers",
+        ),
     ),
     (
         "Practice",
@@ -57,12 +65,23 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "deadline (counted from the image's onset) are not accepted.",
         ("presentation", "exposure_ms", "response_deadline_ms"),
     ),
-    ("Recruitment", "How participants arrive.", ("recruitment", "lab_code_count")),
+    (
+        "Recruitment",
+        "How participants arrive. Excluded studies work both ways, and only for Prolific and "
+        "MTurk, whose ids recognise a person.",
+        ("recruitment", "lab_code_count", "exclude_participants_of"),
+    ),
     (
         "Exclusion rules",
         "A participant is excluded who fails more attention checks than allowed, or answers "
         "faster than the minimum more often than allowed.",
         ("max_attention_failures", "min_response_ms", "max_fast_responses"),
+    ),
+    (
+        "Payments",
+        "Bonuses, in the recruiter's currency, for completed participants who are not excluded; "
+        "the study's page gives Prolific's and MTurk's payment files.",
+        ("bonus_per_attention_check", "bonus_per_item"),
     ),
     (
         "Leases",
@@ -103,6 +122,35 @@ def _milliseconds(label: str, help_text: str) -> forms.IntegerField:
     )
 
 
+def _money(label: str, help_text: str) -> forms.DecimalField:
+    """An amount in the recruiter's currency; left empty, none."""
+    return forms.DecimalField(
+        min_value=Decimal(0),
+        max_value=Decimal(100),
+        max_digits=6,
+        decimal_places=2,
+        initial=Decimal(0),
+        required=False,
+        label=label,
+        help_text=help_text,
+    )
+
+
+class StudyChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.title} (study {obj.pk}, {obj.status})"
+
+
+def studies_run_by(user: User | AnonymousUser | None) -> QuerySet[Study]:
+    """The studies ``user`` owns or may edit: the ones a design of theirs may exclude."""
+    if user is None or user.pk is None:
+        return Study.objects.none()
+    if getattr(user, "is_superuser", False):
+        return Study.objects.all()
+    edits = Q(collaborators__user_id=user.pk, collaborators__role=StudyCollaborator.Role.EDIT)
+    return Study.objects.filter(Q(owner_id=user.pk) | edits).distinct()
+
+
 @dataclass(frozen=True)
 class FormSection:
     title: str
@@ -128,6 +176,11 @@ class StudyDesignForm(forms.Form):
     attention_setting = _clean_setting("A clean setting; the expected answer is the image's class")
     attention_count = _count("Attention pool size", "Gold items to draw from")
     attention_checks_per_participant = _count("Attention checks per participant")
+    tells_of_known_answers = forms.BooleanField(
+        required=False,
+        label="Say that some images have known answers",
+        help_text="The instructions then say so, without saying which images",
+    )
     practice_setting = _clean_setting("A clean setting")
     practice_count = _count("Practice count")
     items_per_participant = forms.IntegerField(min_value=1, max_value=10_000, initial=40)
@@ -166,6 +219,17 @@ class StudyDesignForm(forms.Form):
         label="Lab codes",
         help_text="Lab only: how many one-time codes to generate",
     )
+    exclude_participants_of = StudyChoiceField(
+        queryset=Study.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Exclude participants of",
+        help_text="No one who entered one of these studies may join this one, nor the reverse.",
+    )
+    bonus_per_attention_check = _money(
+        "Bonus per attention check", "For each attention check answered right"
+    )
+    bonus_per_item = _money("Bonus per item", "For each example or control labelled")
     max_attention_failures = _count("Attention failures allowed", required=True)
     min_response_ms = _count("Minimum response time (ms)", initial=250, required=True)
     max_fast_responses = _count("Too-fast answers allowed", initial=3, required=True)
@@ -173,11 +237,19 @@ class StudyDesignForm(forms.Form):
         min_value=1, max_value=24 * 60, initial=10, label="Lease (minutes)"
     )
 
-    def __init__(self, dataset: str, *args: Any, editing: Study | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        dataset: str,
+        *args: Any,
+        editing: Study | None = None,
+        researcher: User | AnonymousUser | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.dataset_name = dataset
         self.editing = editing  # the draft whose design this form replaces, if any
         self.fields["dataset"].initial = dataset
+        self._offer_studies_to_exclude(researcher)
         settings = settings_with_examples(dataset).order_by("name")
         for prefix, _ in CLEAN_ROLES:
             field = self.fields[f"{prefix}_setting"]
@@ -190,6 +262,12 @@ class StudyDesignForm(forms.Form):
                 setting.name, f"{setting.kind}, {setting.attack_name}: {available} examples"
             )
         self._offer_classes(class_names(dataset))
+
+    def _offer_studies_to_exclude(self, researcher: User | AnonymousUser | None) -> None:
+        field = self.fields["exclude_participants_of"]
+        assert isinstance(field, forms.ModelMultipleChoiceField)
+        studies = studies_run_by(researcher).order_by("-id")
+        field.queryset = studies.exclude(pk=self.editing.pk) if self.editing else studies
 
     def _offer_classes(self, names: tuple[str, ...]) -> None:
         field = self.fields["classes"]
@@ -210,6 +288,13 @@ class StudyDesignForm(forms.Form):
                 self.add_error(f"{prefix}_setting", f"choose the setting to draw {what} from")
             if setting and not count:
                 self.add_error(f"{prefix}_count", f"choose how many {what}")
+        recognised = (Study.Recruitment.PROLIFIC, Study.Recruitment.MTURK)
+        if data.get("exclude_participants_of") and data.get("recruitment") not in recognised:
+            self.add_error(
+                "exclude_participants_of",
+                "only Prolific and MTurk ids recognise a person; choose one of them to exclude "
+                "other studies' participants",
+            )
         return data
 
     def sections(self) -> list[FormSection]:
@@ -241,6 +326,7 @@ class StudyDesignForm(forms.Form):
             controls=_sample(data, "control"),
             attention=_sample(data, "attention"),
             attention_checks_per_participant=data["attention_checks_per_participant"] or 0,
+            tells_of_known_answers=data["tells_of_known_answers"],
             practice=_sample(data, "practice"),
             items_per_participant=data["items_per_participant"],
             labels_per_item=data["labels_per_item"],
@@ -256,6 +342,11 @@ class StudyDesignForm(forms.Form):
             min_response_ms=data["min_response_ms"],
             max_fast_responses=data["max_fast_responses"],
             lease_minutes=data["lease_minutes"],
+            exclude_participants_of=tuple(
+                study.pk for study in data.get("exclude_participants_of") or ()
+            ),
+            bonus_per_attention_check=data.get("bonus_per_attention_check") or Decimal(0),
+            bonus_per_item=data.get("bonus_per_item") or Decimal(0),
         )
 
 
@@ -275,6 +366,7 @@ def initial_from_design(design: StudyDesign, *, title: str | None = None) -> dic
         "instructions": design.instructions,
         "consent_text": design.consent_text,
         "attention_checks_per_participant": design.attention_checks_per_participant,
+        "tells_of_known_answers": design.tells_of_known_answers,
         "items_per_participant": design.items_per_participant,
         "labels_per_item": design.labels_per_item,
         "cant_tell": design.cant_tell,
@@ -288,6 +380,9 @@ def initial_from_design(design: StudyDesign, *, title: str | None = None) -> dic
         "min_response_ms": design.min_response_ms,
         "max_fast_responses": design.max_fast_responses,
         "lease_minutes": design.lease_minutes,
+        "exclude_participants_of": list(design.exclude_participants_of),
+        "bonus_per_attention_check": design.bonus_per_attention_check,
+        "bonus_per_item": design.bonus_per_item,
     }
     if design.classes is not None:
         initial["classes"] = list(design.classes)

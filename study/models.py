@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 from functools import cached_property
 
 from django.conf import settings
@@ -66,12 +67,24 @@ class Study(models.Model):
     # Prolific: the code for participants who decline consent ("screened out").
     screen_out_code = models.CharField(max_length=32, default=new_completion_code)
     attention_checks_per_participant = models.PositiveIntegerField(default=0)
+    # Whether the instructions tell participants that some images have known answers.
+    tells_of_known_answers = models.BooleanField(default=False, db_default=False)
     lease_minutes = models.PositiveIntegerField(default=10)
     # Exclusion rules: a participant is excluded when they fail more attention checks
     # than allowed, or answer faster than min_response_ms more often than allowed.
     max_attention_failures = models.PositiveIntegerField(default=0)
     min_response_ms = models.PositiveIntegerField(default=250)
     max_fast_responses = models.PositiveIntegerField(default=3)
+    # No one takes part both in this study and in any of these (the eps 0.3 and eps 0.4
+    # studies of one attack): checked at join, both ways, by the recruiter id's HMAC.
+    exclude_participants_of = models.ManyToManyField("self", symmetrical=True, blank=True)
+    # Bonuses, in the recruiter's currency, for completed participants who are not excluded.
+    bonus_per_attention_check = models.DecimalField(
+        max_digits=6, decimal_places=2, default=Decimal(0), db_default=Decimal(0)
+    )
+    bonus_per_item = models.DecimalField(
+        max_digits=6, decimal_places=2, default=Decimal(0), db_default=Decimal(0)
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -172,3 +185,27 @@ class StudyCollaborator(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} may {self.role} study {self.study_id}"
+
+
+class PaymentFileDownload(models.Model):
+    """Who downloaded which payment file of a study, and when: a file uploaded twice pays twice."""
+
+    class File(models.TextChoices):
+        PROLIFIC_BONUSES = "prolific-bonuses.csv", "Prolific: bulk bonus payments"
+        PROLIFIC_APPROVALS = "prolific-approvals.txt", "Prolific: IDs to approve"
+        MTURK_REVIEW = "mturk-review.csv", "MTurk: approve and reject"
+        PAYMENTS = "payments.csv", "Every participant: outcome, bonus and reason"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="payment_downloads")
+    downloaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    file = models.CharField(max_length=40, choices=File.choices)
+    rows = models.PositiveIntegerField()
+    downloaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.file} of study {self.study_id}"

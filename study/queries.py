@@ -132,6 +132,7 @@ def design_of(study: Study) -> StudyDesign:
         controls=_only(by_kind[StudyItem.Kind.CONTROL]),
         attention=_only(by_kind[StudyItem.Kind.ATTENTION]),
         attention_checks_per_participant=study.attention_checks_per_participant,
+        tells_of_known_answers=study.tells_of_known_answers,
         practice=_only(by_kind[StudyItem.Kind.PRACTICE]),
         items_per_participant=study.items_per_participant,
         labels_per_item=study.labels_per_item,
@@ -147,6 +148,11 @@ def design_of(study: Study) -> StudyDesign:
         min_response_ms=study.min_response_ms,
         max_fast_responses=study.max_fast_responses,
         lease_minutes=study.lease_minutes,
+        exclude_participants_of=tuple(
+            study.exclude_participants_of.order_by("id").values_list("id", flat=True)
+        ),
+        bonus_per_attention_check=study.bonus_per_attention_check,
+        bonus_per_item=study.bonus_per_item,
     )
 
 

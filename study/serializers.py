@@ -7,6 +7,7 @@ the form's fields and the form's errors back into the JSON's.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.urls import reverse
@@ -41,6 +42,9 @@ class StudyDesignSerializer(serializers.Serializer):
     controls = SampleSerializer(required=False, allow_null=True, help_text="a clean setting")
     attention = SampleSerializer(required=False, allow_null=True, help_text="a clean setting")
     attention_checks_per_participant = serializers.IntegerField(default=0)
+    tells_of_known_answers = serializers.BooleanField(
+        default=False, help_text="the instructions say that some images have known answers"
+    )
     practice = SampleSerializer(required=False, allow_null=True, help_text="a clean setting")
     items_per_participant = serializers.IntegerField()
     labels_per_item = serializers.IntegerField()
@@ -58,6 +62,21 @@ class StudyDesignSerializer(serializers.Serializer):
     min_response_ms = serializers.IntegerField(default=250)
     max_fast_responses = serializers.IntegerField(default=3)
     lease_minutes = serializers.IntegerField(default=10)
+    exclude_participants_of = serializers.ListField(
+        child=serializers.IntegerField(),
+        default=list,
+        help_text="ids of studies (that you own or edit) no participant of this one may have "
+        "entered, nor the reverse; Prolific and MTurk only",
+    )
+    bonus_per_attention_check = serializers.DecimalField(
+        max_digits=6, decimal_places=2, default=Decimal(0), help_text="in the recruiter's currency"
+    )
+    bonus_per_item = serializers.DecimalField(
+        max_digits=6,
+        decimal_places=2,
+        default=Decimal(0),
+        help_text="per example or control labelled, in the recruiter's currency",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """The designer form, filled in from the JSON; returns ``{"form": the valid form}``."""
@@ -78,7 +97,13 @@ class StudyDesignSerializer(serializers.Serializer):
         fields = _designer_fields(attrs, dataset)
         for sample in attrs["samples"]:
             fields[count_field(offered[sample["setting"]])] = sample["count"]
-        form = StudyDesignForm(dataset, fields)
+        request = self.context.get("request")
+        form = StudyDesignForm(
+            dataset,
+            fields,
+            editing=self.context.get("editing"),
+            researcher=request.user if request is not None else None,
+        )
         try:
             form_data(form)
         except serializers.ValidationError as error:
@@ -165,6 +190,7 @@ class StudySerializer(StudySummarySerializer):
         fields = [
             *StudySummarySerializer.Meta.fields,
             *(name for name in DESIGN_FIELDS if name not in StudySummarySerializer.Meta.fields),
+            "exclude_participants_of",
             "completion_code",
             "screen_out_code",
             "join_url",

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from attacks.models import Example
 from study.design import SettingSample, StudyDesign, class_names
-from study.models import LabCode, Study, StudyCollaborator, StudyItem
+from study.models import LabCode, PaymentFileDownload, Study, StudyCollaborator, StudyItem
 from study.planning import (
     GOLD_KINDS,
     MAX_LAB_CODES,
@@ -53,6 +53,7 @@ DESIGN_FIELDS = [
     "labels_per_item",
     "seed",
     "attention_checks_per_participant",
+    "tells_of_known_answers",
     "presentation",
     "exposure_ms",
     "response_deadline_ms",
@@ -61,6 +62,8 @@ DESIGN_FIELDS = [
     "max_attention_failures",
     "min_response_ms",
     "max_fast_responses",
+    "bonus_per_attention_check",
+    "bonus_per_item",
 ]
 
 
@@ -110,6 +113,7 @@ def _create(owner: User, design: StudyDesign, status: str) -> Study:
     _set_design_fields(study, design, plan)
     study.save()
     _store_plan(study, design, plan)
+    _store_exclusions(study, design)
     logger.info("study %s created (%s) by user %s", study.pk, status, owner.pk)
     return study
 
@@ -133,6 +137,7 @@ def replace_draft_design(study: Study, design: StudyDesign, *, by: User) -> Stud
     locked.items.all().delete()
     locked.lab_codes.all().delete()
     _store_plan(locked, design, plan)
+    _store_exclusions(locked, design)
     return locked
 
 
@@ -181,6 +186,15 @@ def add_lab_codes(study: Study, count: int, *, by: User) -> list[LabCode]:
             f"A study has at most {MAX_LAB_CODES} lab codes; this one has {existing}."
         )
     return _create_lab_codes(locked, count)
+
+
+@transaction.atomic
+def record_payment_download(study: Study, file: str, rows: int, *, by: User) -> None:
+    """Note who took which payment file: uploading one twice pays twice."""
+    if access_to(study, by) != Access.OWN:
+        raise PermissionDenied("only the study's owner may download its payment files")
+    PaymentFileDownload.objects.create(study=study, downloaded_by=by, file=file, rows=rows)
+    logger.info("study %s: %s (%s rows) downloaded by user %s", study.pk, file, rows, by.pk)
 
 
 def _may_manage(study: Study, user: User) -> bool:
@@ -237,6 +251,7 @@ def _set_design_fields(study: Study, design: StudyDesign, plan: DesignPlan) -> N
     study.labels_per_item = design.labels_per_item
     study.seed = design.seed
     study.attention_checks_per_participant = design.attention_checks_per_participant
+    study.tells_of_known_answers = design.tells_of_known_answers
     study.presentation = design.presentation
     # Unlimited presentation has no clock: keep no stale times that a page might obey.
     study.exposure_ms = design.exposure_ms if design.is_timed else None
@@ -246,6 +261,14 @@ def _set_design_fields(study: Study, design: StudyDesign, plan: DesignPlan) -> N
     study.max_attention_failures = design.max_attention_failures
     study.min_response_ms = design.min_response_ms
     study.max_fast_responses = design.max_fast_responses
+    study.bonus_per_attention_check = design.bonus_per_attention_check
+    study.bonus_per_item = design.bonus_per_item
+
+
+def _store_exclusions(study: Study, design: StudyDesign) -> None:
+    # Symmetric: the other studies refuse this one's participants as well.
+    others = Study.objects.filter(pk__in=design.exclude_participants_of).exclude(pk=study.pk)
+    study.exclude_participants_of.set(others)
 
 
 def _store_plan(study: Study, design: StudyDesign, plan: DesignPlan) -> None:

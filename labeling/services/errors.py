@@ -11,6 +11,10 @@ class EntryRefused(ValueError):
     """A recruiter link or lab code that cannot start a participation."""
 
 
+class NotEligible(EntryRefused):
+    """The person took part in a study this one excludes; the message says no more than that."""
+
+
 class AssignmentBusy(RuntimeError):
     """Items are free but all locked by concurrent claims; the caller should retry."""
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+from datetime import datetime
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from labeling.models import Participant
+from labeling.recruitment import normalised_external_id
 from labeling.services.assignment import no_free_slot_refusal
-from labeling.services.errors import EntryRefused, StudyNotOpen
+from labeling.services.errors import EntryRefused, NotEligible, StudyNotOpen
 from study.models import ANALYSED_ITEM_KINDS, LabCode, Study, StudyItem
+from study.recruiter_ids import encrypt_external_id, external_id_hash
 
 _COUNTED_KINDS = ANALYSED_ITEM_KINDS
 _NOT_OPEN = {
@@ -20,15 +20,6 @@ _NOT_OPEN = {
     Study.Status.PAUSED: "This study is paused at the moment. Please try again later.",
     Study.Status.CLOSED: "This study has closed. Thank you for your interest.",
 }
-
-
-def external_id_hash(source: str, external_id: str) -> str:
-    """HMAC of the recruiter's id: one participation per person, and no raw id stored.
-
-    The source is part of the message so that a lab code can never collide with a worker id.
-    """
-    message = f"{source}:{external_id}".encode()
-    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
 def require_open(study: Study) -> None:
@@ -44,36 +35,66 @@ def require_open(study: Study) -> None:
 
 
 @transaction.atomic
-def join_study(study: Study, *, consented: bool = False) -> Participant:
+def join_study(
+    study: Study, *, consented: bool = False, opened_at: datetime | None = None
+) -> Participant:
     """An anonymous participant from the open link (the session is their only token)."""
     require_open(study)
     return Participant.objects.create(
         study=study,
         source=Study.Recruitment.OPEN,
+        created_at=joined_at(opened_at),
         consented_at=timezone.now() if consented else None,
     )
+
+
+def joined_at(opened_at: datetime | None) -> datetime:
+    """When the link was first opened, as the session noted it; never later than now."""
+    now = timezone.now()
+    return now if opened_at is None else min(opened_at, now)
 
 
 def enter_study(
     study: Study, source: str, external_id: str, recruiter_session: dict[str, str]
 ) -> Participant:
-    """The participation of this recruiter id: resumed if it exists, else started."""
+    """The participation of this recruiter id: resumed if it exists, else started.
+
+    The id is normalised first (an upper-case Prolific ID is the same person); a malformed one
+    raises ``labeling.recruitment.InvalidRecruiterLink``.
+    """
+    external_id = normalised_external_id(source, external_id)
     id_hash = external_id_hash(source, external_id)
     existing = _resume(study, id_hash, recruiter_session)
     if existing is not None:
         return existing
     require_open(study)
+    refuse_participants_of_excluded_studies(study, id_hash)
     try:
         with transaction.atomic():
             return Participant.objects.create(
                 study=study,
                 source=source,
                 external_id_hash=id_hash,
+                external_id_encrypted=encrypt_external_id(external_id),
                 recruiter_session=recruiter_session,
             )
     except IntegrityError:
         # The same person's two first requests raced: the other one created the row.
         return Participant.objects.get(study=study, external_id_hash=id_hash)
+
+
+def refuse_participants_of_excluded_studies(study: Study, id_hash: str) -> None:
+    """Refuse someone who entered a study this one excludes (or that excludes it).
+
+    Only declining consent there leaves them free: whoever has not declined may still label.
+    """
+    took_part = Participant.objects.filter(
+        external_id_hash=id_hash,
+        study__in=study.exclude_participants_of.all(),
+        declined_at__isnull=True,
+    )
+    if took_part.exists():
+        raise NotEligible("This study is not available to you. Thank you for your interest.")
 
 
 def _resume(study: Study, id_hash: str, recruiter_session: dict[str, str]) -> Participant | None:
@@ -89,7 +110,7 @@ def _resume(study: Study, id_hash: str, recruiter_session: dict[str, str]) -> Pa
 
 
 @transaction.atomic
-def enter_with_lab_code(study: Study, code: str) -> Participant:
+def enter_with_lab_code(study: Study, code: str, opened_at: datetime | None = None) -> Participant:
     """Spend a one-time lab code on a new participation."""
     require_open(study)
     typed = code.strip()
@@ -107,6 +128,7 @@ def enter_with_lab_code(study: Study, code: str) -> Participant:
     return Participant.objects.create(
         study=study,
         source=Study.Recruitment.LAB,
+        created_at=joined_at(opened_at),
         external_id_hash=external_id_hash(Study.Recruitment.LAB, lab_code.code),
     )
 

@@ -19,6 +19,7 @@ from tests.analysis.report_study import make_model
 from tests.labeling.conftest import add_items
 
 RAW_IDS = {"prolific": "5f0c1e2d3b4a59687766aa01", "mturk": "A1B2C3WORKERXYZ"}
+ANOTHER_PROLIFIC_ID = "5f0c1e2d3b4a59687766aa02"
 
 
 def answer_all(participant: Participant, choose, fast_on_counted: bool = False) -> None:
@@ -49,7 +50,7 @@ def labelled_study(make_study: Callable[..., Study]) -> Study:
     answer_all(excluded, lambda item: 7, fast_on_counted=True)
     alice = services.enter_study(study, "prolific", RAW_IDS["prolific"], {"SESSION_ID": "s1"})
     answer_all(alice, lambda item: item.example.source_label)
-    bob = services.enter_study(study, "prolific", "another-prolific-id", {})
+    bob = services.enter_study(study, "prolific", ANOTHER_PROLIFIC_ID, {})
     answer_all(bob, lambda item: (item.example.source_label + item.pk % 2) % 10)
     answer_all(services.join_study(study), lambda item: CANT_TELL)
     return study

@@ -39,7 +39,7 @@ from attacks.models import ClassifierModel, Example, GenerationJob
 from labeling import services
 from labeling.models import Label, Participant
 from study.models import Study, StudyItem
-from tests.analysis.export_study import RAW_IDS, labelled_study
+from tests.analysis.export_study import ANOTHER_PROLIFIC_ID, RAW_IDS, labelled_study
 
 ANALYSED = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
 ANNOTATION_COLUMNS = [
@@ -352,8 +352,9 @@ def test_batched_reads_give_the_same_rows_in_chunks_and_row_groups(
 
 def test_participants_appear_only_under_their_pseudonym(study: Study, tmp_path: Path) -> None:
     participants = list(Participant.objects.filter(study=study))
-    secrets = [*RAW_IDS.values(), "another-prolific-id", "SESSION_ID"]
+    secrets = [*RAW_IDS.values(), ANOTHER_PROLIFIC_ID, "SESSION_ID"]
     secrets += [p.external_id_hash for p in participants if p.external_id_hash]
+    secrets += [p.external_id_encrypted for p in participants if p.external_id_encrypted]
     secrets += [str(p.public_id) for p in participants]
     secrets += [p.public_id.hex for p in participants]
     secrets += [study.join_token, study.completion_code, study.screen_out_code]
@@ -604,7 +605,8 @@ def test_awkward_names_survive_every_format(study: Study, trained_model, monkeyp
 def test_export_pseudonyms_equal_the_pages_for_a_long_secret(study: Study, settings) -> None:
     participants = list(Participant.objects.filter(study=study))
     before = [pseudonym(p) for p in participants]
-    settings.SECRET_KEY = "k" * 100  # longer than SHA-256's block: HMAC hashes the key first
+    # Longer than SHA-256's block: HMAC hashes the key first.
+    settings.ADVSTUDY_PSEUDONYM_KEY = "k" * 100
 
     people = pd.read_csv(io.BytesIO(export(study, "participants", "csv", True)))
 

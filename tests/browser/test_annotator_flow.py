@@ -64,7 +64,9 @@ def test_a_prolific_participant_goes_from_consent_to_prolific_by_keyboard(
         "https://app.prolific.com/**",
         lambda route: route.fulfill(status=200, content_type="text/html", body="<p>Prolific</p>"),
     )
-    query = urlencode({"PROLIFIC_PID": "pid-123", "STUDY_ID": "st", "SESSION_ID": "se"})
+    query = urlencode(
+        {"PROLIFIC_PID": "60ffe5c8371090c7041d43f8", "STUDY_ID": "st", "SESSION_ID": "se"}
+    )
 
     page.goto(f"{live_server.url}/s/{study.join_token}/?{query}")
     agree_and_start_by_keyboard(page, screenshots=True)
@@ -132,7 +134,7 @@ def test_an_mturk_worker_submits_the_hit_to_turk_submit_to(
         {
             "assignmentId": "ASSIGN-9",
             "hitId": "HIT-1",
-            "workerId": "WORKER-1",
+            "workerId": "A1WORKER2EXAMPLE",
             "turkSubmitTo": "https://workersandbox.mturk.com",
         }
     )

@@ -356,7 +356,9 @@ def _other_recruitments(audit: Audit) -> None:
     configure(study, recruitment="prolific")
     audit.page("prolific, no id", Client().get(f"{base}/"), 400)
     prolific = Client()
-    query = urlencode({"PROLIFIC_PID": "p1", "STUDY_ID": "s", "SESSION_ID": "x"})
+    query = urlencode(
+        {"PROLIFIC_PID": "60ffe5c8371090c7041d43f8", "STUDY_ID": "s", "SESSION_ID": "x"}
+    )
     audit.page("prolific entry", prolific.get(f"{base}/?{query}"), 302)
     audit.page("prolific declines", prolific.post(f"{base}/consent/", {"choice": "decline"}), 302)
     audit.page("prolific screen-out", prolific.get(f"{base}/declined/"), 302)

@@ -13,10 +13,14 @@ from labeling import services
 from labeling.models import Participant
 from labeling.recruitment import InvalidRecruiterLink, mturk_submit_url
 from study.models import LabCode, Study, StudyItem
+from study.recruiter_ids import decrypt_external_id
 from tests.labeling.conftest import add_items, answer_all, configure
 
+PID = "5f1a2b3c4d5e6f7a8b9c0d1e"  # Prolific IDs are 24 hexadecimal digits
+FINISHER, DECLINER = "60ffe5c8371090c7041d43f8", "60ffe5c8371090c7041d43f9"
 
-def prolific_url(study: Study, pid: str = "5f1a2b3c4d5e6f", session: str = "S1") -> str:
+
+def prolific_url(study: Study, pid: str = PID, session: str = "S1") -> str:
     query = urlencode({"PROLIFIC_PID": pid, "STUDY_ID": "ST1", "SESSION_ID": session})
     return f"/s/{study.join_token}/?{query}"
 
@@ -48,18 +52,19 @@ def test_a_prolific_participant_is_stored_by_hash_only_and_resumes(make_study) -
     assert first["Location"] == f"/s/{study.join_token}/consent/"
     participant = Participant.objects.get()
     assert participant.source == "prolific"
-    assert participant.external_id_hash == services.external_id_hash("prolific", "5f1a2b3c4d5e6f")
+    assert participant.external_id_hash == services.external_id_hash("prolific", PID)
     assert participant.recruiter_session == {"study_id": "ST1", "session_id": "S2"}
     stored = " ".join(str(value) for value in Participant.objects.values().get().values())
-    assert "5f1a2b3c4d5e6f" not in stored
+    assert PID not in stored
+    assert decrypt_external_id(participant.external_id_encrypted) == PID
 
 
 def test_prolific_completion_and_screen_out_redirect_to_prolific(make_study) -> None:
     study = configure(make_study(count=2, items_per_participant=2), recruitment="prolific")
     finisher, decliner = Client(), Client()
-    finisher.get(prolific_url(study, pid="finisher"))
+    finisher.get(prolific_url(study, pid=FINISHER))
     finish(finisher, study)
-    decliner.get(prolific_url(study, pid="decliner"))
+    decliner.get(prolific_url(study, pid=DECLINER))
 
     done = finisher.get(f"/s/{study.join_token}/done/")
     declined = decliner.post(f"/s/{study.join_token}/consent/", {"choice": "decline"}, follow=True)
@@ -217,7 +222,7 @@ def test_one_participation_per_external_id_even_when_requests_race(make_study) -
     def arrive() -> None:
         try:
             barrier.wait()
-            joined.append(services.enter_study(study, "prolific", "same-person", {}).pk)
+            joined.append(services.enter_study(study, "prolific", PID, {}).pk)
         finally:
             connection.close()
 
