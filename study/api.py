@@ -7,15 +7,19 @@ getter, with the access the action needs: a study the caller may not see is a 40
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import Conflict, api_user, refusal_as_conflict, validated
-from study import services
-from study.models import Study
+from config.api import Conflict, IgnoreAccept, api_user, refusal_as_conflict, validated
+from study import payments, services
+from study.forms import StudyDesignForm
+from study.models import PaymentFileDownload, Study
 from study.queries import Access, studies_for, study_for, study_progress
 from study.serializers import (
     CollaboratorInputSerializer,
@@ -57,7 +61,7 @@ class StudyViewSet(viewsets.GenericViewSet):
     @extend_schema(request=StudyDesignSerializer, responses={201: StudySerializer})
     def create(self, request: Request) -> Response:
         """A draft, from a design the designer page would accept."""
-        form = validated(StudyDesignSerializer, request)["form"]
+        form = _design_form(request)
         study = services.create_draft_study(owner=api_user(request), design=form.to_design())
         return self._detail(study, status.HTTP_201_CREATED)
 
@@ -68,7 +72,7 @@ class StudyViewSet(viewsets.GenericViewSet):
         if study.status != Study.Status.DRAFT:
             # 409 for the study's state; the design's own faults stay 400s, as on create.
             raise Conflict(f"Only a draft's design can change; this study is {study.status}.")
-        form = validated(StudyDesignSerializer, request)["form"]
+        form = _design_form(request, editing=study)
         study = services.replace_draft_design(study, form.to_design(), by=api_user(request))
         return self._detail(study)
 
@@ -101,6 +105,34 @@ class StudyViewSet(viewsets.GenericViewSet):
         """Labels of labels needed, participants, completed, excluded (what the dashboard polls)."""
         return Response(ProgressSerializer(study_progress(self._study(pk))).data)
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "file_name", str, OpenApiParameter.PATH, enum=PaymentFileDownload.File.values
+            )
+        ],
+        responses={
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, "text/plain"): OpenApiTypes.BINARY,
+        },
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="payments/<str:file_name>",
+        url_name="payment-file",
+        content_negotiation_class=IgnoreAccept,
+    )
+    def payment_file(self, request: Request, pk: int, file_name: str) -> HttpResponse:
+        """A payment file with the participants' recruiter ids (owner only; each download is
+        recorded): Prolific's bulk bonus and approval files, MTurk's review file, payments.csv."""
+        study = self._study(pk, Access.OWN)
+        built = payments.payment_file(study, file_name)
+        if built is None:
+            raise NotFound("this study's recruiter takes no such file")
+        services.record_payment_download(study, built.name, built.rows, by=api_user(request))
+        return payments.as_response(study, built)
+
     @extend_schema(methods=["get"], responses=CollaboratorSerializer(many=True))
     @extend_schema(
         methods=["post"], request=CollaboratorInputSerializer, responses=CollaboratorSerializer
@@ -131,3 +163,13 @@ class StudyViewSet(viewsets.GenericViewSet):
         study = self._study(pk, Access.OWN)
         services.remove_collaborator(study, user_id, by=api_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _design_form(request: Request, editing: Study | None = None) -> StudyDesignForm:
+    """The JSON design, checked by the designer's form as the caller would see it on the page."""
+    context = {"request": request, "editing": editing}
+    serializer = StudyDesignSerializer(data=request.data, context=context)
+    serializer.is_valid(raise_exception=True)
+    form = serializer.validated_data["form"]
+    assert isinstance(form, StudyDesignForm)
+    return form

@@ -11,6 +11,11 @@ urlpatterns = [
     path("studies/<int:study_id>/lab-codes/", views.lab_codes_add, name="lab-codes-add"),
     path("studies/<int:study_id>/lab-codes.txt", views.lab_codes_text, name="lab-codes-text"),
     path(
+        "studies/<int:study_id>/payments/<str:file_name>",
+        views.payment_file,
+        name="study-payment-file",
+    ),
+    path(
         "studies/<int:study_id>/collaborators/",
         views.collaborator_add,
         name="collaborator-add",

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.forms import Form
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -15,9 +15,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from config.auth import researcher_required, signed_in_user
 from config.form_pages import add_service_error, render_form, render_service_error
-from study import queries, recruitment, services
+from study import payments, queries, recruitment, services
 from study.forms import CollaboratorForm, LabCodesForm, StudyDesignForm, initial_from_design
-from study.models import Study
+from study.models import PaymentFileDownload, Study
 from study.queries import Access, study_for, study_progress
 
 STATUS_BUTTONS: dict[str, str] = {  # the status a button moves to -> its words
@@ -52,7 +52,7 @@ def study_create(request: HttpRequest) -> HttpResponse:
         return render(
             request, "study/choose_dataset.html", {"datasets": queries.designable_datasets()}
         )
-    form = StudyDesignForm(dataset, request.POST or None, initial=copied)
+    form = StudyDesignForm(dataset, request.POST or None, initial=copied, researcher=request.user)
     if request.method == "GET" or not form.is_valid():
         return render_form(request, "study/study_form.html", form)
     try:
@@ -90,7 +90,11 @@ def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
     design = queries.design_of(study)
     dataset = design.samples[0].setting.dataset
     form = StudyDesignForm(
-        dataset, request.POST or None, initial=initial_from_design(design), editing=study
+        dataset,
+        request.POST or None,
+        initial=initial_from_design(design),
+        editing=study,
+        researcher=request.user,
     )
     if request.method == "GET" or not form.is_valid():
         return render_form(request, "study/study_form.html", form)
@@ -139,6 +143,19 @@ def lab_codes_text(request: HttpRequest, study_id: int) -> HttpResponse:
     study = study_for(request.user, study_id)
     codes = queries.lab_codes(study).filter(used_at=None).values_list("code", flat=True)
     return HttpResponse("".join(f"{code}\n" for code in codes), content_type="text/plain")
+
+
+@researcher_required
+@require_GET
+def payment_file(request: HttpRequest, study_id: int, file_name: str) -> HttpResponse:
+    """A payment file with the participants' recruiter ids: the owner's alone, each download
+    recorded."""
+    study = study_for(request.user, study_id, Access.OWN)
+    built = payments.payment_file(study, file_name)
+    if built is None:
+        raise Http404("this study's recruiter takes no such file")
+    services.record_payment_download(study, built.name, built.rows, by=signed_in_user(request))
+    return payments.as_response(study, built)
 
 
 @researcher_required
@@ -209,8 +226,21 @@ def _detail_page(
         "may_share": access == Access.OWN,
         "collaborators": study.collaborators.select_related("user").order_by("user__username"),
         "collaborator_form": _or_new(refused_form, CollaboratorForm),
+        **_payments_context(study, access),
     }
     return render(request, "study/study_detail.html", context, status=status)
+
+
+def _payments_context(study: Study, access: Access | None) -> dict[str, Any]:
+    labels = dict(PaymentFileDownload.File.choices)
+    return {
+        "excluded_study_ids": list(
+            study.exclude_participants_of.order_by("id").values_list("id", flat=True)
+        ),
+        "payment_files": [(name, labels[name]) for name in payments.files_for(study)],
+        "may_download_payments": access == Access.OWN,
+        "payment_downloads": study.payment_downloads.select_related("downloaded_by")[:20],
+    }
 
 
 def _or_new(refused: Form | None, form_class: type[Form]) -> Form:
