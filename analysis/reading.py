@@ -26,6 +26,9 @@ from django.db import connection
 
 # Rows per batch on the DB-API path; ADBC's batches are sized by the driver.
 BATCH_ROWS = 65_536
+# For a few large statements: no JIT (compiling them took longer than running them) and
+# room to hash and sort a study's labels in memory rather than on disk.
+_LARGE_READS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
 
 
 def json_text(expression: str) -> str:
@@ -55,6 +58,8 @@ def read_snapshot() -> Iterator[Snapshot]:
     elif connection.vendor == "postgresql":
         with closing(_adbc_connection()) as adbc, closing(adbc.cursor()) as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            for setting in _LARGE_READS:
+                cursor.execute(setting)
             yield _AdbcSnapshot(cursor)
     else:
         # A deferred read transaction is one snapshot (WAL) and blocks no writer, where
