@@ -112,6 +112,7 @@ def _number_errors(design: StudyDesign) -> list[str]:
     if design.items_per_participant < 1 or design.labels_per_item < 1:
         errors.append("Items per participant and labels per item must be at least 1.")
     errors += _attention_errors(design)
+    errors += _known_answer_errors(design)
     errors += _presentation_errors(design)
     errors += _operation_errors(design)
     errors += _feasibility_errors(design)
@@ -133,6 +134,17 @@ def _attention_errors(design: StudyDesign) -> list[str]:
         return [
             f"Attention checks: each participant is to get {per_participant}, but the pool has "
             f"only {pool.count} (no one sees an item twice)."
+        ]
+    return []
+
+
+def _known_answer_errors(design: StudyDesign) -> list[str]:
+    if design.tells_of_known_answers and not (
+        design.attention and design.attention_checks_per_participant
+    ):
+        return [
+            "The instructions are to say that some images have known answers, but no "
+            "participant gets an attention check: choose attention checks, or untick it."
         ]
     return []
 
