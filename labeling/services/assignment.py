@@ -213,9 +213,18 @@ def next_trial_of_locked(locked: Participant, *, attempts: int = _CLAIM_ATTEMPTS
     else:
         active = _trial_on_screen(locked, active)
     if not active:
+        _end_of_list(locked)
         return None
     phase, progress = _phase_and_progress(locked, active[0], counts)
     return Trial(active[0], active[1] if len(active) > 1 else None, phase, progress)
+
+
+def _end_of_list(locked: Participant) -> None:
+    """The list is over: an exclusion that a failed attention check left pending applies."""
+    # Here, not at import: quality imports this module.
+    from labeling.services.quality import exclude_if_rules_broken
+
+    exclude_if_rules_broken(locked)
 
 
 _PAUSED = "This study is paused at the moment. Please try again later."

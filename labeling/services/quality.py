@@ -1,7 +1,9 @@
 """Quality control on each answer: gold answers, too-fast answers, and the exclusion rules.
 
 An excluded participant's labels are kept (analysis leaves them out by default);
-their participation ends at once so that they take no more of the k slots.
+their participation ends so that they take no more of the k slots. A rule broken
+at an attention check takes effect at a neutral point: after the next main or
+control trial, or at the end of the list, never right after the check itself.
 """
 
 from __future__ import annotations
@@ -33,34 +35,49 @@ def count_answer(
     participant: Participant, item: StudyItem, *, correct: bool | None, too_fast: bool
 ) -> None:
     """Update a locked participant's counters for one answer, and exclude them if due."""
-    if item.kind == StudyItem.Kind.PRACTICE or not (correct is False or too_fast):
+    if item.kind == StudyItem.Kind.PRACTICE:
         return  # practice is for learning: never held against anyone
+    counted = correct is False or too_fast
     if correct is False:
         participant.attention_failures += 1
     if too_fast:
         participant.fast_responses += 1
-    _save_and_apply_rules(participant)
+    at_check = item.kind == StudyItem.Kind.ATTENTION
+    # Not at a check, an exclusion that a check left pending takes effect now.
+    if counted or (not at_check and not participant.excluded and exclusion_reasons(participant)):
+        _save_and_apply_rules(participant, at_check=at_check)
 
 
 def count_missed_check(participant: Participant) -> None:
     """An attention check left unanswered until the deadline counts as failed."""
     participant.attention_failures += 1
-    _save_and_apply_rules(participant)
+    _save_and_apply_rules(participant, at_check=True)
 
 
-def _save_and_apply_rules(participant: Participant) -> None:
-    fields = ["attention_failures", "fast_responses"]
+def _save_and_apply_rules(participant: Participant, *, at_check: bool) -> None:
+    participant.save(update_fields=["attention_failures", "fast_responses"])
     reasons = exclusion_reasons(participant)
-    if reasons:
-        participant.excluded = True
-        participant.exclusion_reasons = reasons
-        # Their participation ends here; the end page is the same as everyone's, so the
-        # rules cannot be learnt by trying.
-        participant.completed_at = participant.completed_at or timezone.now()
-        fields += ["excluded", "exclusion_reasons", "completed_at"]
-    participant.save(update_fields=fields)
-    if participant.excluded:
-        end_active_assignments(participant)
+    # Ended right after a check, a session would tell that the item was a check and
+    # that it was failed: the participant goes on to a neutral point first.
+    if reasons and not at_check:
+        _exclude(participant, reasons)
+
+
+def exclude_if_rules_broken(participant: Participant) -> None:
+    """At the end of a locked participant's list: an exclusion still pending applies."""
+    reasons = exclusion_reasons(participant)
+    if reasons and not participant.excluded:
+        _exclude(participant, reasons)
+
+
+def _exclude(participant: Participant, reasons: list[str]) -> None:
+    participant.excluded = True
+    participant.exclusion_reasons = reasons
+    # Their participation ends here; the end page is the same as everyone's, so the
+    # rules cannot be learnt by trying.
+    participant.completed_at = participant.completed_at or timezone.now()
+    participant.save(update_fields=["excluded", "exclusion_reasons", "completed_at"])
+    end_active_assignments(participant)
 
 
 def exclusion_reasons(participant: Participant) -> list[str]:

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import uuid
 
+from django.test import Client
+
 from analysis.queries import setting_summaries
 from labeling import services
 from labeling.models import Assignment, Label, Participant
-from study.models import StudyItem
-from tests.labeling.conftest import add_items, answer_all, configure
+from study.models import Study, StudyItem
+from tests.labeling.conftest import (
+    add_items,
+    answer_all,
+    answer_body,
+    api_answer,
+    api_next,
+    configure,
+    deadline_passes,
+    diligent,
+    start_open,
+    timed,
+)
 
 
 def wrong(item: StudyItem) -> int:
@@ -79,7 +92,9 @@ def test_failing_attention_checks_excludes_with_a_reason_and_keeps_the_labels(
 
     participant.refresh_from_db()
     assert participant.excluded
-    assert participant.exclusion_reasons == ["failed 2 of 3 attention checks (1 allowed)"]
+    # The third check may come before the main trial after which the exclusion applies.
+    (reason,) = participant.exclusion_reasons
+    assert reason in {f"failed {n} of 3 attention checks (1 allowed)" for n in (2, 3)}
     assert participant.completed_at is not None  # their participation ended there
     assert answered < 9
     assert Label.objects.filter(participant=participant).count() == answered  # all kept
@@ -123,3 +138,114 @@ def test_analysis_counts_only_main_and_control_labels_of_included_participants(
     main_labels_of_good = Label.objects.filter(participant=good, item__kind="main").count()
     assert summary.examples == 2
     assert summary.labels == main_labels_of_good == 2
+
+
+# ---- the end after a failed attention check: at a neutral point ----
+
+
+def participant_with_check_at(study: Study, position: int) -> Participant:
+    """A participant whose one attention check comes at ``position`` of the main phase."""
+    participant = services.join_study(study)
+    for number in range(1, 1000):
+        participant.public_id = uuid.UUID(int=number)  # it seeds the check's position
+        if services.attention_positions(participant, 1) == {position}:
+            Participant.objects.filter(pk=participant.pk).update(public_id=participant.public_id)
+            return participant
+    raise AssertionError(f"no participant has the check at {position}")
+
+
+def answer_failing_the_check(participant: Participant) -> list[tuple[str, bool, bool]]:
+    """Every trial through the answer endpoint's service; per trial: its kind, then whether
+    the participant was excluded and whether another trial followed."""
+    seen = []
+    trial = services.next_trial(participant)
+    while trial is not None:
+        item = trial.current.item
+        value = wrong(item) if item.kind == "attention" else 1
+        answer = services.Answer(trial.current.public_id, value, uuid.uuid4(), 900.0)
+        trial = services.answer_and_continue(participant, answer).trial
+        participant.refresh_from_db()
+        seen.append((item.kind, participant.excluded, trial is not None))
+    return seen
+
+
+def failing_check_study(make_study) -> Study:
+    study = make_study(count=6, labels_per_item=1, items_per_participant=4)
+    configure(study, attention_checks_per_participant=1, max_attention_failures=0)
+    add_items(study, StudyItem.Kind.ATTENTION, 1, source_start=7000)
+    return study
+
+
+def test_a_failed_check_ends_the_session_after_the_next_main_trial(make_study) -> None:
+    study = failing_check_study(make_study)
+    participant = participant_with_check_at(study, 1)
+
+    seen = answer_failing_the_check(participant)
+
+    assert seen == [
+        ("main", False, True),
+        ("attention", False, True),  # failed, and yet the next image comes
+        ("main", True, False),  # the end: after a main trial, not after the check
+    ]
+    participant.refresh_from_db()
+    assert participant.exclusion_reasons == ["failed 1 of 1 attention check (0 allowed)"]
+    assert participant.completed_at is not None
+    assert not participant.assignments.filter(status=Assignment.Status.ACTIVE).exists()
+    held = sum(item.assigned_count for item in StudyItem.objects.filter(kind="main"))
+    assert held == Label.objects.filter(item__kind="main").count() == 2
+
+
+def test_a_failed_check_at_the_end_of_the_list_excludes_at_the_end(make_study) -> None:
+    study = failing_check_study(make_study)
+    participant = participant_with_check_at(study, 4)
+
+    seen = answer_failing_the_check(participant)
+
+    assert seen[-1] == ("attention", True, False)  # the list's own end
+    participant.refresh_from_db()
+    assert participant.excluded
+    assert participant.exclusion_reasons == ["failed 1 of 1 attention check (0 allowed)"]
+
+
+def test_a_missed_check_waits_for_a_neutral_point_too(make_study) -> None:
+    study = timed(failing_check_study(make_study))
+    participant = participant_with_check_at(study, 0)
+    check = services.next_trial(participant).current
+    deadline_passes(check)
+
+    services.record_timeout(participant, check.public_id)
+
+    participant.refresh_from_db()
+    assert participant.attention_failures == 1
+    assert not participant.excluded
+    following = services.next_trial(participant).current
+    assert following.item.kind == "main"
+    services.submit_label(participant, following.public_id, 1, uuid.uuid4(), 900.0)
+    participant.refresh_from_db()
+    assert participant.excluded
+    assert services.next_trial(participant) is None
+
+
+def test_the_end_after_a_failed_check_says_nothing_of_checks(make_study) -> None:
+    study = failing_check_study(make_study)
+    careless, diligent_client = Client(), Client()
+    ends = []
+    for client, choose in ((careless, wrong), (diligent_client, diligent)):
+        start_open(client, study)
+        trial = api_next(client, study)
+        while not trial.get("done"):
+            kind = Assignment.objects.get(public_id=trial["assignment"]).item.kind
+            value = choose(StudyItem.objects.get(assignments__public_id=trial["assignment"]))
+            reply = api_answer(
+                client, study, answer_body(trial, value if kind == "attention" else 1)
+            )
+            assert reply.status_code == 200
+            assert set(reply.json()) <= {"stored", "next"}  # no word of the check
+            trial = reply.json()["next"]
+        ends.append(client.get(trial["redirect"]))
+
+    assert Participant.objects.filter(excluded=True).count() == 1
+    texts = [end.content.decode().lower() for end in ends]
+    for word in ("attention", "check", "fail", "exclu"):
+        assert all(word not in text for text in texts), word
+    assert ends[0].status_code == ends[1].status_code == 200
