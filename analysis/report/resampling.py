@@ -8,8 +8,11 @@ Two bootstraps, both vectorised and seeded:
   interval comes from the same replicates restricted to its examples; the
   study-wide rows add the settings' replicates (a bootstrap stratified by setting);
 - over participants (a cluster bootstrap, Field & Welsh 2007), for each model's
-  agreement with the majority: each replicate recounts the votes once for the
-  whole study and scores every model and group on the same majorities.
+  agreement with the majority: each replicate draws participants with
+  replacement, every draw bringing all of its labels, recounts the votes once
+  for the whole study and scores every model and group on the same majorities,
+  each example weighted by how often its labels were drawn; its percentile
+  intervals are recentred on the point estimates (``recentred_intervals``).
 
 Their cost grows with replicates x examples and replicates x labels; a large
 study gets fewer replicates (``plan_replicates``), and the report says so.
@@ -25,7 +28,13 @@ import numpy as np
 from analysis.report.loading import StudyData
 from analysis.report.outcomes import Grouping, Statistic
 from analysis.report.types import BootstrapPlan
-from analysis.statistics import participant_agreement_sums, percentile_intervals, resampled_sums
+from analysis.statistics import (
+    agreement_sums,
+    participant_agreement_sums,
+    percentile_intervals,
+    recentred_intervals,
+    resampled_sums,
+)
 from analysis.statistics._types import FloatArray, ratio
 
 # Replicates x examples (example bootstrap) and replicates x (labels + examples x
@@ -123,7 +132,18 @@ def _example_replicates(terms: FloatArray, groups: Grouping, plan: BootstrapPlan
 
 
 def participant_intervals(data: StudyData, groups: Grouping, plan: BootstrapPlan) -> Levels:
-    """Percentile intervals of each model's agreement, participants resampled: (C, M, 2), ..."""
+    """Intervals of each model's agreement, participants resampled: (C, M, 2), ...
+
+    Percentile intervals recentred on the point estimates (``recentred_intervals``).
+    """
+    point_hits, point_judged = agreement_sums(
+        data.label_example,
+        data.label_value,
+        data.example_ids.size,
+        data.n_categories,
+        data.predictions,
+        groups.cell_starts,
+    )
     hits, judged = participant_agreement_sums(
         data.label_example,
         data.label_participant,
@@ -138,10 +158,18 @@ def participant_intervals(data: StudyData, groups: Grouping, plan: BootstrapPlan
     # (R, M, C) -> (R, C, M), the layout of the other levels
     hit_levels = _replicate_levels(hits.transpose(0, 2, 1), groups)
     judged_levels = _replicate_levels(judged.transpose(0, 2, 1), groups)
+    point_levels = _replicate_levels(point_hits.T[None], groups)
+    point_judged_levels = _replicate_levels(point_judged.T[None], groups)
     return Levels(
         *(
-            percentile_intervals(ratio(top, bottom))
-            for top, bottom in zip(_fields(hit_levels), _fields(judged_levels), strict=True)
+            recentred_intervals(ratio(top, bottom), ratio(point_top, point_bottom)[0])
+            for top, bottom, point_top, point_bottom in zip(
+                _fields(hit_levels),
+                _fields(judged_levels),
+                _fields(point_levels),
+                _fields(point_judged_levels),
+                strict=True,
+            )
         )
     )
 

@@ -28,12 +28,14 @@ from analysis.statistics.agreement import (
 )
 from analysis.statistics.dawid_skene import DawidSkeneFit, dawid_skene
 from analysis.statistics.intervals import (
+    agreement_sums,
     bootstrap_examples,
     bootstrap_interval,
     bootstrap_participants,
     error_consistency_interval,
     participant_agreement_sums,
     percentile_intervals,
+    recentred_intervals,
     resampled_sums,
     wilson_interval,
 )
@@ -55,6 +57,7 @@ __all__ = [
     "PsychometricFit",
     "PsychometricFits",
     "ResponseTimeSummary",
+    "agreement_sums",
     "agreement_with_majority",
     "bootstrap_examples",
     "bootstrap_interval",
@@ -73,6 +76,7 @@ __all__ = [
     "majority_votes",
     "participant_agreement_sums",
     "percentile_intervals",
+    "recentred_intervals",
     "resampled_sums",
     "response_time_summary",
     "robust_accuracy_upper_bound",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,7 @@ from scipy.special import ndtri
 from analysis.statistics._types import FloatArray, Interval, as_ints, ratio
 from analysis.statistics.agreement import (
     CountStatistic,
+    count_matrix,
     error_consistency_combine,
     error_consistency_terms,
 )
@@ -143,6 +145,30 @@ def percentile_intervals(replicates: npt.ArrayLike, confidence: float = 0.95) ->
     return np.moveaxis(ends, 0, -1)
 
 
+def recentred_intervals(
+    replicates: npt.ArrayLike, point: npt.ArrayLike, confidence: float = 0.95
+) -> FloatArray:
+    """``percentile_intervals`` moved so that the replicates' median is ``point``; in [0, 1].
+
+    For the participant bootstrap of shares of majorities. Resampling participants
+    with replacement repeats some of an example's raters, so with k >= 3 labels a
+    replicate's majority rests on fewer distinct raters than the data's and leans
+    towards the share of single labels: a bias of the resampling, not of the
+    estimate, that does not shrink as the study grows (tests/analysis/test_statistics.py
+    measures it), while the replicates' spread matches the estimate's. Moving them
+    onto the point estimate keeps that spread; the ends are clipped to [0, 1].
+    """
+    values = np.asarray(replicates, dtype=np.float64)
+    ends = percentile_intervals(values, confidence)
+    if not values.shape[0]:
+        return ends
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN is the answer
+        centre = np.nanmedian(values, axis=0)
+    moved = ends + (np.asarray(point, dtype=np.float64) - centre)[..., None]
+    return np.clip(moved, 0.0, 1.0)
+
+
 def bootstrap_examples(
     statistic: CountStatistic,
     counts: npt.ArrayLike,
@@ -185,15 +211,23 @@ def bootstrap_participants(
     confidence: float = 0.95,
     rng: np.random.Generator | int = 0,
 ) -> Interval:
-    """Cluster bootstrap: resample participants, each with all of their labels.
+    """Cluster bootstrap: resample participants with replacement, each with all of their labels.
 
     Labels of one participant are correlated (skill, attention), so resampling
     examples alone understates the uncertainty of a population-level share
     (Field & Welsh 2007, JRSS B 69(3):369, the "cluster" bootstrap). Only
-    participants with at least one label here are resampled; a participant drawn
-    twice counts as two raters. That makes copies agree with each other, so for
-    pairwise agreement (kappa, alpha) it is biased upwards: use it for shares
-    and majority-based measures, and ``bootstrap_examples`` for kappa and alpha.
+    participants with at least one label here are resampled, and each draw
+    counts: a participant drawn twice brings their labels twice. An example's
+    labels are 1/n_i of it each (n_i its labels in the data), so in a replicate
+    it weighs w_i = (its labels drawn, with repeats) / n_i and its votes are
+    those of its drawn labels over w_i; the statistic sums
+    ``w_i * terms(counts_i / w_i)``. With one label per example (k = 1) that is
+    the textbook cluster bootstrap (each draw brings its examples); sums of
+    counts (shares of labels) are unchanged by the scaling. Copies of one
+    participant agree with each other, so pairwise agreement (kappa, alpha)
+    is biased upwards: use it for shares and majority-based measures, and
+    ``bootstrap_examples`` for kappa and alpha.
+    The interval is ``recentred_intervals``' (shares only, in [0, 1]).
     Cost O(n_replicates * (labels + I * K)): pass one setting's examples only
     (items numbered 0..I-1 within the setting), not the whole study's.
     """
@@ -208,13 +242,26 @@ def bootstrap_participants(
         (np.ones(owner.size), (item_index * n_categories + category, owner.ravel())),
         shape=(cells, participants),
     )
+    labelled = np.bincount(item_index, minlength=n_items)
     generator = np.random.default_rng(rng)
     replicates = []
     for size in _chunks(n_replicates, max(cells, participants)):
         weights = _resampling_weights(generator, size, participants)
         counts = np.asarray(design @ weights.T).T.reshape(size, n_items, n_categories)
-        replicates.append(statistic(counts))
-    return _percentile_interval(np.concatenate(replicates), confidence)
+        weight = _example_weights(counts.sum(axis=-1), labelled)[..., None]
+        votes = np.divide(counts, weight, out=np.zeros_like(counts), where=weight > 0)
+        replicates.append(statistic.combine((statistic.terms(votes) * weight).sum(axis=-2)))
+    point = statistic(count_matrix(item_index, category, n_items, n_categories))
+    low, high = recentred_intervals(np.concatenate(replicates), point, confidence)
+    return Interval(float(low), float(high))
+
+
+def _example_weights(drawn: FloatArray, labelled: npt.NDArray[np.number[Any]]) -> FloatArray:
+    """Each example's weight in a replicate: its labels drawn (with repeats) over its labels.
+
+    ``labelled`` broadcasts against ``drawn``; an example without labels weighs 0.
+    """
+    return np.divide(drawn, labelled, out=np.zeros_like(drawn), where=labelled > 0)
 
 
 def participant_agreement_sums(
@@ -231,13 +278,15 @@ def participant_agreement_sums(
 ) -> tuple[FloatArray, FloatArray]:
     """``bootstrap_participants`` of model-vs-majority agreement, for many models and groups.
 
-    Each replicate resamples the participants once (with all their labels),
-    recounts every example's votes, takes each majority once and scores every
-    model (``predictions`` (M, I), -1 where a model has none) against it. Returns
+    Each replicate resamples the participants once with replacement (with all
+    their labels, each draw counted), recounts every example's votes, takes each
+    majority once and scores every model (``predictions`` (M, I), -1 where a
+    model has none) against it, each example weighted by how often its labels
+    were drawn over how many it has (see ``bootstrap_participants``). Returns
     (hits, judged), each (R, M, S): per model and segment (the run of examples
-    from ``segment_starts[s]`` to the next start) the examples with a majority
-    that the model predicts, and those with a majority and a prediction. With one
-    model and one segment, hits / judged are the replicates that
+    from ``segment_starts[s]`` to the next start) the weighted examples with a
+    majority that the model predicts, and those with a majority and a prediction.
+    With one model and one segment, hits / judged are the replicates that
     ``bootstrap_participants(majority_share_statistic(predictions[0], equal=True), ...)``
     draws from the same seed.
     """
@@ -257,33 +306,60 @@ def participant_agreement_sums(
         (np.ones(owner.size, dtype=np.float32), (category * n_items + item_index, owner.ravel())),
         shape=(cells, participants),
     )
+    labelled = np.bincount(item_index, minlength=n_items).astype(np.float32)[:, None]
     generator = np.random.default_rng(rng)
     hits, judged = [], []
     for size in _chunks(n_replicates, max(cells, participants)):
         weights = _resampling_weights(generator, size, participants).T.astype(np.float32, order="C")
         counts = np.asarray(design @ weights).reshape(n_categories, n_items, size)
-        chunk_hits, chunk_judged = _score_majorities(counts, predicted, starts)
+        weight = _example_weights(np.add.reduce(counts, axis=0), labelled)
+        chunk_hits, chunk_judged = _score_majorities(counts, weight, predicted, starts)
         hits.append(chunk_hits)
         judged.append(chunk_judged)
     return np.concatenate(hits), np.concatenate(judged)
 
 
-def _score_majorities(
-    counts: FloatArray, predicted: npt.NDArray[np.int64], starts: npt.NDArray[np.int64]
+def agreement_sums(
+    items: npt.ArrayLike,
+    values: npt.ArrayLike,
+    n_items: int,
+    n_categories: int,
+    predictions: npt.ArrayLike,
+    segment_starts: npt.ArrayLike,
 ) -> tuple[FloatArray, FloatArray]:
-    """Per model and segment, (hits, judged) sums over counts (K, I, r), each (r, M, S)."""
+    """The data's own (hits, judged) of ``participant_agreement_sums``, each (M, S)."""
+    counts = count_matrix(items, values, n_items, n_categories).T[..., None].astype(float)
+    predicted = np.asarray(predictions, dtype=np.int64).reshape(-1, n_items)
+    starts = np.asarray(segment_starts, dtype=np.int64)
+    if not predicted.shape[0]:
+        return np.zeros((0, starts.size)), np.zeros((0, starts.size))
+    hits, judged = _score_majorities(counts, np.ones((n_items, 1)), predicted, starts)
+    return hits[0], judged[0]
+
+
+def _score_majorities(
+    counts: FloatArray,
+    weight: FloatArray,
+    predicted: npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+) -> tuple[FloatArray, FloatArray]:
+    """Per model and segment, weighted (hits, judged) sums over counts (K, I, r), each (r, M, S).
+
+    ``weight`` (I, r) is each example's weight in each replicate.
+    """
     top = counts.max(axis=0)
     # A narrow sum is several times faster; it cannot overflow with K < 256 categories.
     narrow = np.uint8 if counts.shape[0] < 256 else np.int64
     tied_at_top = np.add.reduce(counts == top, axis=0, dtype=narrow)
-    has_majority = (tied_at_top == 1) & (top > 0)
+    counted = np.where((tied_at_top == 1) & (top > 0), weight, 0)  # weight where a majority
     flat = counts.reshape(-1, counts.shape[-1])
     examples = np.arange(counts.shape[1])
     hits, judged = [], []
     for labels in predicted:
-        scored = has_majority & (labels >= 0)[:, None]
+        scored = counted * (labels >= 0)[:, None]
         at_prediction = np.take(flat, np.maximum(labels, 0) * counts.shape[1] + examples, axis=0)
-        hits.append(np.add.reduceat(scored & (at_prediction == top), starts, axis=0, dtype=float))
+        right = np.where(at_prediction == top, scored, 0)
+        hits.append(np.add.reduceat(right, starts, axis=0, dtype=float))
         judged.append(np.add.reduceat(scored, starts, axis=0, dtype=float))
     # (M, S, r) -> (r, M, S)
     return np.stack(hits).transpose(2, 0, 1), np.stack(judged).transpose(2, 0, 1)
