@@ -17,6 +17,7 @@ from attacks import services
 from attacks.forms import setting_arguments
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from attacks.serializers import (
+    AttackSettingFamilySerializer,
     AttackSettingInputSerializer,
     AttackSettingSerializer,
     ClassifierModelSerializer,
@@ -50,6 +51,15 @@ class AttackSettingViewSet(
             **setting_arguments(data), created_by=api_user(request)
         )
         return Response(AttackSettingSerializer(setting).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AttackSettingFamilySerializer, responses={200: AttackSettingSerializer})
+    def partial_update(self, request: Request, pk: int) -> Response:
+        """Name an imported set's psychometric family ("" for none); nothing else changes."""
+        data = validated(AttackSettingFamilySerializer, request)
+        setting = services.set_setting_family(
+            self.get_object(), data["family"], by=api_user(request)
+        )
+        return Response(AttackSettingSerializer(setting).data)
 
 
 class GenerationJobViewSet(

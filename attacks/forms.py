@@ -87,6 +87,16 @@ class GenerationJobForm(forms.Form):
     chunk_size = forms.IntegerField(min_value=1, max_value=4096, initial=64)
 
 
+FAMILY_HELP = (
+    "imported sets made by one method at several eps: give them one family name to fit "
+    "one psychometric curve over them; blank: the set is in no family"
+)
+
+
+class SettingFamilyForm(forms.Form):
+    family = forms.CharField(max_length=60, required=False, help_text=FAMILY_HELP)
+
+
 class ImportExamplesForm(forms.Form):
     MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 
@@ -121,6 +131,11 @@ class ImportExamplesForm(forms.Form):
         empty_value=None,
         required=False,
         help_text="for float images only",
+    )
+    family = forms.CharField(
+        max_length=60,
+        required=False,
+        help_text=FAMILY_HELP,
     )
 
     def clean_file(self) -> Any:

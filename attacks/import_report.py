@@ -10,6 +10,8 @@ from typing import Any
 
 from attacks.models import AttackSetting
 
+_GROUPS_SHOWN = 20  # groups of identical images named; a count says how many more
+
 
 def describe_import(setting: AttackSetting) -> list[str]:
     """The import report in sentences, for the command's output and the setting's page."""
@@ -23,6 +25,8 @@ def describe_import(setting: AttackSetting) -> list[str]:
     ]
     if setting.norm is not None:
         lines.append(_describe_budget(setting, report["budget"], report["count"]))
+    if "duplicates" in report:  # imports made before duplicates were looked for have none
+        lines.append(describe_duplicates(report["duplicates"]))
     if report["same_file_as"]:
         lines.append(f"The same file was imported before as {', '.join(report['same_file_as'])}.")
     lines += [
@@ -31,6 +35,24 @@ def describe_import(setting: AttackSetting) -> list[str]:
         for item in report["predictions"]
     ]
     return lines
+
+
+def describe_duplicates(groups: list[list[int]]) -> str:
+    """How many images are pixel-identical to another of the set, and at which positions."""
+    if not groups:
+        return "No two images are identical."
+    copies = sum(len(group) for group in groups)
+    shown = "; ".join(_positions(group) for group in groups[:_GROUPS_SHOWN])
+    more = len(groups) - _GROUPS_SHOWN
+    rest = f"; and {more} more groups" if more > 0 else ""
+    return (
+        f"{copies} images are pixel-identical to another image of the set, at positions "
+        f"(counted from 0) {shown}{rest}: each copy would be labelled as an example of its own."
+    )
+
+
+def _positions(group: list[int]) -> str:
+    return ", ".join(map(str, group[:-1])) + f" and {group[-1]}"
 
 
 def _describe_rounding(rounding: dict[str, int]) -> str:

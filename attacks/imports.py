@@ -36,7 +36,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from attacks import jobs, progress
+from attacks import jobs, progress, services
 from attacks.datasets import configured_dataset
 from attacks.engine.datasets import DATASETS, ImageDataset
 from attacks.engine.example_sets import (
@@ -99,10 +99,16 @@ def import_examples(
     norm: str | None = None,
     eps: float | None = None,
     pixel_scale: int | None = None,
+    family: str = "",
     created_by: User | None = None,
 ) -> AttackSetting:
-    """Read, check and store a published example set; on any error nothing is left behind."""
+    """Read, check and store a published example set; on any error nothing is left behind.
+
+    ``family`` names the psychometric family the researcher puts it in (blank: none).
+    """
     budget = _budget(norm, eps)
+    claimed = (None, None) if budget is None else (budget.norm, budget.eps)
+    family = services.check_family(family, dataset=dataset, norm=claimed[0], eps=claimed[1])
     clean_set = configured_dataset(dataset, split)
     file_name, sha256, payload = _fingerprint(source)
     _check_name_free(name, sha256)
@@ -111,7 +117,9 @@ def import_examples(
     config = _config(source_file, prepared, clean_set, budget, citation, created_by)
     with _files_removed_on_failure() as saved_files:
         try:
-            return _store(prepared, config, budget, name, clean_set, created_by, saved_files)
+            return _store(
+                prepared, config, budget, name, clean_set, created_by, saved_files, family=family
+            )
         except IntegrityError as error:  # a concurrent import took the name first
             raise ValidationError(f"an attack setting named {name!r} already exists") from error
 
@@ -316,6 +324,7 @@ def _report(
                 config__provenance__file_sha256=source_file.sha256
             ).values_list("name", flat=True)
         ),
+        "duplicates": duplicate_positions(prepared.stored),
         "predictions": [],
     }
     if budget is not None and prepared.source_indices is None:
@@ -324,6 +333,22 @@ def _report(
         clean = clean_set.images[torch.tensor(prepared.source_indices)]
         report["budget"] = check_budget(clean, prepared.stored, budget)
     return report
+
+
+def duplicate_positions(stored: torch.Tensor) -> list[list[int]]:
+    """Groups of positions whose stored images are pixel-identical, in file order.
+
+    Two copies of one image in a set would be labelled as two examples and counted
+    twice; the report names them so that the researcher decides.
+    """
+    flat = np.ascontiguousarray(stored.flatten(1).numpy())
+    rows = flat.view(np.dtype((np.void, flat.shape[1]))).ravel()
+    _, group, sizes = np.unique(rows, return_inverse=True, return_counts=True)
+    repeated = sizes[group.ravel()] > 1
+    groups: dict[int, list[int]] = {}
+    for position in np.flatnonzero(repeated).tolist():
+        groups.setdefault(int(group.ravel()[position]), []).append(position)
+    return sorted(groups.values())
 
 
 def _distance_summary(measured: Sequence[Distances]) -> dict[str, float | int]:
@@ -364,6 +389,8 @@ def _store(
     clean_set: ImageDataset,
     created_by: User | None,
     saved_files: list[str],
+    *,
+    family: str,
 ) -> AttackSetting:
     """The setting, its import job, examples and predictions, all or nothing.
 
@@ -373,6 +400,7 @@ def _store(
     indices = prepared.source_indices
     setting = AttackSetting.objects.create(
         name=name,
+        family=family,
         kind=AttackSetting.Kind.IMPORTED,
         attack_name="imported",
         config=config,

@@ -84,7 +84,9 @@ class AttackSetting(models.Model):
 
     ``norm`` and ``eps`` are the perturbation budget, read from the attack's config
     when the setting is made, or the budget an import claims; both null where none
-    applies (clean controls, an import that claims none).
+    applies (clean controls, an import that claims none). ``family`` names the
+    imported sets that a researcher says differ only in eps: nothing else tells
+    that two published files were made by one method (analysis/report/families.py).
     """
 
     class Kind(models.TextChoices):
@@ -111,6 +113,11 @@ class AttackSetting(models.Model):
     norm = models.CharField(max_length=4, choices=Norm.choices, null=True, blank=True)  # noqa: DJ001
     eps = models.FloatField(
         null=True, blank=True, help_text="On the 0-1 pixel scale; for L0, a count of pixels"
+    )
+    family = models.CharField(
+        max_length=60,
+        blank=True,
+        help_text="Imported sets only: sets the researcher marks as one psychometric family",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL

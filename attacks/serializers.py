@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from attacks.engine.attacks import attack_names
 from attacks.engine.datasets import DATASET_NAMES, SPLITS
-from attacks.forms import AttackSettingForm, GenerationJobForm
+from attacks.forms import FAMILY_HELP, AttackSettingForm, GenerationJobForm, SettingFamilyForm
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from config.api import form_data
 
@@ -68,6 +68,7 @@ class AttackSettingSerializer(serializers.ModelSerializer):
             "seed",
             "norm",
             "eps",
+            "family",
             "examples",
             "created_at",
         ]
@@ -98,6 +99,15 @@ class AttackSettingInputSerializer(serializers.Serializer):
             "target_model": attrs.get("target_model") or "",
         }
         return form_data(AttackSettingForm(data))
+
+
+class AttackSettingFamilySerializer(serializers.Serializer):
+    """An imported set's psychometric family, checked by the setting page's family form."""
+
+    family = serializers.CharField(allow_blank=True, help_text=FAMILY_HELP)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return form_data(SettingFamilyForm(attrs))
 
 
 class GenerationJobSerializer(serializers.ModelSerializer):

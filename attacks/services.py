@@ -1,7 +1,8 @@
 """What researchers ask for: models trained, settings made, jobs queued, stopped, retried.
 
 Each is atomic and queues its task on commit, through the task itself. What the
-worker writes while it runs a job (claims, examples, progress) is in ``attacks/jobs.py``.
+worker writes while it runs a job (claims, examples, progress) is in ``attacks/jobs.py``;
+an import is stored by ``attacks/imports.py``.
 """
 
 from __future__ import annotations
@@ -237,4 +238,52 @@ def retry_generation_job(job: GenerationJob, *, by: User) -> GenerationJob:
     locked.save(update_fields=["status", "error", "finished_at"])
     transaction.on_commit(partial(tasks.run_generation_job.delay, locked.pk))
     logger.info("generation job %s queued again by user %s", job.pk, by.pk)
+    return locked
+
+
+def check_family(
+    family: str, *, dataset: str, norm: str | None, eps: float | None, setting_id: int | None = None
+) -> str:
+    """The family name of an imported set, stripped; refused where its curve would mean nothing.
+
+    A family is one curve in eps (analysis/report/families.py): its sets need an eps
+    and must all measure it in the same norm on the same dataset.
+    """
+    name = family.strip()
+    longest = AttackSetting._meta.get_field("family").max_length or 0
+    if not name:
+        return ""
+    if len(name) > longest:
+        raise ValidationError(f"a family name has at most {longest} characters")
+    if eps is None:
+        raise ValidationError(
+            "a set that claims no budget has no eps to place on a family's curve; "
+            "claim a norm and eps to put it in a family"
+        )
+    others = AttackSetting.objects.filter(family=name)
+    if setting_id is not None:
+        others = others.exclude(pk=setting_id)
+    member = others.exclude(dataset=dataset, norm=norm).first()
+    if member is not None:
+        raise ValidationError(
+            f"family {name!r} holds {member.name} ({member.dataset}, {member.norm}); "
+            f"a family's sets share their dataset and norm (this set: {dataset}, {norm})"
+        )
+    return name
+
+
+@transaction.atomic
+def set_setting_family(setting: AttackSetting, family: str, *, by: User) -> AttackSetting:
+    """Put an imported set into a psychometric family by name, or take it out with ""."""
+    locked = AttackSetting.objects.select_for_update().get(pk=setting.pk)
+    if locked.kind != AttackSetting.Kind.IMPORTED:
+        raise ValidationError(
+            f"{locked} is generated: its family is every setting that differs from it only "
+            "in eps, found from its attack and config; only imported sets are named by hand"
+        )
+    locked.family = check_family(
+        family, dataset=locked.dataset, norm=locked.norm, eps=locked.eps, setting_id=locked.pk
+    )
+    locked.save(update_fields=["family"])
+    logger.info("setting %s put in family %r by user %s", locked.pk, locked.family, by.pk)
     return locked

@@ -10,6 +10,7 @@ urlpatterns = [
     path("settings/import/", views.examples_import, name="examples-import"),
     path("settings/<int:setting_id>/", views.setting_detail, name="setting-detail"),
     path("settings/<int:setting_id>/jobs/", views.job_create, name="job-create"),
+    path("settings/<int:setting_id>/family/", views.setting_family, name="setting-family"),
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<int:job_id>/status.json", views.job_status, name="job-status"),
     path("examples/<int:example_id>.png", views.example_image, name="example-image"),

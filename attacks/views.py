@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
+from django.forms import Form
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -12,6 +15,7 @@ from attacks.forms import (
     AttackSettingForm,
     GenerationJobForm,
     ImportExamplesForm,
+    SettingFamilyForm,
     TrainModelForm,
     setting_arguments,
 )
@@ -104,6 +108,7 @@ def examples_import(request: HttpRequest) -> HttpResponse:
             norm=data["norm"] or None,
             eps=data["eps"],
             pixel_scale=data["pixel_scale"],
+            family=data["family"],
             created_by=signed_in_user(request),
         )
     except ValidationError as error:
@@ -115,18 +120,22 @@ def examples_import(request: HttpRequest) -> HttpResponse:
 @require_GET
 def setting_detail(request: HttpRequest, setting_id: int) -> HttpResponse:
     setting = get_object_or_404(AttackSetting, pk=setting_id)
-    examples = setting.examples.prefetch_related("predictions__model")[:48]
-    return render(
-        request,
-        "attacks/setting_detail.html",
-        {
-            "setting": setting,
-            "jobs": setting.jobs.all(),
-            "examples": examples,
-            "job_form": GenerationJobForm(),
-            "import_summary": _import_summary(setting),
-        },
-    )
+    context = _detail_context(setting)
+    context["examples"] = setting.examples.prefetch_related("predictions__model")[:48]
+    return render(request, "attacks/setting_detail.html", context)
+
+
+def _detail_context(setting: AttackSetting, **forms: Form) -> dict[str, Any]:
+    """The setting page's context, its forms blank unless given, without its examples."""
+    return {
+        "setting": setting,
+        "jobs": setting.jobs.all(),
+        "examples": [],
+        "job_form": GenerationJobForm(),
+        "family_form": SettingFamilyForm(initial={"family": setting.family}),
+        "import_summary": _import_summary(setting),
+        **forms,
+    }
 
 
 def _import_summary(setting: AttackSetting) -> list[str]:
@@ -136,32 +145,41 @@ def _import_summary(setting: AttackSetting) -> list[str]:
 
 @researcher_required
 @require_POST
+def setting_family(request: HttpRequest, setting_id: int) -> HttpResponse:
+    setting = get_object_or_404(AttackSetting, pk=setting_id)
+    form = SettingFamilyForm(request.POST)
+    if form.is_valid():
+        try:
+            services.set_setting_family(
+                setting, form.cleaned_data["family"], by=signed_in_user(request)
+            )
+        except ValidationError as error:
+            add_service_error(form, error)
+        else:
+            return redirect("setting-detail", setting_id=setting.pk)
+    context = _detail_context(setting, family_form=form)
+    return render(request, "attacks/setting_detail.html", context, status=400)
+
+
+@researcher_required
+@require_POST
 def job_create(request: HttpRequest, setting_id: int) -> HttpResponse:
     setting = get_object_or_404(AttackSetting, pk=setting_id)
     form = GenerationJobForm(request.POST)
-    context = {
-        "setting": setting,
-        "jobs": setting.jobs.all(),
-        "examples": [],
-        "import_summary": _import_summary(setting),
-    }
-    if not form.is_valid():
-        return render(
-            request, "attacks/setting_detail.html", {**context, "job_form": form}, status=400
-        )
-    try:
-        job = services.create_generation_job(
-            setting,
-            form.cleaned_data["count"],
-            chunk_size=form.cleaned_data["chunk_size"],
-            created_by=signed_in_user(request),
-        )
-    except ValidationError as error:
-        add_service_error(form, error)
-        return render(
-            request, "attacks/setting_detail.html", {**context, "job_form": form}, status=400
-        )
-    return redirect("job-detail", job_id=job.pk)
+    if form.is_valid():
+        try:
+            job = services.create_generation_job(
+                setting,
+                form.cleaned_data["count"],
+                chunk_size=form.cleaned_data["chunk_size"],
+                created_by=signed_in_user(request),
+            )
+        except ValidationError as error:
+            add_service_error(form, error)
+        else:
+            return redirect("job-detail", job_id=job.pk)
+    context = _detail_context(setting, job_form=form)
+    return render(request, "attacks/setting_detail.html", context, status=400)
 
 
 @researcher_required

@@ -1,11 +1,16 @@
 """Psychometric curves: settings that differ only in epsilon, and how often humans change label.
 
-A family is two or more settings of the study with the same kind, attack,
-dataset, target model, norm and configuration except epsilon (for imported sets:
-the same claimed norm); the seed and source range may differ. The budget is the
-setting's ``norm`` and ``eps`` columns; a setting without one is in no family. The change rate of a
-setting is the share of its labels that differ from the source label ("can't
-tell" included): the classical psychometric function, one trial per answer.
+A family is two or more settings of the study, at two eps levels or more, that
+are identical in everything but eps: the same kind, attack, dataset, source
+split, target model, norm and configuration (the config's budget entry aside);
+the seed and source range may differ. Imported sets carry no attack to compare:
+two published files made by different methods (Tramèr et al.'s automated and
+manual sets) must not make one curve, so they form a family only under the
+name their researcher gave them (``AttackSetting.family``), with the same
+dataset and norm. The budget is the setting's ``norm`` and ``eps`` columns; a
+setting without one is in no family. The change rate of a setting is the share
+of its labels that differ from the source label ("can't tell" included): the
+classical psychometric function, one trial per answer.
 """
 
 from __future__ import annotations
@@ -19,29 +24,35 @@ import numpy as np
 from analysis.report.loading import StudyData
 from analysis.report.types import PsychometricFamily, PsychometricPoint, Share
 from analysis.statistics import Interval, fit_psychometric, wilson_interval
-from attacks.models import AttackSetting
-
-# Config entries left out of a family's key: what an import records about its file and
-# its claim, and the options that set the budget (L0 PGD counts pixels), which may differ.
-_NOT_THE_ATTACK = ("provenance", "import_report", "budget", "eps", "pixels")
+from attacks.models import AttackSetting, Norm
 
 
 def family_key(setting: AttackSetting) -> str | None:
-    """Everything but epsilon that makes a setting, or None for a setting without a budget."""
+    """Everything but eps that makes a setting, or None where it can be in no family."""
     if setting.eps is None:
         return None
-    config: dict[str, Any] = {
-        key: value for key, value in setting.config.items() if key not in _NOT_THE_ATTACK
-    }
-    facts = [
-        setting.kind,
-        setting.attack_name,
-        setting.dataset,
-        setting.target_model_id,
-        setting.norm,
-        config,
-    ]
+    if setting.kind == AttackSetting.Kind.IMPORTED:
+        if not setting.family:
+            return None
+        facts: list[Any] = [setting.kind, setting.dataset, setting.norm, setting.family]
+    else:
+        facts = [
+            setting.kind,
+            setting.attack_name,
+            setting.dataset,
+            setting.source_split,
+            setting.target_model_id,
+            setting.norm,
+            _config_but_the_budget(setting),
+        ]
     return json.dumps(facts, sort_keys=True, default=str)
+
+
+def _config_but_the_budget(setting: AttackSetting) -> dict[str, Any]:
+    # The entry the setting's eps was read from (services.create_attack_setting):
+    # L0 PGD counts pixels, every other attack has an eps.
+    budget = "pixels" if setting.norm == Norm.L0 else "eps"
+    return {key: value for key, value in setting.config.items() if key != budget}
 
 
 def families(settings: list[AttackSetting]) -> list[list[AttackSetting]]:
@@ -61,8 +72,10 @@ def families(settings: list[AttackSetting]) -> list[list[AttackSetting]]:
 
 def family_title(members: list[AttackSetting]) -> str:
     first = members[0]
-    against = f" against {first.target_model.name}" if first.target_model else ""
     names = f"{first.name} to {members[-1].name}"
+    if first.kind == AttackSetting.Kind.IMPORTED:
+        return f"{first.family} (imported, {first.dataset}, {first.norm}): {names}"
+    against = f" against {first.target_model.name}" if first.target_model else ""
     return f"{first.attack_name}{against} ({first.kind}, {first.dataset}): {names}"
 
 

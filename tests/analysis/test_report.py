@@ -27,8 +27,13 @@ from analysis.statistics import (
     fit_psychometric,
     majority_share_statistic,
 )
+from attacks import services
+from attacks.models import AttackSetting
 from labeling.models import Label
+from study.design import SettingSample
+from study.services import create_study
 from tests.analysis.report_study import PLAN, HandStudy, build_hand_study
+from tests.attacks.test_imports import import_tramer
 
 CANT_TELL = 10  # the category of "none / can't tell" with MNIST's ten classes
 
@@ -317,3 +322,46 @@ def test_the_report_reads_the_database_in_six_queries(
     # models; inside the test's own transaction, which is the snapshot.
     with django_assert_num_queries(6):
         study_report(hand.study, bootstrap_replicates=100)
+
+
+def test_tramers_three_linf_sets_make_no_curve_until_two_are_named_one_family(
+    tmp_path, researcher, researcher_client
+) -> None:
+    # Given Tramèr et al.'s automated eps 0.3 and 0.4 sets and their manual eps 0.4 set,
+    # imported without a family, in one study
+    names = ("auto-0.3", "auto-0.4", "manual-0.4")
+    imported = {name: import_tramer(tmp_path, name) for name in names}
+    study = create_study(
+        owner=researcher,
+        title="Tramèr et al. 2020, L-inf",
+        instructions="Which digit is this?",
+        samples=[SettingSample(setting, 10) for setting in imported.values()],
+        controls=None,
+        items_per_participant=10,
+        labels_per_item=1,
+    )
+
+    # Then the two methods are not fitted as one curve: no family at all
+    assert study_report(study, bootstrap_replicates=100).families == ()
+
+    # When the researcher names the automated sets one family
+    for name in ("auto-0.3", "auto-0.4"):
+        services.set_setting_family(imported[name], "tramer-automated", by=researcher)
+
+    # Then they, and only they, are one family, on the report and its page
+    (family,) = study_report(study, bootstrap_replicates=100).families
+    assert [(point.setting.name, point.eps) for point in family.points] == [
+        ("auto-0.3", 0.3),
+        ("auto-0.4", 0.4),
+    ]
+    title = "tramer-automated (imported, mnist, linf): auto-0.3 to auto-0.4"
+    assert family.title == title
+    assert list(AttackSetting.objects.order_by("name").values_list("family", flat=True)) == [
+        "tramer-automated",
+        "tramer-automated",
+        "",
+    ]
+    page = researcher_client.get(f"/researcher/studies/{study.pk}/analysis/")
+    assert page.status_code == 200
+    assert page.content.decode().count('<table class="family"') == 1
+    assert f'data-family="{title}"' in page.content.decode()

@@ -22,6 +22,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.test import Client
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from attacks import imports, services, tasks
 from attacks.engine.architectures import predict
@@ -29,6 +31,7 @@ from attacks.engine.datasets import load_dataset
 from attacks.engine.example_sets import Budget, check_budget
 from attacks.engine.images import decode_png, encode_png, quantize_toward
 from attacks.engine.zoo import load_zoo_model, zoo_entry, zoo_weights
+from attacks.import_report import describe_duplicates
 from attacks.models import (
     AttackSetting,
     ClassifierModel,
@@ -37,6 +40,7 @@ from attacks.models import (
     JobStatus,
     Prediction,
 )
+from tests.fixtures import clean_mnist_setting
 
 TRAMER = Path(__file__).resolve().parent.parent / "data" / "tramer2020"
 ZOO_MODELS = ("mnist-small-cnn-standard", "mnist-small-cnn-ibp-0.4")
@@ -657,3 +661,194 @@ def test_import_page_needs_a_signed_in_researcher(db, django_user_model) -> None
     assert annotator_account.get("/researcher/settings/import/").status_code == 403
     assert annotator_account.post("/researcher/settings/import/", upload_form()).status_code == 403
     assert_nothing_stored()
+
+
+# --- duplicate images ---------------------------------------------------------------------
+
+INDEXS = released("indexs")
+
+
+def test_the_l0_set_reports_its_two_identical_images_in_the_command_and_on_the_page(
+    tmp_path, db, researcher_client: Client
+) -> None:
+    # Given Tramèr et al.'s L0 set, whose images 44 and 45 are the same array
+    path = write_npz(
+        tmp_path, "l0_automated.npz", images=released("l0_automated"), source_indices=INDEXS
+    )
+    output = StringIO()
+
+    # When it is imported with the command
+    call_command("import_examples", str(path), "--name", "tramer-l0", stdout=output)
+
+    # Then the summary names both positions, the report keeps them, and their PNGs are one
+    sentence = (
+        "2 images are pixel-identical to another image of the set, at positions "
+        "(counted from 0) 44 and 45: each copy would be labelled as an example of its own."
+    )
+    assert sentence in output.getvalue()
+    setting = AttackSetting.objects.get(name="tramer-l0")
+    assert setting.config["import_report"]["duplicates"] == [[44, 45]]
+    checksums = dict(setting.examples.values_list("position", "image_sha256"))
+    assert checksums[44] == checksums[45]
+    assert len(set(checksums.values())) == 99
+    page = researcher_client.get(f"/researcher/settings/{setting.pk}/").content.decode()
+    assert sentence in page
+
+
+def test_a_set_without_copies_says_so_and_groups_of_copies_are_named_in_file_order() -> None:
+    images = torch.from_numpy(released("linf_manual_eps04")[:6, None])
+    assert imports.duplicate_positions(images) == []
+    assert describe_duplicates([]) == "No two images are identical."
+
+    copies = images[[3, 0, 3, 1, 0, 3]]  # a triple and a pair
+
+    assert imports.duplicate_positions(copies) == [[0, 2, 5], [1, 4]]
+    assert describe_duplicates([[0, 2, 5], [1, 4]]).startswith(
+        "5 images are pixel-identical to another image of the set, at positions "
+        "(counted from 0) 0, 2 and 5; 1 and 4:"
+    )
+
+
+# --- psychometric families ----------------------------------------------------------------
+
+TRAMER_LINF = {  # name -> (file, indices, eps)
+    "auto-0.3": ("linf_automated_eps03", INDEXS, 0.3),
+    "auto-0.4": ("linf_automated_eps04", INDEXS, 0.4),
+    "manual-0.4": ("linf_manual_eps04", released("linf_manual_indexs"), 0.4),
+}
+
+
+def import_tramer(folder: Path, name: str, family: str = "") -> AttackSetting:
+    file, indices, eps = TRAMER_LINF[name]
+    path = write_npz(folder, f"{file}.npz", images=released(file), source_indices=indices)
+    return imports.import_examples(
+        path, name=name, dataset="mnist", split="test", norm="linf", eps=eps, family=family
+    )
+
+
+def test_the_command_puts_an_import_in_the_family_it_names(tmp_path, db) -> None:
+    file, indices, _ = TRAMER_LINF["auto-0.3"]
+    path = write_npz(tmp_path, f"{file}.npz", images=released(file), source_indices=indices)
+    output = StringIO()
+
+    call_command(
+        "import_examples",
+        str(path),
+        *("--name", "auto-0.3", "--norm", "linf", "--eps", "0.3"),
+        *("--family", " tramer-automated "),
+        stdout=output,
+    )
+
+    assert "Imported 'auto-0.3' as setting" in output.getvalue()
+    assert "in family 'tramer-automated'." in output.getvalue()
+    assert AttackSetting.objects.get(name="auto-0.3").family == "tramer-automated"
+    assert "No two images are identical." in output.getvalue()
+
+
+def test_a_family_needs_a_claimed_budget_and_one_norm(tmp_path, db) -> None:
+    path = write_npz(tmp_path, **good_arrays())
+    with pytest.raises(ValidationError, match="claims no budget has no eps"):
+        imports.import_examples(path, name="a", dataset="mnist", split="test", family="mine")
+    imports.import_examples(
+        path, name="b", dataset="mnist", split="test", norm="linf", eps=0.4, family="mine"
+    )
+
+    with pytest.raises(ValidationError, match="share their dataset and norm"):
+        imports.import_examples(
+            path, name="c", dataset="mnist", split="test", norm="l2", eps=3.0, family="mine"
+        )
+
+    assert list(AttackSetting.objects.values_list("name", "family")) == [("b", "mine")]
+
+
+def test_the_upload_page_takes_a_family(researcher_client: Client, db) -> None:
+    response = researcher_client.post(
+        "/researcher/settings/import/", upload_form(family="tramer-automated")
+    )
+
+    setting = AttackSetting.objects.get(name="uploaded")
+    assert response.status_code == 302
+    assert setting.family == "tramer-automated"
+    page = researcher_client.get(response["Location"]).content.decode()
+    assert '<td data-family="tramer-automated">tramer-automated</td>' in page
+
+
+def test_a_researcher_names_and_clears_a_family_on_the_settings_page(
+    tmp_path, researcher_client: Client, db
+) -> None:
+    setting = import_tramer(tmp_path, "manual-0.4")
+    url = f"/researcher/settings/{setting.pk}/family/"
+    assert (
+        "none: fitted on no psychometric curve"
+        in researcher_client.get(f"/researcher/settings/{setting.pk}/").content.decode()
+    )
+
+    response = researcher_client.post(url, {"family": "tramer-manual"})
+
+    assert response.status_code == 302
+    setting.refresh_from_db()
+    assert setting.family == "tramer-manual"
+    assert researcher_client.post(url, {"family": ""}).status_code == 302
+    setting.refresh_from_db()
+    assert setting.family == ""
+
+
+def test_a_family_the_page_refuses_is_a_400_with_the_reason_that_changes_nothing(
+    tmp_path, researcher_client: Client, db
+) -> None:
+    unbudgeted = imports.import_examples(
+        write_npz(tmp_path, **good_arrays()), name="no-budget", dataset="mnist", split="test"
+    )
+    generated = clean_mnist_setting("clean")
+
+    refused = {
+        setting.name: researcher_client.post(
+            f"/researcher/settings/{setting.pk}/family/", {"family": "mine"}
+        )
+        for setting in (unbudgeted, generated)
+    }
+
+    assert {name: response.status_code for name, response in refused.items()} == {
+        "no-budget": 400,
+        "clean": 400,
+    }
+    assert "claims no budget has no eps" in refused["no-budget"].content.decode()
+    assert "clean is generated: its family is every setting that differs from it only in eps" in (
+        refused["clean"].content.decode()
+    )
+    assert set(AttackSetting.objects.values_list("family", flat=True)) == {""}
+
+
+def test_the_api_shows_a_settings_family_and_patch_changes_it_alone(
+    tmp_path, researcher, db
+) -> None:
+    setting = import_tramer(tmp_path, "auto-0.4", family="tramer")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=researcher).key}")
+    url = f"/api/v1/attack-settings/{setting.pk}/"
+    assert api.get(url).json()["family"] == "tramer"
+
+    response = api.patch(url, {"family": "tramer-automated", "name": "renamed"}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["family"] == "tramer-automated"
+    setting.refresh_from_db()
+    assert (setting.name, setting.family) == ("auto-0.4", "tramer-automated")
+    too_long = api.patch(url, {"family": "x" * 61}, format="json")
+    assert too_long.status_code == 400
+    assert "family" in too_long.json()
+    other_norm = imports.import_examples(
+        write_npz(tmp_path, "l2.npz", **good_arrays()),
+        name="l2",
+        dataset="mnist",
+        split="test",
+        norm="l2",
+        eps=3.0,
+    )
+    refused = api.patch(
+        f"/api/v1/attack-settings/{other_norm.pk}/", {"family": "tramer-automated"}, format="json"
+    )
+    assert refused.status_code == 400
+    assert "share their dataset and norm" in refused.json()["non_field_errors"][0]
+    other_norm.refresh_from_db()
+    assert other_norm.family == ""

@@ -34,6 +34,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--pixel-scale", type=int, choices=(1, 255), help="float images: default inferred"
         )
+        parser.add_argument(
+            "--family",
+            default="",
+            help="a psychometric family's name: sets of one method at several eps, fitted as "
+            "one curve (default: none)",
+        )
         parser.add_argument("--user", help="the researcher recorded as importer (a username)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -48,11 +54,13 @@ class Command(BaseCommand):
                     norm=options["norm"],
                     eps=options["eps"],
                     pixel_scale=options["pixel_scale"],
+                    family=options["family"],
                     created_by=_user(options["user"]),
                 )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from error
-        self.stdout.write(f"Imported {setting.name!r} as setting {setting.pk}.")
+        family = f" in family {setting.family!r}" if setting.family else ""
+        self.stdout.write(f"Imported {setting.name!r} as setting {setting.pk}{family}.")
         for line in describe_import(setting):
             self.stdout.write(line)
 
