@@ -15,7 +15,7 @@ from tests.api.conftest import token_client
 from tests.api.test_endpoints import _design
 from tests.fixtures import PASSWORD
 from tests.study.conftest import other_researcher_study
-from tests.study.test_payments import ALICE, BOB, REASON, prolific_study
+from tests.study.test_payments import ALICE, BOB, prolific_study, reason
 
 __all__ = ["other_researcher_study", "prolific_study"]
 
@@ -34,7 +34,8 @@ def test_the_owner_downloads_prolifics_files_through_the_api(
     assert bonuses.content.decode() == f"{ALICE},0.40\n"
     assert approvals["Content-Type"] == "text/plain; charset=utf-8"
     assert approvals.content.decode() == f"{ALICE}\n"
-    assert f"prolific,{BOB},,withhold,0.00,{REASON}" in summary.content.decode().splitlines()
+    summary_line = f"prolific,{BOB},,withhold,0.00,{reason(prolific_study)}"
+    assert summary_line in summary.content.decode().splitlines()
     records = PaymentFileDownload.objects.order_by("id").values_list(
         "file", "rows", "downloaded_by"
     )
