@@ -1,13 +1,7 @@
-"""Exports of a study: annotations, examples and participants as CSV, JSON Lines or
-Parquet, and a Hugging Face imagefolder zip of the examples with their images.
-
-Every export streams: the database sends one statement's rows as Arrow record batches
-(analysis.reading), analysis.exports.tables finishes each batch, and it leaves as bytes
-(analysis.exports.writers, analysis.exports.imagefolder), so memory stays flat at any
-study size. All the queries of one export read one snapshot. Only main and control
-items are exported; excluded participants are left out unless ``include_excluded``.
-The first bytes are made before anything is sent (``export_bytes``), so that an export
-that cannot start is an error, never an empty file.
+"""Exports of a study: three tables as CSV, JSON Lines or Parquet, and a Hugging Face
+imagefolder zip of the examples (docs/exports.md). Each streams Arrow batches of one
+snapshot (analysis.reading) through the writers, so memory stays flat; its first bytes
+are made before anything is sent, so an export that cannot start is an error.
 """
 
 from __future__ import annotations

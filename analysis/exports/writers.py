@@ -75,11 +75,16 @@ def csv_bytes(schema: pa.Schema, batches: Batches) -> Iterator[bytes]:
     yield sink.drain()
 
 
+# Rows polars renders at a time: its text of a whole driver's batch held too much memory.
+JSONL_ROWS = 16_384
+
+
 def jsonl_bytes(schema: pa.Schema, batches: Batches) -> Iterator[bytes]:
     for batch in batches:
-        if batch.num_rows:
+        for start in range(0, batch.num_rows, JSONL_ROWS):
             output = io.BytesIO()
-            pl.from_arrow(_texts(batch, False)).write_ndjson(output)  # type: ignore[union-attr]
+            rows = _texts(batch.slice(start, JSONL_ROWS), False)
+            pl.from_arrow(rows).write_ndjson(output)  # type: ignore[union-attr]
             yield output.getvalue()
 
 
