@@ -72,8 +72,17 @@ class Assignment(models.Model):
     # The opaque id an annotator's page and image URL carry (docs/architecture.md, rule 2).
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
-    served_at = models.DateTimeField()
+    served_at = models.DateTimeField()  # when the trial started (became the current one)
     lease_expires_at = models.DateTimeField()
+    # On the server's clock: when the trial's image was first sent (in the trial's reply, or
+    # by the image view) and when its answer or timeout arrived. A timed study's deadline
+    # runs from the first (docs/studies.md, "Timing").
+    image_sent_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    # Timed presentation: the image's real time on screen, as the browser painted it (from
+    # its first frame with the image to its first frame without, requestAnimationFrame's
+    # frame times); the exposure asked for is the study's exposure_ms.
+    exposure_ms = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

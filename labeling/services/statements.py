@@ -416,8 +416,9 @@ _LEASE = Statement(
     "lease",
     lambda d: (
         f"INSERT INTO {table(Assignment)} "
-        "(participant_id, item_id, public_id, status, served_at, lease_expires_at) "
-        f"VALUES ($1, $2, $3, '{_ACTIVE}', $4, $5) RETURNING id"
+        "(participant_id, item_id, public_id, status, served_at, lease_expires_at, "
+        "image_sent_at, answered_at, exposure_ms) "
+        f"VALUES ($1, $2, $3, '{_ACTIVE}', $4, $5, NULL, NULL, NULL) RETURNING id"
     ),
     [
         _field(Assignment, "participant"),
@@ -509,10 +510,14 @@ _STORE_LABEL = Statement(
 _MARK_ANSWERED = Statement(
     "mark_answered",
     lambda d: (
-        f"UPDATE {table(Assignment)} SET status = '{Assignment.Status.LABELLED.value}' "
-        "WHERE id = $1"
+        f"UPDATE {table(Assignment)} SET status = '{Assignment.Status.LABELLED.value}', "
+        "answered_at = $2, exposure_ms = $3 WHERE id = $1"
     ),
-    [_field(Assignment, "id")],
+    [
+        _field(Assignment, "id"),
+        _field(Assignment, "answered_at"),
+        _field(Assignment, "exposure_ms"),
+    ],
 )
 _COUNT_LABEL = Statement(
     "count_label",
@@ -522,8 +527,9 @@ _COUNT_LABEL = Statement(
 
 
 @transaction.atomic(savepoint=False)
-def insert_label(label: Label) -> int | None:
-    """Store a new label, its assignment answered, its item's count; None if its key was used."""
+def insert_label(label: Label, exposure_ms: float | None = None) -> int | None:
+    """Store a new label, its assignment answered (when, and the image's measured exposure),
+    its item's count; None if its key was used."""
     rows = _STORE_LABEL.fetch(
         label.assignment_id,
         label.participant_id,
@@ -538,6 +544,6 @@ def insert_label(label: Label) -> int | None:
     )
     if not rows:
         return None
-    _MARK_ANSWERED.fetch(label.assignment_id)
+    _MARK_ANSWERED.fetch(label.assignment_id, label.created_at, exposure_ms)
     _COUNT_LABEL.fetch(label.item_id)
     return int(rows[0][0])
