@@ -8,6 +8,7 @@ from functools import cached_property
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from attacks.models import Example
 
@@ -39,6 +40,13 @@ class Study(models.Model):
         MTURK = "mturk", "Amazon Mechanical Turk (ExternalQuestion)"
         LAB = "lab", "Lab codes handed out in person"
 
+    class ExcludedOutcome(models.TextChoices):
+        """What the end gives a participant whose session an exclusion ended."""
+
+        SCREEN_OUT = "screen_out", "The screen-out code (Prolific: screened out)"
+        COMPLETION = "completion", "The completion code, as everyone else"
+        NO_CODE = "no_code", "No code: a thank-you page only"
+
     title = models.CharField(max_length=200)
     instructions = models.TextField()
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
@@ -64,8 +72,12 @@ class Study(models.Model):
     recruitment = models.CharField(
         max_length=20, choices=Recruitment.choices, default=Recruitment.OPEN
     )
-    # Prolific: the code for participants who decline consent ("screened out").
+    # Prolific: the code for participants who decline consent ("screened out"), and for
+    # excluded ones where excluded_outcome says so.
     screen_out_code = models.CharField(max_length=32, default=new_completion_code)
+    excluded_outcome = models.CharField(
+        max_length=20, choices=ExcludedOutcome.choices, default=ExcludedOutcome.SCREEN_OUT
+    )
     attention_checks_per_participant = models.PositiveIntegerField(default=0)
     # Whether the instructions tell participants that some images have known answers.
     tells_of_known_answers = models.BooleanField(default=False, db_default=False)
@@ -119,7 +131,10 @@ class StudyItem(models.Model):
     stratum = models.PositiveIntegerField(default=0)
     # Seeded random order in which items are handed out among the least-labelled.
     shuffle_key = models.PositiveIntegerField()
-    # Active leases plus labels: never above the study's labels_per_item.
+    # Main and control items: active leases plus analysed labels (those of participants who
+    # are not excluded), never above the study's labels_per_item but where a researcher
+    # re-included someone (docs/studies.md, "Excluding by hand"); labelled_count: the
+    # analysed labels. Attention and practice items hold no slot: every label counts.
     assigned_count = models.PositiveIntegerField(default=0)
     labelled_count = models.PositiveIntegerField(default=0)
 
@@ -209,3 +224,51 @@ class PaymentFileDownload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file} of study {self.study_id}"
+
+
+class ExclusionDecision(models.Model):
+    """A participant excluded or re-included: by the study's rules, or by a researcher's hand.
+
+    Applied (``applied_at``) once the participant's main and control labels and leases
+    have given their items' slots back (an exclusion) or taken them again (a
+    re-inclusion): labeling.services.exclusion. A researcher's decision is applied at
+    once; one by the rules inside an answer, at once unless another request holds one of
+    its items, and then right after (its study's next lease sweep, failing that).
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="exclusion_decisions")
+    participant = models.ForeignKey(
+        "labeling.Participant", on_delete=models.PROTECT, related_name="exclusion_decisions"
+    )
+    excluded = models.BooleanField(help_text="True: excluded; False: re-included")
+    reason = models.TextField()
+    # None: the study's exclusion rules (attention checks, too-fast answers).
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(default=timezone.now)
+    # The exclusion ended the participant's session: their end gave the study's
+    # excluded_outcome; one who had finished before got the completion code.
+    ended_session = models.BooleanField(default=False)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    slots_moved = models.PositiveIntegerField(default=0)  # main and control labels and leases
+    # A re-inclusion: items that held more than k labels and leases once it was applied.
+    items_over_k = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["study"],
+                condition=models.Q(applied_at__isnull=True),
+                name="exclusion_decision_unapplied",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        verb = "excluded" if self.excluded else "re-included"
+        return f"participant {self.participant_id} {verb}"

@@ -16,7 +16,9 @@ UPDATE. Every write for one participant first locks that participant's row
 
 The modules: ``participation`` (entry and the steps before labelling),
 ``assignment`` (the engine: trial order, claims, leases), ``submission``
-(labels and timeouts), ``quality`` (attention checks, fast answers, exclusion).
+(labels and timeouts), ``quality`` (attention checks, fast answers, the exclusion
+rules), ``exclusion`` (excluding and re-including, by the rules or by hand: the
+slots of an excluded participant's labels reopen).
 """
 
 from labeling.services.assignment import (

@@ -137,6 +137,15 @@ def sweep_expired_leases_now_and_then(study: Study, *, force: bool = False) -> N
     if force or last is None or now - last >= settings.ADVSTUDY_LEASE_SWEEP_SECONDS:
         _last_sweep[study.pk] = now
         release_expired_leases(study)
+        _apply_pending_exclusions(study)
+
+
+def _apply_pending_exclusions(study: Study) -> None:
+    """Exclusions whose answer could not move their slots (and whose commit hook failed)."""
+    # Here, not at import: exclusion imports this module.
+    from labeling.services.exclusion import apply_pending_decisions
+
+    apply_pending_decisions(study)
 
 
 @transaction.atomic
@@ -580,20 +589,3 @@ def remaining_practice(participant: Participant) -> int:
         .exclude(pk__in=answered)
         .count()
     )
-
-
-def end_active_assignments(participant: Participant) -> None:
-    """An excluded participant holds nothing more; counted items go back to the pool."""
-    held = (
-        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(participant=participant, status=Assignment.Status.ACTIVE)
-        .select_related("item")
-        .order_by("item_id")
-    )
-    # Skip locked: a lease releaser holding one is expiring it anyway.
-    for assignment in held:
-        if assignment.item.kind in COUNTED_KINDS:
-            give_back(assignment, Assignment.Status.EXPIRED)
-        else:
-            assignment.status = Assignment.Status.EXPIRED
-            assignment.save(update_fields=["status"])

@@ -1,17 +1,16 @@
 """Quality control on each answer: gold answers, too-fast answers, and the exclusion rules.
 
-An excluded participant's labels are kept (analysis leaves them out by default);
-their participation ends so that they take no more of the k slots. A rule broken
-at an attention check takes effect at a neutral point: after the next main or
-control trial, or at the end of the list, never right after the check itself.
+An excluded participant's labels are kept (analysis leaves them out by default), but
+their slots reopen for others (``labeling.services.exclusion``); their participation
+ends. A rule broken at an attention check takes effect at a neutral point: after the
+next main or control trial, or at the end of the list, never right after the check.
 """
 
 from __future__ import annotations
 
-from django.utils import timezone
-
 from labeling.models import Participant
-from labeling.services.assignment import end_active_assignments, planned_attention_checks
+from labeling.services.assignment import planned_attention_checks
+from labeling.services.exclusion import exclude_by_rules
 from study.models import Study, StudyItem
 
 _GOLD_KINDS = (StudyItem.Kind.ATTENTION, StudyItem.Kind.PRACTICE)
@@ -60,24 +59,14 @@ def _save_and_apply_rules(participant: Participant, *, at_check: bool) -> None:
     # Ended right after a check, a session would tell that the item was a check and
     # that it was failed: the participant goes on to a neutral point first.
     if reasons and not at_check:
-        _exclude(participant, reasons)
+        exclude_by_rules(participant, reasons)
 
 
 def exclude_if_rules_broken(participant: Participant) -> None:
     """At the end of a locked participant's list: an exclusion still pending applies."""
     reasons = exclusion_reasons(participant)
     if reasons and not participant.excluded:
-        _exclude(participant, reasons)
-
-
-def _exclude(participant: Participant, reasons: list[str]) -> None:
-    participant.excluded = True
-    participant.exclusion_reasons = reasons
-    # Their participation ends here; the end page is the same as everyone's, so the
-    # rules cannot be learnt by trying.
-    participant.completed_at = participant.completed_at or timezone.now()
-    participant.save(update_fields=["excluded", "exclusion_reasons", "completed_at"])
-    end_active_assignments(participant)
+        exclude_by_rules(participant, reasons)
 
 
 def exclusion_reasons(participant: Participant) -> list[str]:

@@ -98,10 +98,11 @@ def test_failing_attention_checks_excludes_with_a_reason_and_keeps_the_labels(
     assert participant.completed_at is not None  # their participation ended there
     assert answered < 9
     assert Label.objects.filter(participant=participant).count() == answered  # all kept
-    # The item they held next went back to the pool: nothing is leased to them now.
+    # The item they held next went back to the pool, and so did the slots of their labels:
+    # nothing of theirs holds a slot, and their items are offered again.
     assert not participant.assignments.filter(status=Assignment.Status.ACTIVE).exists()
-    held = sum(item.assigned_count for item in StudyItem.objects.filter(kind="main"))
-    assert held == Label.objects.filter(item__kind="main").count()
+    counts = StudyItem.objects.filter(kind="main").values_list("assigned_count", "labelled_count")
+    assert set(counts) == {(0, 0)}
 
 
 def test_too_many_fast_answers_exclude_with_a_reason(make_study) -> None:
@@ -191,8 +192,9 @@ def test_a_failed_check_ends_the_session_after_the_next_main_trial(make_study) -
     assert participant.exclusion_reasons == ["failed 1 of 1 attention check (0 allowed)"]
     assert participant.completed_at is not None
     assert not participant.assignments.filter(status=Assignment.Status.ACTIVE).exists()
+    assert Label.objects.filter(item__kind="main").count() == 2  # kept, but not analysed:
     held = sum(item.assigned_count for item in StudyItem.objects.filter(kind="main"))
-    assert held == Label.objects.filter(item__kind="main").count() == 2
+    assert held == 0  # their slots reopened
 
 
 def test_a_failed_check_at_the_end_of_the_list_excludes_at_the_end(make_study) -> None:
