@@ -19,6 +19,7 @@ from typing import Any
 from django.urls import reverse
 
 from labeling import services
+from labeling.ending import end_code
 from labeling.images import stored_png
 from labeling.models import Assignment, Participant
 from labeling.queries import choice_text
@@ -58,9 +59,11 @@ def trial_payload(study: Study, trial: services.Trial) -> Payload:
 
 
 def done_payload(study: Study, participant: Participant | None = None) -> Payload:
-    """The end; a Prolific participant goes straight back to Prolific with the code."""
+    """The end; a Prolific participant goes straight back to Prolific with their code."""
     if participant is not None and participant.source == Study.Recruitment.PROLIFIC:
-        return {"done": True, "redirect": prolific_completion_url(study.completion_code)}
+        code = end_code(study, participant)
+        if code:
+            return {"done": True, "redirect": prolific_completion_url(code)}
     return {"done": True, "redirect": reverse("done", args=[study.join_token])}
 
 

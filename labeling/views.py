@@ -21,6 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from labeling import access, limits, payloads, recruitment, services
+from labeling.ending import end_code
 from labeling.forms import ConsentForm, LabCodeForm, LabelForm
 from labeling.images import stored_png
 from labeling.models import Assignment, Participant
@@ -297,19 +298,21 @@ def done(request: HttpRequest, join_token: str) -> HttpResponse:
     participant = _at_step(request, study, Step.DONE)
     if isinstance(participant, HttpResponse):
         return participant
-    if participant.source == Study.Recruitment.PROLIFIC:
-        return redirect(recruitment.prolific_completion_url(study.completion_code))
-    if participant.source == Study.Recruitment.MTURK:
+    code = end_code(study, participant)  # an excluded participant's: the study's choice
+    if participant.source == Study.Recruitment.PROLIFIC and code:
+        return redirect(recruitment.prolific_completion_url(code))
+    if participant.source == Study.Recruitment.MTURK and code:
         session = participant.recruiter_session
         return _page(
             request,
             "done.html",
             study,
             participant=participant,
+            code=code,
             mturk_action=recruitment.mturk_submit_url(session["turk_submit_to"]),
             mturk_assignment_id=session["assignment_id"],
         )
-    return _page(request, "done.html", study, participant=participant)
+    return _page(request, "done.html", study, participant=participant, code=code)
 
 
 @never_cache

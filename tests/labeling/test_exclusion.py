@@ -16,12 +16,22 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
+from django.test import Client
 
 from labeling import services
 from labeling.models import Assignment, Label, Participant
 from labeling.services import exclusion
 from study.models import ExclusionDecision, Study, StudyCollaborator, StudyItem
-from tests.labeling.conftest import answer_all, configure, run_at_once
+from tests.labeling.conftest import (
+    answer_all,
+    answer_body,
+    api_answer,
+    api_next,
+    configure,
+    run_at_once,
+    start_open,
+)
+from tests.labeling.test_recruitment import mturk_url, prolific_url
 from tests.sqlite import postgresql_only
 
 FAST_MS = 10.0  # under the study's min_response_ms
@@ -353,3 +363,88 @@ def test_a_participant_of_another_study_or_who_declined_is_refused(
     with pytest.raises(ValidationError, match="declined consent"):
         exclusion.exclude_participant(study, declined, "Declined", by=researcher)
     assert not ExclusionDecision.objects.exists()
+
+
+# ---- the end an excluded participant gets ----
+
+COMPLETE = "https://app.prolific.com/submissions/complete?cc="
+
+
+def excluded_from(client: Client, study: Study, entry_url: str) -> Participant:
+    """A recruited participant who answers too fast through the JSON API until the end."""
+    assert client.get(entry_url).status_code == 302
+    start_open(client, study)
+    state = api_next(client, study)
+    while not state.get("done"):
+        body = answer_body(state, 1) | {"client_response_ms": FAST_MS}
+        reply = api_answer(client, study, body).json()
+        state = reply["next"] or api_next(client, study)
+    participant = Participant.objects.latest("id")
+    assert participant.excluded
+    return participant
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code_of"),
+    [
+        ("screen_out", lambda study: study.screen_out_code),
+        ("completion", lambda study: study.completion_code),
+    ],
+)
+def test_prolific_sends_an_excluded_participant_back_with_the_studys_chosen_code(
+    make_study, outcome: str, code_of
+) -> None:
+    study = fast_rule_study(make_study, count=4, labels_per_item=1, items_per_participant=4)
+    configure(study, recruitment="prolific", excluded_outcome=outcome)
+    client = Client()
+
+    participant = excluded_from(client, study, prolific_url(study))
+    done = client.get(f"/s/{study.join_token}/done/")
+
+    assert done["Location"] == COMPLETE + code_of(study)
+    assert ExclusionDecision.objects.get(participant=participant).ended_session
+
+
+def test_no_code_ends_with_a_thank_you_and_no_submit_form(make_study) -> None:
+    study = fast_rule_study(make_study, count=4, labels_per_item=1, items_per_participant=4)
+    configure(study, recruitment="mturk", excluded_outcome="no_code")
+    client = Client()
+
+    excluded_from(client, study, mturk_url(study))
+    page = client.get(f"/s/{study.join_token}/done/").content.decode()
+
+    assert "Thank you for taking part" in page
+    assert 'id="mturk-submit"' not in page
+    assert study.completion_code not in page
+    assert study.screen_out_code not in page
+
+
+def test_the_end_never_says_why(make_study) -> None:
+    study = fast_rule_study(make_study, count=4, labels_per_item=1, items_per_participant=4)
+    configure(study, recruitment="mturk")  # the screen-out code goes into the HIT's form
+    client = Client()
+
+    excluded_from(client, study, mturk_url(study))
+    page = client.get(f"/s/{study.join_token}/done/").content.decode()
+
+    assert f'name="completion_code" value="{study.screen_out_code}"' in page
+    for telling in ("exclu", "fast", "attention", "screen", "reject", "check"):
+        assert telling not in page.lower()
+
+
+def test_one_excluded_by_hand_after_finishing_kept_the_completion_code(
+    make_study, researcher: User
+) -> None:
+    study = configure(make_study(count=4, labels_per_item=1), recruitment="prolific")
+    client = Client()
+    client.get(prolific_url(study))
+    start_open(client, study)
+    state = api_next(client, study)
+    while not state.get("done"):
+        state = api_answer(client, study, answer_body(state, 1)).json()["next"]
+    participant = Participant.objects.get()
+
+    exclusion.exclude_participant(study, participant, "Straight-lined", by=researcher)
+
+    done = client.get(f"/s/{study.join_token}/done/")
+    assert done["Location"] == COMPLETE + study.completion_code
