@@ -10,7 +10,8 @@ from enum import IntEnum
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum, Value
+from django.db.models.functions import Greatest, Least
 from django.http import Http404
 
 from attacks.models import AttackSetting
@@ -263,14 +264,21 @@ def participant_page(study: Study, page_number: str | int | None) -> Page:
 
 
 def study_progress(study: Study) -> dict[str, int]:
-    """Items that get exactly k labels (main and controls), their labels, and participants.
+    """Items that get exactly k labels (main and controls), their analysed labels, participants.
 
-    Two aggregate queries, cheap enough for a dashboard to poll every few seconds:
-    each item counts its own labels (``labelled_count``, kept by the same
-    transaction that stores a label), so no label row is read.
+    ``labels`` counts toward k the labels of participants who are not excluded, at most k
+    per item (an excluded participant's labels gave their slots back: their items are
+    offered again); ``labels_over_k`` the analysed labels beyond k, on items whose
+    re-included participants came back after others had filled them. Two aggregate
+    queries, cheap enough for a dashboard to poll every few seconds: each item counts
+    its own analysed labels (``labelled_count``, kept by the transactions that store a
+    label and that apply an exclusion), so no label row is read.
     """
+    k = study.labels_per_item
     items = StudyItem.objects.filter(study=study, kind__in=ANALYSED_KINDS).aggregate(
-        items=Count("id"), labels=Sum("labelled_count")
+        items=Count("id"),
+        labels=Sum(Least("labelled_count", Value(k))),
+        labels_over_k=Sum(Greatest(F("labelled_count") - Value(k), Value(0))),
     )
     people = study.participants.aggregate(
         participants=Count("id"),
@@ -280,6 +288,7 @@ def study_progress(study: Study) -> dict[str, int]:
     return {
         "items": items["items"],
         "labels": items["labels"] or 0,
-        "labels_needed": items["items"] * study.labels_per_item,
+        "labels_needed": items["items"] * k,
+        "labels_over_k": items["labels_over_k"] or 0,
         **people,
     }

@@ -211,9 +211,14 @@ class StudySerializer(StudySummarySerializer):
 
 
 class ProgressSerializer(serializers.Serializer):
-    items = serializers.IntegerField()
-    labels = serializers.IntegerField()
-    labels_needed = serializers.IntegerField()
+    items = serializers.IntegerField(help_text="main and control items: each is to get k labels")
+    labels = serializers.IntegerField(
+        help_text="analysed labels (of participants not excluded) toward k, at most k per item"
+    )
+    labels_needed = serializers.IntegerField(help_text="items x k")
+    labels_over_k = serializers.IntegerField(
+        help_text="analysed labels beyond k: re-included participants' on items refilled meanwhile"
+    )
     participants = serializers.IntegerField()
     completed = serializers.IntegerField()
     excluded = serializers.IntegerField()

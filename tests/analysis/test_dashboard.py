@@ -132,8 +132,9 @@ def test_progress_json_counts_labels_participants_and_exclusions(
     completed = hand.study.participants.exclude(completed_at=None).count()
     assert data == {
         "items": 8,
-        "labels": 24,
+        "labels": 16,  # the excluded participant's eight gave their slots back
         "labels_needed": 24,
+        "labels_over_k": 0,
         "participants": 3,
         "completed": completed,
         "excluded": 1,

@@ -324,7 +324,7 @@ def test_progress_and_results_are_the_dashboards(api: APIClient, study) -> None:
     refused = api.get(f"/api/v1/studies/{study.pk}/results/?bootstrap_replicates=5000")
 
     assert progress == {
-        "items": 20, "labels": 0, "labels_needed": 60,
+        "items": 20, "labels": 0, "labels_needed": 60, "labels_over_k": 0,
         "participants": 0, "completed": 0, "excluded": 0,
     }  # fmt: skip
     assert results.status_code == 200

@@ -22,6 +22,7 @@ from labeling import services
 from labeling.models import Assignment, Label, Participant
 from labeling.services import exclusion
 from study.models import ExclusionDecision, Study, StudyCollaborator, StudyItem
+from study.queries import study_progress
 from tests.labeling.conftest import (
     answer_all,
     answer_body,
@@ -448,3 +449,24 @@ def test_one_excluded_by_hand_after_finishing_kept_the_completion_code(
 
     done = client.get(f"/s/{study.join_token}/done/")
     assert done["Location"] == COMPLETE + study.completion_code
+
+
+def test_progress_counts_analysed_labels_toward_k(make_study, researcher: User) -> None:
+    study = fast_rule_study(make_study, count=4, labels_per_item=1, items_per_participant=4)
+    sloppy = services.join_study(study)
+    careless(sloppy)
+
+    assert study_progress(study) | {"completed": 0} == {
+        "items": 4,
+        "labels": 0,  # the two labels are stored, but not analysed: their items reopened
+        "labels_needed": 4,
+        "labels_over_k": 0,
+        "participants": 1,
+        "completed": 0,
+        "excluded": 1,
+    }
+    fill_up(study)
+    assert study_progress(study)["labels"] == 4
+    exclusion.include_participant(study, sloppy, "Fine after all", by=researcher)
+    progress = study_progress(study)
+    assert (progress["labels"], progress["labels_over_k"]) == (4, 2)
