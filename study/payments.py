@@ -7,7 +7,11 @@ IDs one per line. MTurk's batch review takes the results CSV back with an ``x`` 
 ``Approve`` or the reason under ``Reject``, row by ``AssignmentId``.
 
 Only completed participants who are not excluded are approved and paid a bonus; an excluded
-one is rejected (MTurk) or withheld (Prolific) with the exclusion's reasons.
+one is rejected (MTurk) or withheld (Prolific) with the exclusion's reasons, as the end they
+were given says: one whose session an exclusion ended got the study's ``excluded_outcome``
+(labeling/ending.py), so on Prolific they were "screened out" by the screen-out code, and with
+no code at all they had nothing to submit ("no code"); a participant excluded after they had
+finished submitted the completion code.
 """
 
 from __future__ import annotations
@@ -19,10 +23,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.http import HttpResponse
 
-from study.models import ANALYSED_ITEM_KINDS, PaymentFileDownload, Study, StudyItem
+from study.models import (
+    ANALYSED_ITEM_KINDS,
+    ExclusionDecision,
+    PaymentFileDownload,
+    Study,
+    StudyItem,
+)
 from study.recruiter_ids import decrypt_external_id
 
 File = PaymentFileDownload.File
@@ -36,6 +46,8 @@ MTURK_REVIEW_COLUMNS = ("AssignmentId", "WorkerId", "Approve", "Reject")
 PAYMENTS_COLUMNS = ("platform", "participant_id", "assignment_id", "outcome", "bonus", "reason")
 APPROVE, REJECT, WITHHOLD = "approve", "reject", "withhold"
 NOT_COMPLETED, DECLINED = "not completed", "declined consent"
+SCREENED_OUT, NO_CODE = "screened out", "no code"
+Outcome = Study.ExcludedOutcome
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,11 @@ def payees(study: Study) -> list[Payee]:
                 filter=Q(labels__item__kind=StudyItem.Kind.ATTENTION, labels__is_correct=True),
             ),
             labelled=Count("labels", filter=Q(labels__item__kind__in=ANALYSED_ITEM_KINDS)),
+            ended_by_exclusion=Exists(
+                ExclusionDecision.objects.filter(
+                    participant=OuterRef("pk"), excluded=True, ended_session=True
+                )
+            ),
         )
         .order_by("id")
         .values(
@@ -99,13 +116,14 @@ def payees(study: Study) -> list[Payee]:
             "exclusion_reasons",
             "correct_checks",
             "labelled",
+            "ended_by_exclusion",
         )
     )
     return [_payee(study, row) for row in rows]
 
 
 def _payee(study: Study, row: Mapping[str, Any]) -> Payee:
-    outcome, reason = _outcome(row)
+    outcome, reason = _outcome(study, row)
     bonus = Decimal(0)
     if outcome == APPROVE:
         bonus = (
@@ -127,15 +145,20 @@ def _payee(study: Study, row: Mapping[str, Any]) -> Payee:
     )
 
 
-def _outcome(row: Mapping[str, Any]) -> tuple[str, str]:
+def _outcome(study: Study, row: Mapping[str, Any]) -> tuple[str, str]:
     if row["declined_at"] is not None:
         return DECLINED, ""
     if row["completed_at"] is None:
         return NOT_COMPLETED, ""
-    if row["excluded"]:
-        reasons = "; ".join(row["exclusion_reasons"]) or "excluded"
-        return (REJECT if row["source"] == Recruitment.MTURK else WITHHOLD), reasons
-    return APPROVE, ""
+    if not row["excluded"]:
+        return APPROVE, ""
+    reasons = "; ".join(row["exclusion_reasons"]) or "excluded"
+    mturk = row["source"] == Recruitment.MTURK
+    if row["ended_by_exclusion"] and study.excluded_outcome == Outcome.NO_CODE:
+        return NO_CODE, reasons  # nothing to submit: MTurk's review file leaves them out
+    if row["ended_by_exclusion"] and study.excluded_outcome == Outcome.SCREEN_OUT and not mturk:
+        return SCREENED_OUT, reasons  # Prolific pays them as its screen-out rule says
+    return (REJECT if mturk else WITHHOLD), reasons
 
 
 def _prolific_bonuses(payees: list[Payee]) -> list[tuple[str, ...]]:

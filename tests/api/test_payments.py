@@ -34,7 +34,7 @@ def test_the_owner_downloads_prolifics_files_through_the_api(
     assert bonuses.content.decode() == f"{ALICE},0.40\n"
     assert approvals["Content-Type"] == "text/plain; charset=utf-8"
     assert approvals.content.decode() == f"{ALICE}\n"
-    summary_line = f"prolific,{BOB},,withhold,0.00,{reason(prolific_study)}"
+    summary_line = f"prolific,{BOB},,screened out,0.00,{reason(prolific_study)}"
     assert summary_line in summary.content.decode().splitlines()
     records = PaymentFileDownload.objects.order_by("id").values_list(
         "file", "rows", "downloaded_by"

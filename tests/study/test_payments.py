@@ -126,7 +126,8 @@ def test_the_payments_file_lists_everyone_with_outcome_bonus_and_reason(
     assert lines.splitlines() == [
         "platform,participant_id,assignment_id,outcome,bonus,reason",
         f"prolific,{ALICE},,approve,0.40,",
-        f"prolific,{BOB},,withhold,0.00,{reason(prolific_study)}",
+        # Excluded while labelling: Prolific had them back with the screen-out code.
+        f"prolific,{BOB},,screened out,0.00,{reason(prolific_study)}",
         f"prolific,{CAROL},,not completed,0.00,",
         f"prolific,{DAVE},,declined consent,0.00,",
         "prolific,,,approve,0.00,recruiter id not stored or unreadable",
@@ -168,7 +169,7 @@ def test_a_formula_in_a_reason_is_not_run_by_a_spreadsheet(
         exclusion_reasons=['=HYPERLINK("http://evil")']
     )
     lines = download(researcher_client, prolific_study, "payments.csv").content.decode()
-    assert f'prolific,{BOB},,withhold,0.00,"\'=HYPERLINK(""http://evil"")"' in lines
+    assert f'prolific,{BOB},,screened out,0.00,"\'=HYPERLINK(""http://evil"")"' in lines
 
 
 @pytest.mark.parametrize("role", ["view", "edit"])
@@ -264,3 +265,48 @@ def test_the_designer_refuses_to_exclude_others_studies_or_on_an_open_link(
     assert "Select a valid choice" in foreign.content.decode()
     assert "only Prolific and MTurk ids recognise a person" in open_link.content.decode()
     assert Study.objects.count() == 2  # no new draft
+
+
+@pytest.mark.parametrize(
+    ("recruitment", "outcome", "expected"),
+    [
+        ("prolific", "screen_out", "screened out"),
+        ("prolific", "completion", "withhold"),
+        ("prolific", "no_code", "no code"),
+        ("mturk", "screen_out", "reject"),  # MTurk has no screen-out: the HIT was submitted
+        ("mturk", "completion", "reject"),
+        ("mturk", "no_code", "no code"),
+    ],
+)
+def test_an_excluded_participants_payment_follows_the_end_they_were_given(
+    researcher_client: Client, make_study, recruitment: str, outcome: str, expected: str
+) -> None:
+    study = configure(paid_study(make_study, recruitment), excluded_outcome=outcome)
+    mturk = recruitment == "mturk"
+    bob, assignment = (WORKER_BOB, "ASG2") if mturk else (BOB, "")
+    finish(arrive(study, bob, assignment=assignment), wrong_on_checks)
+
+    lines = download(researcher_client, study, "payments.csv").content.decode().splitlines()
+
+    assert lines[1:] == [f"{recruitment},{bob},{assignment},{expected},0.00,{reason(study)}"]
+    if mturk:  # with no code there was no HIT to submit, and nothing to review
+        review = download(researcher_client, study, "mturk-review.csv").content.decode()
+        assert (f"ASG2,{bob},,{reason(study)}" in review) == (expected == "reject")
+    else:
+        assert download(researcher_client, study, "prolific-approvals.txt").content == b""
+
+
+def test_one_excluded_by_hand_after_finishing_submitted_the_completion_code(
+    researcher_client: Client, researcher: User, make_study
+) -> None:
+    from labeling.services.exclusion import exclude_participant
+
+    study = paid_study(make_study, "prolific")
+    alice = arrive(study, ALICE)
+    finish(alice)
+
+    exclude_participant(study, alice, "Answered in another tab", by=researcher)
+
+    lines = download(researcher_client, study, "payments.csv").content.decode().splitlines()
+    assert lines[1:] == [f"prolific,{ALICE},,withhold,0.00,Answered in another tab"]
+    assert download(researcher_client, study, "prolific-bonuses.csv").content == b""
