@@ -163,6 +163,10 @@ ADVSTUDY_LEASE_MINUTES = env_int("ADVSTUDY_LEASE_MINUTES", 10, minimum=1)
 # How often one web process sweeps a study's expired leases back into the pool (0: on
 # every trial). A sweep per trial cost a query over every active lease of the study.
 ADVSTUDY_LEASE_SWEEP_SECONDS = env_int("ADVSTUDY_LEASE_SWEEP_SECONDS", 15, minimum=0)
+# Timed studies: milliseconds the server allows beyond a trial's response deadline for the
+# image's trip to the browser and the answer's trip back; an answer later than that is
+# a timed-out trial, never a label (docs/studies.md, "Timing").
+ADVSTUDY_NETWORK_ALLOWANCE_MS = env_int("ADVSTUDY_NETWORK_ALLOWANCE_MS", 500, minimum=0)
 
 # Rate limits on annotators' entries (per address) and answers (per participant);
 # django-ratelimit's "N/s", "N/m" or "N/h". Counted in Redis (CACHE_REDIS_URL), shared

@@ -1,13 +1,19 @@
 """The labelling loop's JSON API: the page does not reload per answer.
 
 GET  /s/<join_token>/api/next    -> a trial, or {"done": true, "redirect": url}
-POST /s/<join_token>/api/labels  {"assignment", "value", "client_key", "client_response_ms"}
+POST /s/<join_token>/api/labels  {"assignment", "value", "client_key", "client_response_ms",
+     "exposure_ms" (timed studies: the image's time on screen)}
      (or "value": null, "timed_out": true when a timed trial's deadline passed)
      -> {"stored": true, "feedback": {...} (practice only), "next": <as api/next> or null}
+     A timed study's answer past the deadline (docs/studies.md, "Timing") is
+     {"stored": false, "timed_out": true, "message": sentence, "next": ...}: the trial
+     timed out and the page moves on. An answer to a timed study's trial other than the
+     one on screen is refused (409).
 
 A trial is {"assignment": uuid, "image": url, "progress": {"done", "total"},
-"phase": "practice" | "main", "next_image": url or null}. An error is a 4xx (or
-503 when busy, with Retry-After) with {"error": sentence}, and changes nothing;
+"phase": "practice" | "main", "next_image": url or null (null in a timed study)}.
+An error is a 4xx (or 503 when busy, with Retry-After) with {"error": sentence},
+and changes nothing;
 a participant who belongs on another page gets 409 with its "redirect" URL, as
 does one of a study that has closed. A paused study hands out nothing (409: the
 page asks again) and takes an answer only to the trial on screen.
@@ -28,6 +34,8 @@ from labeling.forms import LabelForm
 from labeling.models import Participant
 from labeling.queries import Step, current_step
 from study.models import Study
+
+_TOO_LATE = "That answer came after the time for this image ran out."
 
 
 def _error(message: str, status: int, **extra: object) -> JsonResponse:
@@ -90,6 +98,9 @@ def api_labels(request: HttpRequest, join_token: str) -> JsonResponse:
     except services.LabelRejected as rejected:
         return _error(f"{str(rejected).capitalize()}.", rejected.http_status)
     reply: dict[str, object] = {"stored": True}
+    if answered.late:
+        # A timed trial answered past its deadline: stored as timed out, not as a label.
+        reply = {"stored": False, "timed_out": True, "message": _TOO_LATE}
     feedback = payloads.feedback_payload(study, answered.item, answered.value)
     if feedback is not None:
         reply["feedback"] = feedback

@@ -19,6 +19,8 @@ class LabelForm(forms.Form):
     client_response_ms = forms.FloatField(min_value=0.0, max_value=_ONE_HOUR_MS, required=False)
     # Timed presentation: the page saw the deadline pass with no answer.
     timed_out = forms.BooleanField(required=False)
+    # Timed presentation: the image's time on screen, measured by the page from frame times.
+    exposure_ms = forms.FloatField(min_value=0.0, max_value=_ONE_HOUR_MS, required=False)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -37,6 +39,7 @@ class LabelForm(forms.Form):
             client_key=data["client_key"],
             client_response_ms=data["client_response_ms"],
             timed_out=bool(data["timed_out"]),
+            exposure_ms=data["exposure_ms"],
         )
 
     def submit(self, participant: Participant) -> Label:

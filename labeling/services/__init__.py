@@ -16,7 +16,8 @@ UPDATE. Every write for one participant first locks that participant's row
 
 The modules: ``participation`` (entry and the steps before labelling),
 ``assignment`` (the engine: trial order, claims, leases), ``submission``
-(labels and timeouts), ``quality`` (attention checks, fast answers, the exclusion
+(labels and timeouts), ``timing`` (a timed study's deadline on the server's clock,
+and the trial on screen), ``quality`` (attention checks, fast answers, the exclusion
 rules), ``exclusion`` (excluding and re-including, by the rules or by hand: the
 slots of an excluded participant's labels reopen).
 """

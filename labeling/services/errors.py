@@ -25,6 +25,13 @@ class LabelRejected(ValueError):
     http_status = 409
 
 
+class AnsweredLate(LabelRejected):
+    """An answer past a timed trial's deadline: the trial is stored as timed out, not labelled.
+
+    The one refusal that changes something: the timeout stands (docs/studies.md, "Timing").
+    """
+
+
 class NotYourItem(LabelRejected):
     http_status = 403
 
