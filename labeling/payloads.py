@@ -24,6 +24,7 @@ from labeling.images import stored_png
 from labeling.models import Assignment, Participant
 from labeling.queries import choice_text
 from labeling.recruitment import prolific_completion_url
+from labeling.services import timing
 from study.models import Study, StudyItem
 
 Payload = dict[str, Any]
@@ -46,11 +47,20 @@ def inline_image(assignment: Assignment) -> str | None:
 
 
 def trial_payload(study: Study, trial: services.Trial) -> Payload:
-    following = trial.following
+    """The trial on screen and, in an untimed study, the next one's image to preload.
+
+    A timed study sends no image before its trial starts: the next one comes with the
+    reply that starts it, and sending the current one starts its deadline's clock.
+    """
+    timed = timing.is_timed(study)
+    following = None if timed else trial.following
+    image_data = inline_image(trial.current)
+    if timed and image_data is not None:
+        timing.note_image_sent(trial.current)  # a larger image: when the image view sends it
     return {
         "assignment": str(trial.current.public_id),
         "image": image_url(study, trial.current),
-        "image_data": inline_image(trial.current),
+        "image_data": image_data,
         "progress": {"done": trial.progress.done, "total": trial.progress.total},
         "phase": trial.phase.value,
         "next_image": image_url(study, following) if following else None,

@@ -50,6 +50,7 @@ def study_preview(request: HttpRequest, study_id: int) -> HttpResponse:
 def _label_context(
     study: Study, practice: list[StudyItem], trials: list[StudyItem], done_url: str
 ) -> dict[str, object]:
+    timed = study.presentation == Study.Presentation.TIMED
     items = [_preview_item(study, item, "practice") for item in practice]
     items += [_preview_item(study, item, "main") for item in trials]
     state = (
@@ -58,7 +59,8 @@ def _label_context(
             "image": items[0]["image"],
             "progress": {"done": 0, "total": len(practice) or len(trials)},
             "phase": items[0]["phase"],
-            "next_image": items[1]["image"] if len(items) > 1 else None,
+            # A timed study preloads nothing: each image comes when its trial starts.
+            "next_image": items[1]["image"] if len(items) > 1 and not timed else None,
         }
         if items
         else payloads.done_payload(study) | {"redirect": done_url}

@@ -26,6 +26,7 @@ from labeling.forms import ConsentForm, LabCodeForm, LabelForm
 from labeling.images import stored_png
 from labeling.models import Assignment, Participant
 from labeling.queries import Step, answer_choices, current_step, example_item, practice_items
+from labeling.services import timing
 from study.models import Study
 
 
@@ -237,7 +238,10 @@ def label(request: HttpRequest, join_token: str) -> HttpResponse:
     if isinstance(participant, HttpResponse):
         return participant
     error, error_status = None, 400
-    if request.method == "POST":
+    if request.method == "POST" and timing.is_timed(study):
+        # The plain form cannot show an image for a set time: it takes no answer here.
+        error = _NEEDS_JAVASCRIPT
+    elif request.method == "POST":
         try:
             error = _submit_form(request, study, participant)
         except services.NotAnswerable as refusal:
@@ -266,6 +270,12 @@ def label(request: HttpRequest, join_token: str) -> HttpResponse:
         client_key=uuid.uuid4(),  # the plain form's; the script makes one per answer
         error=error,
     )
+
+
+_NEEDS_JAVASCRIPT = (
+    "This study shows each image for a set time, which needs JavaScript. Your answer was "
+    "not recorded: please turn JavaScript on and reload this page."
+)
 
 
 def _submit_form(request: HttpRequest, study: Study, participant: Participant) -> str | None:
@@ -318,17 +328,24 @@ def done(request: HttpRequest, join_token: str) -> HttpResponse:
 @never_cache
 @require_GET
 def image(request: HttpRequest, join_token: str, assignment_id: uuid.UUID) -> HttpResponse:
-    """The image of an item the requesting participant holds now; 403 for anyone else."""
-    _, participant = access.study_and_participant(request, join_token)
-    image_name = (
-        Assignment.objects.filter(
-            public_id=assignment_id, participant=participant, status=Assignment.Status.ACTIVE
+    """The image of an item the requesting participant holds now; 403 for anyone else.
+
+    In a timed study, only the current trial's image, and its deadline's clock starts
+    with the first send (docs/studies.md, "Timing").
+    """
+    study, participant = access.study_and_participant(request, join_token)
+    if participant is None:
+        image_name = None
+    elif timing.is_timed(study):
+        image_name = timing.send_current_image(participant, assignment_id)
+    else:
+        image_name = (
+            Assignment.objects.filter(
+                public_id=assignment_id, participant=participant, status=Assignment.Status.ACTIVE
+            )
+            .values_list("item__example__image", flat=True)
+            .first()
         )
-        .values_list("item__example__image", flat=True)
-        .first()
-        if participant is not None
-        else None
-    )
     if image_name is None:
         raise PermissionDenied("this image is not yours to see")
     return _png_response(stored_png(image_name))

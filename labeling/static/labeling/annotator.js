@@ -20,7 +20,10 @@
   const csrfInput = form.querySelector("input[name=csrfmiddlewaretoken]");
 
   let state = null; // the trial on screen, as api/next describes it
-  let onset = null; // performance.now() at the frame that first painted the image
+  let onset = null; // the frame time (requestAnimationFrame's) of the first frame with the image
+  // Timed studies: the image's time on screen, from the first frame painted with it to the
+  // first frame painted without it (frame times, not timers: a timer fires between frames).
+  let exposure = null; // {start, end (null while shown), frame (the last frame interval)}
   let accepting = false; // whether an answer counts now
   let timers = [];
   let shownObjectUrl = null;
@@ -88,7 +91,7 @@
         image: items[i].image,
         progress: { done: inPhase.indexOf(items[i]), total: inPhase.length },
         phase: items[i].phase,
-        next_image: i + 1 < items.length ? items[i + 1].image : null,
+        next_image: !config.timed && i + 1 < items.length ? items[i + 1].image : null,
       };
     };
     return {
@@ -188,14 +191,49 @@
 
   function startTimers() {
     if (!config.timed) return;
-    timers.push(
-      setTimeout(() => {
-        drawMask();
-        image.classList.add("masked");
-        mask.hidden = false;
-      }, config.exposure_ms),
-    );
     if (config.deadline_ms) timers.push(setTimeout(timeOut, config.deadline_ms));
+  }
+
+  function hideImage(shown, frameTime) {
+    // Called in a frame's requestAnimationFrame callback: that frame is the first without it.
+    if (shown.end !== null) return;
+    drawMask();
+    image.classList.add("masked");
+    mask.hidden = false;
+    shown.end = frameTime;
+  }
+
+  function startExposure(firstFrame) {
+    const shown = { start: firstFrame, end: null, frame: 1000 / 60 };
+    exposure = shown;
+    let last = firstFrame;
+    const step = (frameTime) => {
+      if (exposure !== shown || shown.end !== null) return;
+      if (frameTime > last) shown.frame = frameTime - last;
+      last = frameTime;
+      // The image goes at the frame nearest its exposure: half a frame early rather than
+      // most of a frame late.
+      if (frameTime - shown.start + shown.frame / 2 >= config.exposure_ms) hideImage(shown, frameTime);
+      else requestAnimationFrame(step);
+    };
+    requestAnimationFrame(step);
+  }
+
+  function measuredExposure() {
+    // Timed: the image leaves the screen (at the next frame, if an answer came first) and
+    // its time on screen is measured; null where no frame came (a hidden tab).
+    const shown = exposure;
+    if (!config.timed || shown === null) return Promise.resolve(null);
+    const measured = () => Math.round((shown.end - shown.start) * 10) / 10;
+    if (shown.end !== null) return Promise.resolve(measured());
+    return new Promise((resolve) => {
+      const fallback = setTimeout(() => resolve(null), 250);
+      requestAnimationFrame((frameTime) => {
+        clearTimeout(fallback);
+        hideImage(shown, frameTime);
+        resolve(measured());
+      });
+    });
   }
 
   async function show(trial) {
@@ -206,6 +244,7 @@
     state = trial;
     form.elements.assignment.value = trial.assignment; // the plain form answers this item too
     accepting = false;
+    exposure = null;
     clearTimers();
     setProgress(trial);
     image.classList.add("pending");
@@ -223,13 +262,15 @@
     fit();
     image.classList.remove("pending", "masked");
     image.alt = `Image ${trial.progress.done + 1} to label`;
-    requestAnimationFrame(() => {
-      onset = performance.now();
+    requestAnimationFrame((frameTime) => {
+      // Runs before the first frame that paints the image: frameTime is that frame's time.
+      onset = frameTime;
+      if (config.timed) startExposure(frameTime);
       accepting = true;
       answers.removeAttribute("aria-busy");
       startTimers();
     });
-    if (!trial.next_image_data) preload(trial.next_image);
+    if (!trial.next_image_data) preload(trial.next_image); // a timed study sends none
   }
 
   // ---- answering ----
@@ -247,26 +288,30 @@
     return Math.round((performance.now() - onset) * 10) / 10;
   }
 
-  function answer(value) {
+  async function answer(value) {
     if (!accepting) return; // a double click or a key held down sends one answer
     accepting = false;
     const ms = elapsed();
     clearTimers();
-    send({ assignment: state.assignment, value, client_key: newKey(), client_response_ms: ms });
+    const body = { assignment: state.assignment, value, client_key: newKey(), client_response_ms: ms };
+    if (config.timed) body.exposure_ms = await measuredExposure();
+    send(body);
   }
 
-  function timeOut() {
+  async function timeOut() {
     if (!accepting) return;
     accepting = false;
     const ms = elapsed();
     say("Time is up for this image.");
-    send({
+    const body = {
       assignment: state.assignment,
       value: null,
       timed_out: true,
       client_key: newKey(),
       client_response_ms: ms,
-    });
+    };
+    if (config.timed) body.exposure_ms = await measuredExposure();
+    send(body);
   }
 
   function waitForContinue(message, correct) {
@@ -300,6 +345,9 @@
       const last = reply.next && !reply.next.done && reply.next.phase === "main";
       const end = last ? " That was the last practice image: the study starts now." : "";
       await waitForContinue(reply.feedback.message + end, reply.feedback.correct);
+    } else if (reply.timed_out) {
+      say(reply.message); // answered after the deadline: the server took it as a timeout
+      await sleep(1500);
     } else if (body.timed_out) {
       await sleep(800); // long enough to read "Time is up"
     }
