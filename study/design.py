@@ -56,6 +56,8 @@ class StudyDesign:
     max_attention_failures: int = 0
     min_response_ms: int = 250
     max_fast_responses: int = 3
+    # What the end gives a participant whose session an exclusion ended.
+    excluded_outcome: str = Study.ExcludedOutcome.SCREEN_OUT
     lease_minutes: int = 10
     # Studies no participant of this one may have entered (and the reverse): their ids.
     exclude_participants_of: tuple[int, ...] = ()

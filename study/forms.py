@@ -74,8 +74,10 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "Exclusion rules",
         "A participant is excluded who fails more attention checks than allowed, or answers "
-        "faster than the minimum more often than allowed.",
-        ("max_attention_failures", "min_response_ms", "max_fast_responses"),
+        "faster than the minimum more often than allowed; a researcher may also exclude or "
+        "re-include anyone by hand. Their labels are kept but not analysed, and their items "
+        "are offered to others.",
+        ("max_attention_failures", "min_response_ms", "max_fast_responses", "excluded_outcome"),
     ),
     (
         "Payments",
@@ -233,6 +235,14 @@ class StudyDesignForm(forms.Form):
     max_attention_failures = _count("Attention failures allowed", required=True)
     min_response_ms = _count("Minimum response time (ms)", initial=250, required=True)
     max_fast_responses = _count("Too-fast answers allowed", initial=3, required=True)
+    excluded_outcome = forms.ChoiceField(
+        choices=Study.ExcludedOutcome.choices,
+        widget=forms.RadioSelect,
+        initial=Study.ExcludedOutcome.SCREEN_OUT,
+        required=False,  # left out: the screen-out code
+        label="The end of an excluded participant",
+        help_text="For one whose session an exclusion ended; the page never says why",
+    )
     lease_minutes = forms.IntegerField(
         min_value=1, max_value=24 * 60, initial=10, label="Lease (minutes)"
     )
@@ -341,6 +351,7 @@ class StudyDesignForm(forms.Form):
             max_attention_failures=data["max_attention_failures"],
             min_response_ms=data["min_response_ms"],
             max_fast_responses=data["max_fast_responses"],
+            excluded_outcome=data["excluded_outcome"] or Study.ExcludedOutcome.SCREEN_OUT,
             lease_minutes=data["lease_minutes"],
             exclude_participants_of=tuple(
                 study.pk for study in data.get("exclude_participants_of") or ()
@@ -379,6 +390,7 @@ def initial_from_design(design: StudyDesign, *, title: str | None = None) -> dic
         "max_attention_failures": design.max_attention_failures,
         "min_response_ms": design.min_response_ms,
         "max_fast_responses": design.max_fast_responses,
+        "excluded_outcome": design.excluded_outcome,
         "lease_minutes": design.lease_minutes,
         "exclude_participants_of": list(design.exclude_participants_of),
         "bonus_per_attention_check": design.bonus_per_attention_check,

@@ -148,6 +148,7 @@ def design_of(study: Study) -> StudyDesign:
         max_attention_failures=study.max_attention_failures,
         min_response_ms=study.min_response_ms,
         max_fast_responses=study.max_fast_responses,
+        excluded_outcome=study.excluded_outcome,
         lease_minutes=study.lease_minutes,
         exclude_participants_of=tuple(
             study.exclude_participants_of.order_by("id").values_list("id", flat=True)

@@ -61,6 +61,11 @@ class StudyDesignSerializer(serializers.Serializer):
     max_attention_failures = serializers.IntegerField(default=0)
     min_response_ms = serializers.IntegerField(default=250)
     max_fast_responses = serializers.IntegerField(default=3)
+    excluded_outcome = serializers.ChoiceField(
+        choices=Study.ExcludedOutcome.choices,
+        default=Study.ExcludedOutcome.SCREEN_OUT,
+        help_text="the end of a participant whose session an exclusion ended",
+    )
     lease_minutes = serializers.IntegerField(default=10)
     exclude_participants_of = serializers.ListField(
         child=serializers.IntegerField(),

@@ -62,6 +62,7 @@ DESIGN_FIELDS = [
     "max_attention_failures",
     "min_response_ms",
     "max_fast_responses",
+    "excluded_outcome",
     "bonus_per_attention_check",
     "bonus_per_item",
 ]
@@ -261,6 +262,7 @@ def _set_design_fields(study: Study, design: StudyDesign, plan: DesignPlan) -> N
     study.max_attention_failures = design.max_attention_failures
     study.min_response_ms = design.min_response_ms
     study.max_fast_responses = design.max_fast_responses
+    study.excluded_outcome = design.excluded_outcome
     study.bonus_per_attention_check = design.bonus_per_attention_check
     study.bonus_per_item = design.bonus_per_item
 
