@@ -107,6 +107,9 @@ class Label(models.Model):
         null=True, blank=True, help_text="Measured in the browser"
     )
     server_response_ms = models.PositiveIntegerField(help_text="From serving to receiving")
+    # Timed: the image's measured time on screen, its assignment's exposure_ms copied here
+    # so that the exports and the report read labels alone, without joining assignments.
+    exposure_ms = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Attention and practice items: whether the answer was the expected one.
     is_correct = models.BooleanField(null=True, blank=True)

@@ -487,8 +487,8 @@ _STORE_LABEL = Statement(
     "store_label",
     lambda d: (
         f"INSERT INTO {table(Label)} (assignment_id, participant_id, item_id, value, "
-        "client_key, client_response_ms, server_response_ms, created_at, is_correct, too_fast) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+        "client_key, client_response_ms, server_response_ms, created_at, is_correct, too_fast, "
+        "exposure_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
         "ON CONFLICT (participant_id, client_key) DO NOTHING RETURNING id"
     ),
     [
@@ -504,6 +504,7 @@ _STORE_LABEL = Statement(
             "created_at",
             "is_correct",
             "too_fast",
+            "exposure_ms",
         )
     ],
 )
@@ -527,7 +528,7 @@ _COUNT_LABEL = Statement(
 
 
 @transaction.atomic(savepoint=False)
-def insert_label(label: Label, exposure_ms: float | None = None) -> int | None:
+def insert_label(label: Label) -> int | None:
     """Store a new label, its assignment answered (when, and the image's measured exposure),
     its item's count; None if its key was used."""
     rows = _STORE_LABEL.fetch(
@@ -541,9 +542,10 @@ def insert_label(label: Label, exposure_ms: float | None = None) -> int | None:
         label.created_at,
         label.is_correct,
         label.too_fast,
+        label.exposure_ms,
     )
     if not rows:
         return None
-    _MARK_ANSWERED.fetch(label.assignment_id, label.created_at, exposure_ms)
+    _MARK_ANSWERED.fetch(label.assignment_id, label.created_at, label.exposure_ms)
     _COUNT_LABEL.fetch(label.item_id)
     return int(rows[0][0])

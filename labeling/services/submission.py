@@ -178,8 +178,9 @@ def _store_label(assignment: Assignment, value: int, answer: Answer) -> Label:
         created_at=now,
         is_correct=quality.is_correct(assignment.item, value),
         too_fast=quality.is_too_fast(study, answer.client_response_ms, server_ms),
+        exposure_ms=answer.exposure_ms,
     )
-    stored = statements.insert_label(label, answer.exposure_ms)
+    stored = statements.insert_label(label)
     if stored is None:  # two copies of one submission: the first one's label stands
         return Label.objects.select_related("item").get(
             participant=assignment.participant, client_key=answer.client_key

@@ -344,6 +344,7 @@ def test_the_measured_exposure_is_stored_per_trial_for_labels_and_timeouts(
     labelled = Assignment.objects.get(public_id=trial["assignment"])
     timed_out = Assignment.objects.get(public_id=second["assignment"])
     assert (labelled.status, labelled.exposure_ms) == ("labelled", 216.7)
+    assert Label.objects.get().exposure_ms == 216.7  # the label's copy, for the exports
     assert (timed_out.status, timed_out.exposure_ms) == ("timed_out", 183.3)
     assert timed_out.answered_at is not None
 
