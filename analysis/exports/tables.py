@@ -105,6 +105,7 @@ ANNOTATION_COLUMNS = (
     Column("value", INT, "l.value"),
     Column("client_response_ms", FLOAT, "l.client_response_ms"),
     Column("server_response_ms", INT, "l.server_response_ms"),
+    Column("exposure_ms", FLOAT, "l.exposure_ms"),
     Column("is_correct", BOOL, "l.is_correct"),
     Column("too_fast", BOOL, "l.too_fast"),
     Column("created_at", TIME, "l.created_at"),

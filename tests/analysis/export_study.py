@@ -29,7 +29,10 @@ def answer_all(participant: Participant, choose, fast_on_counted: bool = False) 
         gold = item.expected_label is not None
         value = item.expected_label if item.expected_label is not None else choose(item)
         client_ms = 10.0 if fast_on_counted and not gold else 900.0 + item.pk
-        services.submit_label(participant, assignment.public_id, value, uuid.uuid4(), client_ms)
+        exposure_ms = None if gold else 190.0 + 10 * (item.pk % 3)  # the column: both kinds
+        services.submit_label(
+            participant, assignment.public_id, value, uuid.uuid4(), client_ms, exposure_ms
+        )
 
 
 def labelled_study(make_study: Callable[..., Study]) -> Study:

@@ -45,7 +45,8 @@ ANALYSED = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
 ANNOTATION_COLUMNS = [
     "label_id", "participant", "participant_excluded", "item_id", "item_kind", "stratum",
     "example_id", "setting_id", "setting", "source_label", "target_label", "value",
-    "client_response_ms", "server_response_ms", "is_correct", "too_fast", "created_at",
+    "client_response_ms", "server_response_ms", "exposure_ms", "is_correct", "too_fast",
+    "created_at",
 ]  # fmt: skip
 TABLES = ("annotations", "examples", "participants")
 FORMATS = ("csv", "jsonl", "parquet")
@@ -86,6 +87,7 @@ def expected_annotations(study: Study, include_excluded: bool = False) -> list[d
             "value": label.value,
             "client_response_ms": label.client_response_ms,
             "server_response_ms": label.server_response_ms,
+            "exposure_ms": label.exposure_ms,
             "is_correct": label.is_correct,
             "too_fast": label.too_fast,
             "created_at": label.created_at,
@@ -271,21 +273,20 @@ def test_the_rows_hold_the_concrete_values_of_the_study(study: Study) -> None:
     examples = pd.read_parquet(io.BytesIO(export(study, "examples", "parquet")))
     people = pd.read_parquet(io.BytesIO(export(study, "participants", "parquet")))
 
-    # 5 counted items x k = 3 slots; the excluded participant took one: 14 kept labels.
-    assert len(annotations) == 14
+    # 5 counted items x k = 3 slots; the excluded participant's one slot reopened and the
+    # open-link participant filled it: 15 kept labels, every item at k.
+    assert len(annotations) == 15
     assert set(annotations["item_kind"]) == {"main", "control"}  # no attention answers
     assert not annotations["participant_excluded"].any()
     assert len(examples) == 5
-    assert examples["n_labels"].sum() == 14
-    assert sorted(examples["n_labels"]) == [2, 3, 3, 3, 3]
-    assert (examples["votes_cant_tell"] == 1).sum() == 4  # the open-link participant
+    assert examples["n_labels"].sum() == 15
+    assert sorted(examples["n_labels"]) == [3, 3, 3, 3, 3]
+    assert (examples["votes_cant_tell"] == 1).sum() == 5  # the open-link participant
     assert examples["prediction_second-model"].notna().sum() == 1
     assert examples["prediction_tiny-cnn"].notna().all()
     assert list(people["source"]) == ["prolific", "prolific", "open"]
-    assert list(people["labels"]) == [5, 5, 4]
-    # The two who label all five items meet their one attention check (the open-link
-    # participant's four may end before it comes).
-    assert list(people["attention_answers"])[:2] == [1, 1]
+    assert list(people["labels"]) == [5, 5, 5]
+    assert list(people["attention_answers"]) == [1, 1, 1]
 
 
 def test_majority_and_ties_follow_the_votes(study: Study) -> None:
@@ -313,9 +314,9 @@ def test_excluded_participants_come_back_with_include_excluded(study: Study) -> 
     examples = pd.read_csv(io.BytesIO(export(study, "examples", "csv", True)))
     people = pd.read_csv(io.BytesIO(export(study, "participants", "csv", True)))
 
-    assert len(annotations) == 15
+    assert len(annotations) == 16
     assert annotations["participant_excluded"].sum() == 1
-    assert examples["n_labels"].sum() == 15
+    assert examples["n_labels"].sum() == 16
     assert examples["votes_7"].sum() == votes_7_kept + 1  # the excluded one's only answer
     assert len(people) == 4
     row = people[people["participant"] == pseudonym(excluded)].iloc[0]
@@ -336,16 +337,16 @@ def test_batched_reads_give_the_same_rows_in_chunks_and_row_groups(
     chunks = list(export_bytes(study, ExportRequest("annotations", "csv")))
     parquet = pq.ParquetFile(io.BytesIO(export(study, "annotations", "parquet")))
 
-    # 14 rows read 4 at a time: the header with the first 4, then 4, 4 and 2, each
+    # 15 rows read 4 at a time: the header with the first 4, then 4, 4 and 3, each
     # sent as it is made.
-    assert [chunk.count(b"\n") for chunk in chunks] == [5, 4, 4, 2]
+    assert [chunk.count(b"\n") for chunk in chunks] == [5, 4, 4, 3]
     assert b"".join(chunks) == whole["csv"]
     assert export(study, "annotations", "jsonl") == whole["jsonl"]
     assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == [
         4,
         4,
         4,
-        2,
+        3,
     ]
     assert parquet.read().to_pandas().equals(pd.read_parquet(io.BytesIO(whole["parquet"])))
 
@@ -431,7 +432,7 @@ def test_the_dataset_card_records_the_provenance(study: Study, trained_model, tm
     job_versions = set(GenerationJob.objects.values_list("code_version", flat=True))
     assert set(facts["code_versions"]["examples"]) == job_versions - {""}
     assert facts["code_versions"]["export"]
-    assert facts["labels"]["total"] == 14
+    assert facts["labels"]["total"] == 15
     kept = Label.objects.filter(item__study=study, participant__excluded=False)
     assert facts["labels"]["by_kind"] == {
         kind: kept.filter(item__kind=kind).count() for kind in ANALYSED
@@ -533,8 +534,8 @@ def test_the_command_writes_the_export(study: Study, tmp_path: Path) -> None:
         "--output", str(output), "--include-excluded", stdout=stdout, stderr=io.StringIO(),
     )  # fmt: skip
 
-    assert len(pd.read_parquet(output)) == 15
-    assert "Wrote 15 rows" in stdout.getvalue()
+    assert len(pd.read_parquet(output)) == 16
+    assert "Wrote 16 rows" in stdout.getvalue()
     assert list(tmp_path.iterdir()) == [output]
 
 
