@@ -90,7 +90,7 @@ def test_a_database_outage_answers_503_so_the_page_asks_again(
         raise OperationalError("server closed the connection unexpectedly")
 
     with monkeypatch.context() as patched:
-        patched.setattr(submission, "_submit_label", server_gone)
+        patched.setattr(submission, "_store_answer", server_gone)
         refused = api_answer(open_client, study, answer_body(trial, 1))
     resent = api_answer(open_client, study, answer_body(trial, 1))
 
