@@ -6,6 +6,11 @@ from rest_framework.routers import SimpleRouter
 
 from analysis.api import StudyExportView, StudyResultsView
 from attacks.api import AttackSettingViewSet, ClassifierModelViewSet, GenerationJobViewSet
+from labeling.researcher_api import (
+    ParticipantExclusionView,
+    StudyParticipantsView,
+    StudyParticipantView,
+)
 from study.api import StudyViewSet
 
 # Path converters, not regexes: tests/test_researcher_urls_are_closed.py enumerates these.
@@ -23,5 +28,25 @@ urlpatterns = [
         "studies/<int:study_id>/exports/<slug:table>.<slug:export_format>",
         StudyExportView.as_view(),
         name="api-study-export",
+    ),
+    path(
+        "studies/<int:study_id>/participants/",
+        StudyParticipantsView.as_view(),
+        name="api-study-participants",
+    ),
+    path(
+        "studies/<int:study_id>/participants/<int:participant_id>/",
+        StudyParticipantView.as_view(),
+        name="api-study-participant",
+    ),
+    path(
+        "studies/<int:study_id>/participants/<int:participant_id>/exclude/",
+        ParticipantExclusionView.as_view(exclude=True),
+        name="api-participant-exclude",
+    ),
+    path(
+        "studies/<int:study_id>/participants/<int:participant_id>/include/",
+        ParticipantExclusionView.as_view(exclude=False),
+        name="api-participant-include",
     ),
 ]

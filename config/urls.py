@@ -11,6 +11,7 @@ urlpatterns = [
     path("researcher/", include("study.urls")),
     path("researcher/", include("attacks.urls")),
     path("researcher/", include("analysis.urls")),
+    path("researcher/", include("labeling.researcher_urls")),
     path("api/v1/", include("config.api_urls")),
     path("s/", include("labeling.urls")),
     path("healthz", healthz, name="healthz"),

@@ -418,3 +418,20 @@ class LabCodesForm(forms.Form):
 class CollaboratorForm(forms.Form):
     username = forms.CharField(max_length=150, help_text="A researcher's user name")
     role = forms.ChoiceField(choices=StudyCollaborator.Role.choices, initial="view")
+
+
+class ExclusionForm(forms.Form):
+    """A researcher's exclusion or re-inclusion of one participant, with the reason for it."""
+
+    EXCLUDE, INCLUDE = "exclude", "include"
+
+    action = forms.ChoiceField(
+        choices=[(EXCLUDE, "Exclude"), (INCLUDE, "Re-include")], widget=forms.HiddenInput
+    )
+    reason = forms.CharField(
+        max_length=500,
+        help_text=(
+            "Recorded with your name and the time. The payment files carry it: MTurk shows "
+            "it to a rejected worker."
+        ),
+    )
