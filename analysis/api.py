@@ -26,6 +26,14 @@ class ResultsQuerySerializer(serializers.Serializer):
     include_excluded = serializers.BooleanField(
         default=False, help_text="count excluded participants' labels too"
     )
+    exposure_within_ms = serializers.IntegerField(
+        default=None,
+        allow_null=True,
+        min_value=0,
+        max_value=60_000,
+        help_text="timed studies: leave out the trials whose measured exposure missed the "
+        "study's by more than this, or was not measured",
+    )
     bootstrap_replicates = serializers.IntegerField(
         default=MAX_REPLICATES, min_value=0, max_value=MAX_REPLICATES
     )
@@ -45,6 +53,7 @@ class StudyResultsView(APIView):
         report = study_report(
             study,
             include_excluded=query["include_excluded"],
+            exposure_within_ms=query["exposure_within_ms"],
             bootstrap_replicates=query["bootstrap_replicates"],
             seed=query["seed"],
         )

@@ -2,22 +2,27 @@
 
 Thin: each view finds the study (404 for anyone without access), reads the query
 string, calls the report or a query, and renders. Every page takes
-``?include_excluded=1`` to count excluded participants' labels too.
+``?include_excluded=1`` to count excluded participants' labels too; the report's
+pages of a timed study take ``?exposure_within_ms=N`` to leave out the trials whose
+measured exposure missed the target by more than N ms.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import BadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
-from django.utils.http import content_disposition_header
+from django.utils.http import content_disposition_header, urlencode
 from django.views.decorators.http import require_GET
 
 from analysis.gallery import OUTCOMES, GalleryFilters, gallery_page
 from analysis.queries import analysed_settings
-from analysis.report import study_report
+from analysis.report import StudyReport, study_report
 from config.auth import researcher_required
 from study.models import Study
 from study.queries import study_for, study_progress
@@ -27,35 +32,71 @@ def _include_excluded(request: HttpRequest) -> bool:
     return request.GET.get("include_excluded") == "1"
 
 
+def _bad_query_is_400(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A query string the report cannot take is a 400 that says why (Django's own 400
+    page would not)."""
+
+    @wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except BadRequest as error:
+            return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
+
+    return checked
+
+
+def _exposure_within(request: HttpRequest) -> int | None:
+    value = request.GET.get("exposure_within_ms", "")
+    if not value:
+        return None
+    if not value.isdigit() or int(value) > 60_000:
+        raise BadRequest("exposure_within_ms is a whole number of milliseconds, 0 to 60000.")
+    return int(value)
+
+
+def _report(request: HttpRequest, study: Study) -> StudyReport:
+    return study_report(
+        study,
+        include_excluded=_include_excluded(request),
+        exposure_within_ms=_exposure_within(request),
+    )
+
+
 def _context(request: HttpRequest, study: Study) -> dict[str, Any]:
-    include = _include_excluded(request)
+    include, within = _include_excluded(request), _exposure_within(request)
+    query = {"include_excluded": "1"} if include else {}
+    if within is not None and study.exposure_ms:
+        query["exposure_within_ms"] = str(within)
     return {
         "study": study,
         "include_excluded": include,
-        "query": "?include_excluded=1" if include else "",
+        "exposure_within_ms": within,
+        "query": f"?{urlencode(query)}" if query else "",
     }
 
 
 @researcher_required
 @require_GET
+@_bad_query_is_400
 def study_analysis(request: HttpRequest, study_id: int) -> HttpResponse:
     """Every measure of the report, in tables."""
     study = study_for(request.user, study_id)
     context = _context(request, study)
-    report = study_report(study, include_excluded=context["include_excluded"])
-    context.update(report=report, progress=study_progress(study))
+    context.update(report=_report(request, study), progress=study_progress(study))
     return render(request, "analysis/study_analysis.html", context)
 
 
 @researcher_required
 @require_GET
+@_bad_query_is_400
 def study_dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
     """Live progress, the per-setting table and the charts, drawn from one report."""
     from analysis.charts import CHART_FIGURES, figure_bytes  # lazily: see study_chart
 
     study = study_for(request.user, study_id)
     context = _context(request, study)
-    report = study_report(study, include_excluded=context["include_excluded"])
+    report = _report(request, study)
     charts = {
         name: base64.b64encode(figure_bytes(draw(report), "svg")).decode()
         for name, draw in CHART_FIGURES.items()
@@ -73,6 +114,7 @@ def study_progress_json(request: HttpRequest, study_id: int) -> JsonResponse:
 
 @researcher_required
 @require_GET
+@_bad_query_is_400
 def study_chart(request: HttpRequest, study_id: int, chart: str, chart_format: str) -> HttpResponse:
     """A chart as SVG or PNG, or its numbers as CSV (``annotators`` is a table only)."""
     # matplotlib is imported here, not with the module: every worker loads these views
@@ -83,7 +125,7 @@ def study_chart(request: HttpRequest, study_id: int, chart: str, chart_format: s
     drawable = chart in CHART_FIGURES or (chart in CHART_TABLES and chart_format == "csv")
     if not drawable or chart_format not in FORMATS:
         raise Http404("no such chart")
-    report = study_report(study, include_excluded=_include_excluded(request))
+    report = _report(request, study)
     if chart_format == "csv":
         body: bytes | str = table_csv(CHART_TABLES[chart](report))
     else:

@@ -52,6 +52,7 @@ def study_report(
     study: Study,
     *,
     include_excluded: bool = False,
+    exposure_within_ms: int | None = None,
     bootstrap_replicates: int = 1000,
     seed: int = 0,
 ) -> StudyReport:
@@ -59,9 +60,12 @@ def study_report(
 
     Reads the labels once (see analysis.report.loading) and computes everything
     from arrays; bootstraps are seeded by ``seed``, so the same data give the
-    same report.
+    same report. ``exposure_within_ms``: in a timed study, leave out the trials whose
+    measured exposure missed the target by more than this (or was not measured).
     """
-    data = load_study_data(study, include_excluded=include_excluded)
+    data = load_study_data(
+        study, include_excluded=include_excluded, exposure_within_ms=exposure_within_ms
+    )
     plan = plan_replicates(data, bootstrap_replicates, seed)
     fit = _dawid_skene(data)
     result = outcomes(data, fit.posteriors)
@@ -88,6 +92,8 @@ def study_report(
         families=psychometric_families(data),
         bootstrap=plan,
         min_response_ms=study.min_response_ms,
+        exposure_within_ms=exposure_within_ms if study.exposure_ms else None,
+        exposure_missed=data.exposure_missed,
     )
 
 

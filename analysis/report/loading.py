@@ -47,6 +47,7 @@ _LABEL_COLUMNS: Columns = (
     ("participant", pa.int64()),
     ("value", pa.int64()),
     ("response_ms", pa.float64()),
+    ("exposure_ms", pa.float64()),  # _MISSING where the page measured none
 )
 _PREDICTION_COLUMNS: Columns = (
     ("example", pa.int64()),
@@ -84,6 +85,9 @@ class StudyData:
     pseudonyms: tuple[str, ...]  # (P,)
     excluded: BoolArray  # (P,)
     category_names: tuple[str, ...]  # (K,)
+    # Timed studies, with a tolerance asked for: the trials left out because their
+    # measured exposure missed the study's target by more than it (or was not measured).
+    exposure_missed: int = 0
 
     @property
     def n_categories(self) -> int:
@@ -94,20 +98,33 @@ class StudyData:
         return self.n_categories - 1
 
 
-def load_study_data(study: Study, *, include_excluded: bool) -> StudyData:
+def load_study_data(
+    study: Study, *, include_excluded: bool, exposure_within_ms: int | None = None
+) -> StudyData:
+    """``exposure_within_ms``: in a timed study, leave out the trials whose measured
+    exposure is further than this from the study's exposure, or was not measured."""
     # One snapshot: a participant who joins between the reads of participants and of
     # labels would otherwise have labels and no participant row.
     with read_snapshot() as snapshot:
-        return _load_study_data(study, snapshot, include_excluded=include_excluded)
+        within = exposure_within_ms
+        return _load_study_data(
+            study, snapshot, include_excluded=include_excluded, exposure_within_ms=within
+        )
 
 
-def _load_study_data(study: Study, snapshot: Snapshot, *, include_excluded: bool) -> StudyData:
+def _load_study_data(
+    study: Study, snapshot: Snapshot, *, include_excluded: bool, exposure_within_ms: int | None
+) -> StudyData:
     items = sorted_items(read_rows(snapshot, items_query(study), ITEM_COLUMNS))
     participants = _participants(snapshot, study)
     dropped = [] if include_excluded else [pk for pk, (_, out) in participants.items() if out]
     labels, label_example = _kept_labels(
         read_rows(snapshot, _labels_query(items["item"]), _LABEL_COLUMNS), items["item"], dropped
     )
+    missed = _missed_exposure(study, labels["exposure_ms"], exposure_within_ms)
+    if missed.any():
+        labels = {name: column[~missed] for name, column in labels.items()}
+        label_example = label_example[~missed]
     predictions = read_rows(snapshot, _predictions_query(study), _PREDICTION_COLUMNS)
     settings = AttackSetting.objects.filter(pk__in=np.unique(items["setting"]).tolist())
     settings = settings.select_related("target_model").order_by("id")
@@ -131,7 +148,18 @@ def _load_study_data(study: Study, snapshot: Snapshot, *, include_excluded: bool
         pseudonyms=tuple(pseudonyms_of(participants[pk][0] for pk in participant_ids.tolist())),
         excluded=np.array([participants[pk][1] for pk in participant_ids.tolist()], dtype=bool),
         category_names=_category_names(study, n_classes),
+        exposure_missed=int(missed.sum()),
     )
+
+
+def _missed_exposure(
+    study: Study, exposure_ms: FloatArray, within_ms: int | None
+) -> npt.NDArray[np.bool_]:
+    """Which labels' trials missed the timed study's exposure by more than ``within_ms``."""
+    if within_ms is None or not study.exposure_ms:
+        return np.zeros(exposure_ms.size, dtype=bool)
+    unmeasured = exposure_ms == _MISSING
+    return unmeasured | (np.abs(exposure_ms - study.exposure_ms) > within_ms)
 
 
 def items_query(study: Study) -> str:
@@ -145,7 +173,8 @@ def _labels_query(item_ids: IntArray) -> str:
     low, high = item_range(item_ids)
     return f"""
         SELECT l.item_id, l.participant_id, l.value,
-               COALESCE(l.client_response_ms, l.server_response_ms)
+               COALESCE(l.client_response_ms, l.server_response_ms),
+               COALESCE(l.exposure_ms, {_MISSING})
         FROM {_LABEL} l
         WHERE l.item_id BETWEEN {low} AND {high}"""
 

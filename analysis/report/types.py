@@ -211,3 +211,6 @@ class StudyReport:
     families: tuple[PsychometricFamily, ...]
     bootstrap: BootstrapPlan
     min_response_ms: int
+    # Timed studies: the tolerance asked for, and the trials it left out.
+    exposure_within_ms: int | None = None
+    exposure_missed: int = 0

@@ -17,7 +17,9 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 from django.utils import timezone
+from rest_framework.test import APIClient
 
+from analysis.report import study_report
 from labeling import services
 from labeling.models import Assignment, Label, Participant
 from study.models import Study, StudyItem
@@ -386,3 +388,33 @@ def test_a_not_a_number_exposure_is_refused(make_study, open_client: Client) -> 
     assert response.status_code == 400
     assert response.json()["error"].startswith("exposure_ms:")
     assert database(study) == before
+
+
+def test_analysis_can_leave_out_trials_whose_exposure_missed_its_target(
+    make_study, open_client: Client, researcher_client: Client
+) -> None:
+    study = timed_study(make_study)  # 200 ms
+    start_open(open_client, study)
+    trial = api_next(open_client, study)
+    for exposure in (216.7, 201.0, None, 190.0):  # off by 16.7, 1, unmeasured, 10
+        trial = api_answer(open_client, study, answer_body(trial, 1, exposure_ms=exposure))
+        trial = trial.json()["next"]
+
+    def counted(within: int | None = None) -> tuple[int, int]:
+        report = study_report(study, exposure_within_ms=within, bootstrap_replicates=0)
+        return sum(entry.summary.counts.labels for entry in report.settings), report.exposure_missed
+
+    assert counted() == (4, 0)
+    assert counted(10) == (2, 2)
+    assert counted(20) == (3, 1)  # the unmeasured trial stays out
+    page = researcher_client.get(f"/researcher/studies/{study.pk}/analysis/?exposure_within_ms=10")
+    assert re.search(r'id="exposure-missed">2</strong>\s+trials whose exposure missed', page.text)
+    bad = researcher_client.get(f"/researcher/studies/{study.pk}/dashboard/?exposure_within_ms=x")
+    assert (bad.status_code, bad.text) == (
+        400,
+        "exposure_within_ms is a whole number of milliseconds, 0 to 60000.",
+    )
+    api = APIClient()
+    api.force_authenticate(study.owner)
+    results = api.get(f"/api/v1/studies/{study.pk}/results/?exposure_within_ms=10").json()
+    assert (results["exposure_within_ms"], results["exposure_missed"]) == (10, 2)
