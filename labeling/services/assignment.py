@@ -13,6 +13,7 @@ start when it becomes current (see ``start_next_trial``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import time
@@ -364,7 +365,18 @@ def participant_seed(participant: Participant) -> str:
 
 
 def _seeded_rank(participant: Participant, key: int) -> bytes:
-    return hashlib.sha256(f"{participant_seed(participant)}:{key}".encode()).digest()
+    return _rank(participant_seed(participant), key)
+
+
+def _rank(seed: str, key: int) -> bytes:
+    return hashlib.sha256(f"{seed}:{key}".encode()).digest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _ranked(seed: str, strata: tuple[int, ...]) -> tuple[int, ...]:
+    """``strata`` in a participant's seeded order. Kept: each of their trials asks again,
+    and hashing every stratum was a sizeable share of a claim's time."""
+    return tuple(sorted(strata, key=lambda stratum: _rank(seed, stratum)))
 
 
 def attention_positions(participant: Participant, checks: int) -> frozenset[int]:
@@ -451,7 +463,7 @@ def _due_strata(participant: Participant, counts: TrialCounts, strata: Iterable[
     # The strata the list owes are used up: the fewest held of the others keep it balanced.
     fewest = min((counts.per_stratum[stratum] for stratum in candidates), default=0)
     due = [stratum for stratum in candidates if counts.per_stratum[stratum] == fewest]
-    return sorted(due, key=lambda stratum: _seeded_rank(participant, stratum))
+    return list(_ranked(participant_seed(participant), tuple(due)))
 
 
 def _owed_trials(participant: Participant, counts: TrialCounts) -> dict[int, int]:
@@ -461,7 +473,7 @@ def _owed_trials(participant: Participant, counts: TrialCounts) -> dict[int, int
         return {}
     each, extra = divmod(participant.study.items_per_participant, len(every_stratum))
     # Which strata give one trial more than the others: the participant's own seeded pick.
-    by_rank = sorted(every_stratum, key=lambda stratum: _seeded_rank(participant, stratum))
+    by_rank = _ranked(participant_seed(participant), tuple(every_stratum))
     return {
         stratum: each + (rank < extra) - counts.per_stratum[stratum]
         for rank, stratum in enumerate(by_rank)
