@@ -473,6 +473,11 @@ def parse_arguments() -> argparse.Namespace:
         help="VACUUM (ANALYZE) period during a level; default 60 when autovacuum is off, else 0",
     )
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument(
+        "--cache-redis-url",
+        default="redis://127.0.0.1:6379/10",
+        help="CACHE_REDIS_URL, as production sets it: rate limits and sessions in Redis",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep-media", action="store_true", help="keep the example images")
     return parser.parse_args()
@@ -511,6 +516,7 @@ def main() -> None:
         "ADVSTUDY_ANSWER_RATE": "1000000/m",
         "MEDIA_ROOT": str(media / "media"),
         "LOG_LEVEL": "WARNING",
+        "CACHE_REDIS_URL": args.cache_redis_url,
     }
     try:
         recreate_database(args.database_url)

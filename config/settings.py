@@ -180,23 +180,24 @@ RATELIMIT_FAIL_OPEN = True
 # the rate limits count the address the last of them saw (labeling/limits.py).
 ADVSTUDY_TRUSTED_PROXIES = env_int("ADVSTUDY_TRUSTED_PROXIES", 0, minimum=0)
 _CACHE_REDIS_URL = env_str("CACHE_REDIS_URL")
+_SHARED_CACHE = {
+    "BACKEND": "django_redis.cache.RedisCache",
+    "LOCATION": _CACHE_REDIS_URL,
+    "OPTIONS": {"IGNORE_EXCEPTIONS": True, "SOCKET_CONNECT_TIMEOUT": 0.25, "SOCKET_TIMEOUT": 0.25},
+}
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "ratelimit": (
-        {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": _CACHE_REDIS_URL,
-            "OPTIONS": {
-                "IGNORE_EXCEPTIONS": True,
-                "SOCKET_CONNECT_TIMEOUT": 0.25,
-                "SOCKET_TIMEOUT": 0.25,
-            },
-        }
-        if _CACHE_REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "limits"}
-    ),
+    "ratelimit": _SHARED_CACHE
+    if _CACHE_REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "limits"},
 }
-if not _CACHE_REDIS_URL:
+if _CACHE_REDIS_URL:
+    # Sessions read from Redis, written through to the database: an annotator's every
+    # request reads their session, and the database's copy survives Redis going down.
+    CACHES["sessions"] = _SHARED_CACHE
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    SESSION_CACHE_ALIAS = "sessions"
+else:
     # django-ratelimit refuses a per-process cache; the demo runs one process.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
