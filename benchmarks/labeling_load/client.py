@@ -78,6 +78,7 @@ class Stats:
     acknowledged_keys: list[str] = field(default_factory=list)  # client_keys answered "stored"
     finished: int = 0  # annotators who reached the end page
     turned_away: int = 0  # late arrivals told the study has all its answers
+    sent_away: int = 0  # answers refused because a researcher had excluded their annotator
     gave_up: int = 0
     first_request: float = math.inf
     last_response: float = 0.0
@@ -157,7 +158,14 @@ class Annotator:
             return reply
 
     def turned_away(self, kind: str, reply: Reply) -> bool:
-        return self.config.may_be_turned_away and kind == ENTRY and reply.status == 403
+        if self.config.may_be_turned_away and kind == ENTRY and reply.status == 403:
+            return True
+        # Excluded by hand meanwhile: the answer is refused, and the page asks for the
+        # next trial and is sent to the end, as it should be.
+        if kind in (SUBMIT, NEXT) and reply.status == 409 and "redirect" in reply.json():
+            self.stats.sent_away += kind == SUBMIT
+            return True
+        return False
 
     def error(self, kind: str, reason: str) -> None:
         self.stats.errors[f"{kind}: {reason}"] += 1

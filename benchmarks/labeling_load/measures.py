@@ -123,8 +123,9 @@ def check_integrity(
         count = grouped.annotate(n=Count("id")).values("n")
         return Coalesce(Subquery(count, output_field=IntegerField()), 0)
 
+    # Analysed labels: an excluded participant's stay stored but gave their slots back.
     items = counted.annotate(
-        labels_n=per_item(Label.objects.all()),
+        labels_n=per_item(Label.objects.filter(participant__excluded=False)),
         active_n=per_item(Assignment.objects.filter(status=Assignment.Status.ACTIVE)),
     )
     total = items.count()
@@ -149,6 +150,7 @@ def check_integrity(
     unacknowledged = len(stored - acknowledged)
     participants = Participant.objects.filter(study=study)
     bad_counters = _participants_with_wrong_counters(participants)
+    excluded_labels = labels.filter(participant__excluded=True).count()
     full = participants.annotate(
         main=Count(
             "labels", filter=Q(labels__item__kind__in=[StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL])
@@ -157,11 +159,11 @@ def check_integrity(
     lines = [
         (
             exact == total or not complete,
-            f"counted items with exactly k = {k} labels: {exact}/{total}"
+            f"counted items with exactly k = {k} analysed labels: {exact}/{total}"
             f" ({len(short)} with fewer, {missing} labels short; {over} with more)"
             + ("" if complete else " (the level was cut short: incomplete)"),
         ),
-        (over == 0, f"items over k (a doubled label): {over}"),
+        (over == 0, f"items over k analysed labels (a doubled label): {over}"),
         (lost == 0, f"answers acknowledged to the client but not stored (lost): {lost}"),
         (
             unacknowledged == 0 or not complete,
@@ -181,11 +183,12 @@ def check_integrity(
         ),
         (
             bad_labelled == 0,
-            f"items whose labelled_count differs from their labels: {bad_labelled}",
+            f"items whose labelled_count differs from their analysed labels: {bad_labelled}",
         ),
         (
             bad_assigned == 0,
-            f"items whose assigned_count differs from labels + active leases: {bad_assigned}",
+            f"items whose assigned_count differs from analysed labels + active leases: "
+            f"{bad_assigned}",
         ),
         (active == 0 or not complete, f"items still leased at the end: {active}"),
         (
@@ -199,7 +202,8 @@ def check_integrity(
             f"{participants.exclude(completed_at=None).count()}, excluded "
             f"{participants.filter(excluded=True).count()}, with all "
             f"{study.items_per_participant} counted items {full.count()}; labels stored "
-            f"{labels.count()} (counted {labels.filter(item__in=counted).count()})",
+            f"{labels.count()} (counted {labels.filter(item__in=counted).count()}; of excluded "
+            f"participants, kept but not analysed, {excluded_labels})",
         ),
     ]
     return lines

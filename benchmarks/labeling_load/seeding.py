@@ -188,6 +188,43 @@ def autovacuum_stand_in(url: str, every_s: float) -> Iterator[None]:
             thread.join()
 
 
+@contextmanager
+def excluding_by_hand(study: Study, owner: User, every_s: float) -> Iterator[list[int]]:
+    """Every ``every_s`` seconds a researcher excludes, by hand, a participant who has
+    labelled (0: never): their slots reopen while the others claim. Yields the ids."""
+    from django.db import connection
+
+    from labeling.models import Participant
+    from labeling.services import exclusion
+
+    excluded: list[int] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            while not stop.wait(every_s):
+                labelled = Participant.objects.filter(
+                    study=study, excluded=False, completed_at=None, labels__isnull=False
+                )
+                chosen = labelled.order_by("?").first()
+                if chosen is not None:
+                    reason = "load benchmark: excluded by hand during the level"
+                    exclusion.exclude_participant(study, chosen, reason, by=owner)
+                    excluded.append(chosen.pk)
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=run, daemon=True)
+    if every_s > 0:
+        thread.start()
+    try:
+        yield excluded
+    finally:
+        stop.set()
+        if every_s > 0:
+            thread.join()
+
+
 def end_leftover_queries(url: str) -> int:
     """End the queries a stopped server left running in the benchmark's own database."""
     connection = connect(url)
