@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis.report import GroupReport, PsychometricFamily, StudyReport
+from config.spreadsheets import text_cell
 
 Cell = str | int | float | None
 FORMATS = {"svg": "image/svg+xml", "png": "image/png", "csv": "text/csv"}
@@ -149,13 +150,20 @@ def annotators_table(report: StudyReport) -> ChartTable:
 
 
 def table_csv(table: ChartTable) -> str:
-    """CSV with full-precision numbers (repr), empty cells where a measure is undefined."""
+    """CSV with full-precision numbers (repr), empty cells where a measure is undefined,
+    and no name a spreadsheet would run as a formula."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(table.header)
     for row in table.rows:
-        writer.writerow(["" if cell is None else cell for cell in row])
+        writer.writerow([_csv_cell(cell) for cell in row])
     return buffer.getvalue()
+
+
+def _csv_cell(cell: Cell) -> Cell:
+    if cell is None:
+        return ""
+    return text_cell(cell) if isinstance(cell, str) else cell
 
 
 # ---- figures ----

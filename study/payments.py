@@ -26,6 +26,7 @@ from typing import Any
 from django.db.models import Count, Exists, OuterRef, Q
 from django.http import HttpResponse
 
+from config.spreadsheets import text_cell
 from study.models import (
     ANALYSED_ITEM_KINDS,
     ExclusionDecision,
@@ -182,7 +183,7 @@ def _mturk_review(payees: list[Payee]) -> list[tuple[str, ...]]:
             payee.assignment_id,
             payee.external_id or "",
             "x" if payee.outcome == APPROVE else "",
-            _cell(payee.reason) if payee.outcome == REJECT else "",
+            text_cell(payee.reason) if payee.outcome == REJECT else "",
         )
         for payee in payees
         if payee.outcome in (APPROVE, REJECT) and payee.assignment_id
@@ -197,15 +198,10 @@ def _payments(payees: list[Payee]) -> list[tuple[str, ...]]:
             payee.assignment_id,
             payee.outcome,
             f"{payee.bonus:.2f}",
-            _cell(payee.reason),
+            text_cell(payee.reason),
         )
         for payee in payees
     ]
-
-
-def _cell(text: str) -> str:
-    # A researcher's reason opened in a spreadsheet must not run as a formula.
-    return f"'{text}" if text.startswith(("=", "+", "-", "@")) else text
 
 
 _BUILDERS: dict[str, Callable[[list[Payee]], list[tuple[str, ...]]]] = {

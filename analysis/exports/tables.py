@@ -229,11 +229,7 @@ FROM {ITEM} i
 WHERE {_analysed_items(study)}
 ORDER BY i.id"""
     read_schema = _schema(read)
-    schema = (
-        read_schema.remove(read_schema.get_field_index(STORED_IMAGE))
-        if with_images
-        else (read_schema)
-    )
+    schema = _schema(tuple(column for column in read if column.name != STORED_IMAGE))
     vote_names = [column.name for column in votes]
     return Table(
         "examples",

@@ -19,6 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from config.spreadsheets import text_cells
+
 Batches = Iterable[pa.RecordBatch]
 Writer = Callable[[pa.Schema, Batches], Iterator[bytes]]
 
@@ -52,13 +54,15 @@ def iso_times(times: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(dated, "Z", "")
 
 
-def _texts(batch: pa.RecordBatch, lists_as_json: bool) -> pa.RecordBatch:
-    """Times as ISO text; lists as JSON text where asked."""
+def _texts(batch: pa.RecordBatch, for_csv: bool) -> pa.RecordBatch:
+    """Times as ISO text; for CSV, lists as JSON text and no text read as a formula."""
     columns = []
     for values in batch.columns:
         if pa.types.is_timestamp(values.type):
             values = iso_times(values)
-        elif lists_as_json and pa.types.is_list(values.type):
+        elif for_csv and pa.types.is_string(values.type):
+            values = text_cells(values)
+        elif for_csv and pa.types.is_list(values.type):
             values = pa.array([None if v is None else json.dumps(v) for v in values.to_pylist()])
         columns.append(values.cast(pa.string()) if pa.types.is_null(values.type) else values)
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
