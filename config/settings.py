@@ -66,6 +66,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Near the top: it sees every researcher page's response last, redirects and errors too.
+    "config.researcher_headers.ResearcherHeadersMiddleware",
     # Static files (the annotator's script and styles) from gunicorn itself: no separate
     # web server is needed, and they go out compressed with long cache headers.
     "whitenoise.middleware.WhiteNoiseMiddleware",
