@@ -135,6 +135,14 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "researcher-home"
 LOGOUT_REDIRECT_URL = "login"
+# Mail, for password reset only: without EMAIL_HOST its pages answer 404 and the sign-in
+# page offers no link (config/accounts.py).
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "advstudy@localhost")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

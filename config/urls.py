@@ -2,11 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from config.accounts import account_urlpatterns
 from config.health import healthz
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="researcher-home"), name="root"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/", include(account_urlpatterns)),
     path("admin/", admin.site.urls),
     path("researcher/", include("study.urls")),
     path("researcher/", include("attacks.urls")),

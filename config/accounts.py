@@ -1,0 +1,58 @@
+"""Signing in: the pages of django.contrib.auth, password reset only where mail can be sent.
+
+Password reset mails a link; without a mail server (``EMAIL_HOST`` unset) its pages
+answer 404 and the sign-in page offers no link to them, rather than promising a mail
+that never leaves. The check is made per request, so the URL patterns never change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import urls as auth_urls
+from django.contrib.auth.views import LoginView
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import URLPattern, URLResolver, path
+
+PASSWORD_RESET_VIEWS = {
+    "password_reset",
+    "password_reset_done",
+    "password_reset_confirm",
+    "password_reset_complete",
+}
+
+
+def mail_is_configured() -> bool:
+    return bool(settings.EMAIL_HOST)
+
+
+def only_with_mail(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not mail_is_configured():
+            raise Http404("Password reset is off: this site sends no mail (EMAIL_HOST unset).")
+        return view(request, *args, **kwargs)
+
+    return answer
+
+
+class SignInView(LoginView):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        return {**context, "password_reset_offered": mail_is_configured()}
+
+
+def _gated(pattern: URLPattern | URLResolver) -> URLPattern | URLResolver:
+    if isinstance(pattern, URLPattern) and pattern.name in PASSWORD_RESET_VIEWS:
+        return path(str(pattern.pattern), only_with_mail(pattern.callback), name=pattern.name)
+    return pattern
+
+
+account_urlpatterns = [
+    # Before django.contrib.auth's own sign-in pattern, which it shadows.
+    path("login/", SignInView.as_view(), name="login"),
+    *(_gated(pattern) for pattern in auth_urls.urlpatterns),
+]
