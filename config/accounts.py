@@ -1,4 +1,5 @@
-"""Signing in: the pages of django.contrib.auth, password reset only where mail can be sent.
+"""Signing in: the pages of django.contrib.auth, password reset only where mail can be sent,
+and django-axes' lockout after repeated wrong passwords.
 
 Password reset mails a link; without a mail server (``EMAIL_HOST`` unset) its pages
 answer 404 and the sign-in page offers no link to them, rather than promising a mail
@@ -7,6 +8,7 @@ that never leaves. The check is made per request, so the URL patterns never chan
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -15,7 +17,10 @@ from django.conf import settings
 from django.contrib.auth import urls as auth_urls
 from django.contrib.auth.views import LoginView
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import URLPattern, URLResolver, path
+
+from labeling.limits import client_address
 
 PASSWORD_RESET_VIEWS = {
     "password_reset",
@@ -56,3 +61,19 @@ account_urlpatterns = [
     path("login/", SignInView.as_view(), name="login"),
     *(_gated(pattern) for pattern in auth_urls.urlpatterns),
 ]
+
+
+def login_client_address(request: HttpRequest) -> str:
+    """The address whose failures django-axes counts: the one the annotators' rate limits
+    see, through the same trusted proxies."""
+    return client_address("login", request)
+
+
+def locked_out(
+    request: HttpRequest, response: HttpResponse | None, credentials: dict[str, Any] | None
+) -> HttpResponse:
+    """django-axes' answer to a sign-in while locked: 429 and a sentence saying why and
+    for how long."""
+    minutes = math.ceil(settings.AXES_COOLOFF_TIME.total_seconds() / 60)
+    context = {"failure_limit": settings.AXES_FAILURE_LIMIT, "minutes": minutes}
+    return render(request, "registration/locked_out.html", context, status=429)
