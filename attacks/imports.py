@@ -40,6 +40,7 @@ from attacks import jobs, progress, services
 from attacks.datasets import configured_dataset
 from attacks.engine.datasets import DATASETS, ImageDataset
 from attacks.engine.example_sets import (
+    MAX_EXAMPLES,
     NO_TARGET,
     Budget,
     ExampleSet,
@@ -63,7 +64,6 @@ from attacks.models import (
 )
 from attacks.provenance import code_version
 
-MAX_IMPORT_COUNT = 100_000
 BATCH_SIZE = 256
 FILE_FORMATS = {".npz": "npz", ".zip": "png-csv-zip"}
 
@@ -203,8 +203,8 @@ def _check_name_free(name: str, sha256: str) -> None:
 
 def prepare_examples(example_set: ExampleSet, clean_set: ImageDataset) -> PreparedSet:
     """Check every index and label against the dataset, then convert to 8-bit and measure."""
-    if len(example_set) > MAX_IMPORT_COUNT:
-        raise ValidationError(f"at most {MAX_IMPORT_COUNT} examples per import")
+    if len(example_set) > MAX_EXAMPLES:
+        raise ValidationError(f"at most {MAX_EXAMPLES} examples per import")
     if tuple(example_set.pixels.shape[1:]) != tuple(clean_set.images.shape[1:]):
         raise ValidationError(
             f"images are {tuple(example_set.pixels.shape[1:])}; {clean_set.name} images are "
@@ -220,8 +220,17 @@ def prepare_examples(example_set: ExampleSet, clean_set: ImageDataset) -> Prepar
         source_indices=None if indices is None else indices.tolist(),
         source_labels=labels.tolist(),
         target_labels=[None if target == NO_TARGET else int(target) for target in targets],
-        measured=None if clean is None else distances(clean, stored),
+        measured=None if clean is None else _measure(clean, stored),
     )
+
+
+def _measure(clean: torch.Tensor, stored: torch.Tensor) -> list[Distances]:
+    """Distances a batch at a time, as their float64 temporaries take 40 bytes per value."""
+    return [
+        item
+        for start in range(0, len(stored), BATCH_SIZE)
+        for item in distances(clean[start : start + BATCH_SIZE], stored[start : start + BATCH_SIZE])
+    ]
 
 
 def _first_bad(mask: np.ndarray) -> int:
