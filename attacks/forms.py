@@ -15,17 +15,46 @@ from attacks.models import ClassifierModel, JobStatus
 _DATASETS = [(name, name) for name in DATASET_NAMES]
 _SPLITS = [(split, split) for split in SPLITS]
 
+# The largest numbers the columns hold on PostgreSQL (and so on SQLite, whose integers are
+# wider): a bigger one must be a 400 that says so, not the database's overflow as a 500.
+MAX_BIGINT = 2**63 - 1  # a BigIntegerField: seeds
+MAX_INTEGER = 2**31 - 1  # a PositiveIntegerField: source indices, counts, milliseconds
+
+
+def too_large(maximum: int) -> str:
+    """The sentence for a number beyond ``maximum``, the largest its column stores."""
+    return f"Ensure this value is at most {maximum}, the largest number the database stores."
+
+
+def seed_field() -> forms.IntegerField:
+    return forms.IntegerField(
+        min_value=0,
+        max_value=MAX_BIGINT,
+        initial=0,
+        error_messages={"max_value": too_large(MAX_BIGINT)},
+    )
+
+
+def index_field(*, min_value: int, initial: int) -> forms.IntegerField:
+    """A position in a dataset split, stored as a PositiveIntegerField."""
+    return forms.IntegerField(
+        min_value=min_value,
+        max_value=MAX_INTEGER,
+        initial=initial,
+        error_messages={"max_value": too_large(MAX_INTEGER)},
+    )
+
 
 class TrainModelForm(forms.Form):
     name = forms.CharField(max_length=100)
     architecture = forms.ChoiceField(choices=[(n, n) for n in architecture_names()])
     dataset = forms.ChoiceField(choices=_DATASETS)
     training_split = forms.ChoiceField(choices=_SPLITS, initial="train")
-    training_start = forms.IntegerField(min_value=0, initial=0)
-    training_stop = forms.IntegerField(min_value=1, initial=60000)
+    training_start = index_field(min_value=0, initial=0)
+    training_stop = index_field(min_value=1, initial=60000)
     evaluation_split = forms.ChoiceField(choices=_SPLITS, initial="test")
-    evaluation_start = forms.IntegerField(min_value=0, initial=0)
-    evaluation_stop = forms.IntegerField(min_value=1, initial=10000)
+    evaluation_start = index_field(min_value=0, initial=0)
+    evaluation_stop = index_field(min_value=1, initial=10000)
     recipe = forms.ChoiceField(choices=[(r, r) for r in RECIPES], initial="standard")
     eps = forms.FloatField(
         min_value=0.001,
@@ -36,7 +65,7 @@ class TrainModelForm(forms.Form):
     epochs = forms.IntegerField(min_value=1, max_value=1000, initial=2)
     batch_size = forms.IntegerField(min_value=1, max_value=65536, initial=128)
     learning_rate = forms.FloatField(min_value=1e-8, max_value=10.0, initial=1e-3)
-    seed = forms.IntegerField(min_value=0, initial=0)
+    seed = seed_field()
 
 
 class AttackSettingForm(forms.Form):
@@ -50,12 +79,12 @@ class AttackSettingForm(forms.Form):
     )
     dataset = forms.ChoiceField(choices=_DATASETS)
     source_split = forms.ChoiceField(choices=_SPLITS, initial="test")
-    source_start = forms.IntegerField(min_value=0, initial=0)
-    source_stop = forms.IntegerField(min_value=1, initial=10000)
+    source_start = index_field(min_value=0, initial=0)
+    source_stop = index_field(min_value=1, initial=10000)
     target_model = forms.ModelChoiceField(
         queryset=ClassifierModel.objects.filter(status=JobStatus.SUCCEEDED), required=False
     )
-    seed = forms.IntegerField(min_value=0, initial=0)
+    seed = seed_field()
 
     def clean_config(self) -> dict[str, Any]:
         text = self.cleaned_data.get("config") or "{}"

@@ -13,9 +13,35 @@ from rest_framework import serializers
 
 from attacks.engine.attacks import attack_names
 from attacks.engine.datasets import DATASET_NAMES, SPLITS
-from attacks.forms import FAMILY_HELP, AttackSettingForm, GenerationJobForm, SettingFamilyForm
+from attacks.forms import (
+    FAMILY_HELP,
+    MAX_BIGINT,
+    MAX_INTEGER,
+    AttackSettingForm,
+    GenerationJobForm,
+    SettingFamilyForm,
+    too_large,
+)
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from config.api import form_data
+
+
+def stored_integer(
+    maximum: int = MAX_INTEGER, minimum: int = 0, **options: Any
+) -> serializers.IntegerField:
+    """An integer within its column's range (a PositiveIntegerField's by default), so that
+    a larger one is a 400 that says so; the pages' forms then check their own bounds."""
+    return serializers.IntegerField(
+        min_value=minimum,
+        max_value=maximum,
+        error_messages={"max_value": too_large(maximum)},
+        **options,
+    )
+
+
+def row_id(**options: Any) -> serializers.IntegerField:
+    """A row's id (a BigAutoField)."""
+    return stored_integer(MAX_BIGINT, minimum=1, **options)
 
 
 class ClassifierModelSerializer(serializers.ModelSerializer):
@@ -85,12 +111,12 @@ class AttackSettingInputSerializer(serializers.Serializer):
     )
     dataset = serializers.ChoiceField(choices=DATASET_NAMES)
     source_split = serializers.ChoiceField(choices=SPLITS, default="test")
-    source_start = serializers.IntegerField(default=0)
-    source_stop = serializers.IntegerField()
-    target_model = serializers.IntegerField(
+    source_start = stored_integer(default=0)
+    source_stop = stored_integer()
+    target_model = row_id(
         required=False, allow_null=True, help_text="a trained model's id; attacks on a model"
     )
-    seed = serializers.IntegerField(default=0)
+    seed = stored_integer(MAX_BIGINT, default=0)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         data = {
@@ -138,9 +164,9 @@ class GenerationJobSerializer(serializers.ModelSerializer):
 class GenerationJobInputSerializer(serializers.Serializer):
     """More examples of a setting, checked by the setting page's job form."""
 
-    setting = serializers.IntegerField()
-    count = serializers.IntegerField()
-    chunk_size = serializers.IntegerField(default=64)
+    setting = row_id()
+    count = stored_integer()
+    chunk_size = stored_integer(default=64)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         setting = AttackSetting.objects.filter(pk=attrs["setting"]).first()

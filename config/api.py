@@ -17,6 +17,7 @@ from django.forms import Form
 from rest_framework import exceptions, serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
+from rest_framework.parsers import JSONParser as DRFJSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
@@ -95,6 +96,22 @@ def exception_handler(error: Exception, context: dict[str, Any]) -> Response | N
     if isinstance(error, DjangoValidationError):
         error = serializers.ValidationError({"non_field_errors": error.messages})
     return drf_exception_handler(error, context)
+
+
+class JSONParser(DRFJSONParser):
+    """DRF's parser, but a document nested too deeply to read is a 400, not a 500.
+
+    Python's json module answers deep nesting with a RecursionError, which is not the
+    ValueError that DRF turns into a ParseError.
+    """
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as error:
+            raise exceptions.ParseError(
+                "JSON parse error - the document is nested too deeply to read."
+            ) from error
 
 
 class IgnoreAccept(BaseContentNegotiation):

@@ -36,6 +36,7 @@ from labeling.queries import Step, current_step
 from study.models import Study
 
 _TOO_LATE = "That answer came after the time for this image ran out."
+_UNREADABLE = "The answer could not be read; the page sends it as one JSON object."
 
 
 def _error(message: str, status: int, **extra: object) -> JsonResponse:
@@ -90,7 +91,10 @@ def api_labels(request: HttpRequest, join_token: str) -> JsonResponse:
     study, participant = found
     if limits.answering_too_often(request, participant):
         return _error("Answers are coming in faster than anyone can give them.", 429)
-    form = LabelForm(_json_object(request))
+    answer = _json_object(request)
+    if answer is None:
+        return _error(_UNREADABLE, 400)
+    form = LabelForm(answer)
     if not form.is_valid():
         return _error(_first_error(form), 400)
     try:
@@ -119,12 +123,14 @@ def _next_or_none(study: Study, participant: Participant) -> payloads.Payload | 
         return None
 
 
-def _json_object(request: HttpRequest) -> dict[str, object]:
+def _json_object(request: HttpRequest) -> dict[str, object] | None:
+    """The body's JSON object; None for anything else, however malformed."""
     try:
         body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return body if isinstance(body, dict) else {}
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than Python's json module descends; not a ValueError.
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _first_error(form: LabelForm) -> str:

@@ -10,6 +10,7 @@ from django import forms
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 
+from attacks.forms import MAX_BIGINT, too_large
 from attacks.models import AttackSetting
 from study.design import SettingSample, StudyDesign, class_names
 from study.models import Study, StudyCollaborator
@@ -199,7 +200,12 @@ class StudyDesignForm(forms.Form):
         required=False, initial=True, label="Offer \u201cNone / can't tell\u201d"
     )
     seed = forms.IntegerField(
-        min_value=0, initial=0, label="Randomisation seed", help_text="Orders the items"
+        min_value=0,
+        max_value=MAX_BIGINT,
+        initial=0,
+        label="Randomisation seed",
+        help_text="Orders the items",
+        error_messages={"max_value": too_large(MAX_BIGINT)},
     )
     presentation = forms.ChoiceField(
         choices=Study.Presentation.choices,

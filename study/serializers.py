@@ -13,7 +13,9 @@ from typing import Any
 from django.urls import reverse
 from rest_framework import serializers
 
+from attacks.forms import MAX_BIGINT
 from attacks.models import AttackSetting
+from attacks.serializers import row_id, stored_integer
 from config.api import form_data
 from study import queries
 from study.design import class_names
@@ -25,8 +27,8 @@ CLEAN_ROLE_FIELDS = {"control": "controls", "attention": "attention", "practice"
 
 
 class SampleSerializer(serializers.Serializer):
-    setting = serializers.IntegerField(help_text="an attack setting's id")
-    count = serializers.IntegerField(help_text="its first examples, in seeded source order")
+    setting = row_id(help_text="an attack setting's id")
+    count = stored_integer(help_text="its first examples, in seeded source order")
 
 
 class StudyDesignSerializer(serializers.Serializer):
@@ -41,34 +43,34 @@ class StudyDesignSerializer(serializers.Serializer):
     samples = SampleSerializer(many=True, help_text="main items: examples under study")
     controls = SampleSerializer(required=False, allow_null=True, help_text="a clean setting")
     attention = SampleSerializer(required=False, allow_null=True, help_text="a clean setting")
-    attention_checks_per_participant = serializers.IntegerField(default=0)
+    attention_checks_per_participant = stored_integer(default=0)
     tells_of_known_answers = serializers.BooleanField(
         default=False, help_text="the instructions say that some images have known answers"
     )
     practice = SampleSerializer(required=False, allow_null=True, help_text="a clean setting")
-    items_per_participant = serializers.IntegerField()
-    labels_per_item = serializers.IntegerField()
+    items_per_participant = stored_integer()
+    labels_per_item = stored_integer()
     classes = serializers.ListField(
-        child=serializers.IntegerField(), required=False, help_text="default: every class"
+        child=stored_integer(), required=False, help_text="default: every class"
     )
     cant_tell = serializers.BooleanField(default=True)
-    seed = serializers.IntegerField(default=0)
+    seed = stored_integer(MAX_BIGINT, default=0)
     presentation = serializers.ChoiceField(choices=Study.Presentation.choices, default="unlimited")
-    exposure_ms = serializers.IntegerField(required=False, allow_null=True)
-    response_deadline_ms = serializers.IntegerField(required=False, allow_null=True)
+    exposure_ms = stored_integer(required=False, allow_null=True)
+    response_deadline_ms = stored_integer(required=False, allow_null=True)
     recruitment = serializers.ChoiceField(choices=Study.Recruitment.choices, default="open")
-    lab_code_count = serializers.IntegerField(default=0)
-    max_attention_failures = serializers.IntegerField(default=0)
-    min_response_ms = serializers.IntegerField(default=250)
-    max_fast_responses = serializers.IntegerField(default=3)
+    lab_code_count = stored_integer(default=0)
+    max_attention_failures = stored_integer(default=0)
+    min_response_ms = stored_integer(default=250)
+    max_fast_responses = stored_integer(default=3)
     excluded_outcome = serializers.ChoiceField(
         choices=Study.ExcludedOutcome.choices,
         default=Study.ExcludedOutcome.SCREEN_OUT,
         help_text="the end of a participant whose session an exclusion ended",
     )
-    lease_minutes = serializers.IntegerField(default=10)
+    lease_minutes = stored_integer(default=10)
     exclude_participants_of = serializers.ListField(
-        child=serializers.IntegerField(),
+        child=row_id(),
         default=list,
         help_text="ids of studies (that you own or edit) no participant of this one may have "
         "entered, nor the reverse; Prolific and MTurk only",
