@@ -145,7 +145,7 @@ def _open_zip(stream: IO[bytes], what: str) -> Iterator[zipfile.ZipFile]:
     entries, directory_bytes = _zip_directory_size(stream)
     if entries > MAX_ZIP_ENTRIES or directory_bytes > MAX_ZIP_DIRECTORY_BYTES:
         raise ExampleSetError(
-            f"a {what} may hold at most {MAX_ZIP_ENTRIES} files in a directory of at most "
+            f"the {what} may hold at most {MAX_ZIP_ENTRIES} files in a directory of at most "
             f"{MAX_ZIP_DIRECTORY_BYTES} bytes; this one holds {entries} in {directory_bytes}"
         )
     try:
@@ -393,10 +393,15 @@ def _reading(name: str, where: str) -> Iterator[None]:
     """A file that fails while being read is refused with the reason, never a crash."""
     try:
         yield
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
-        # A bad CRC, an unknown compression method, a file gone from the folder.
-        raise ExampleSetError(f"{name} cannot be read from {where}: {error}") from error
-    except RuntimeError as error:  # an encrypted zip member
+    except (
+        OSError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        NotImplementedError,
+        RuntimeError,
+    ) as error:
+        # A bad CRC, an unknown compression method, an encrypted member, a file gone.
         raise ExampleSetError(f"{name} cannot be read from {where}: {error}") from error
 
 
