@@ -349,7 +349,7 @@ def test_hostile_bodies_get_a_4xx_and_change_nothing(world: World) -> None:
             before = after
     print(
         f"\nhostile bodies: {tally.requests} requests to {len(tally.urls)} (method, URL) pairs "
-        f"that take a body, of {len(routes)} URL patterns; "
+        f"that did not answer 405, of {len(routes)} URL patterns; "
         f"statuses: {dict(sorted(tally.by_class.items()))}; rows: {counts(before)}"
     )
     print("answered other than 4xx (bodies that these endpoints never read):")
