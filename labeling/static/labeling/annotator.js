@@ -204,12 +204,18 @@
   }
 
   function startExposure(firstFrame) {
+    // frame: the display's refresh interval, the shortest gap seen between frames (a busy
+    // page drops frames, and a gap that spans two would end the exposure a frame early).
     const shown = { start: firstFrame, end: null, frame: 1000 / 60 };
     exposure = shown;
     let last = firstFrame;
+    let measured = false;
     const step = (frameTime) => {
       if (exposure !== shown || shown.end !== null) return;
-      if (frameTime > last) shown.frame = frameTime - last;
+      if (frameTime > last) {
+        shown.frame = measured ? Math.min(shown.frame, frameTime - last) : frameTime - last;
+        measured = true;
+      }
       last = frameTime;
       // The image goes at the frame nearest its exposure: half a frame early rather than
       // most of a frame late.
