@@ -272,3 +272,40 @@ class ExclusionDecision(models.Model):
     def __str__(self) -> str:
         verb = "excluded" if self.excluded else "re-included"
         return f"participant {self.participant_id} {verb}"
+
+
+class AuditEvent(models.Model):
+    """What was done to a study, by whom and when: its audit log (study.audit.record).
+
+    Written where each action happens, never per label. ``detail`` holds what the action
+    needs to be read later (a table and format, a participant, a status before and after).
+    """
+
+    class Action(models.TextChoices):
+        EXPORT = "export", "Export downloaded"
+        PAYMENT_FILE = "payment_file", "Payment file downloaded"
+        EXCLUSION = "exclusion", "Participant excluded"
+        REINCLUSION = "reinclusion", "Participant re-included"
+        COLLABORATOR_ADDED = "collaborator_added", "Collaborator added"
+        COLLABORATOR_REMOVED = "collaborator_removed", "Collaborator removed"
+        STATUS_CHANGE = "status_change", "Status changed"
+
+    # PROTECT: a study with a record of what was done to it is not deleted with its record.
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="audit_events")
+    # None: the study's own rules (an exclusion for failed attention checks).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    action = models.CharField(max_length=30, choices=Action.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} of study {self.study_id}"
