@@ -16,7 +16,7 @@ from analysis.export_views import export_response
 from analysis.exports import CONTENT_TYPES, FORMATS, TABLE_NAMES
 from analysis.report import study_report
 from analysis.report.plain import report_as_json
-from config.api import IgnoreAccept, validated_query
+from config.api import IgnoreAccept, api_user, validated_query
 from study.queries import study_for
 
 MAX_REPLICATES = 1000  # the report's own default, and what the analysis page draws
@@ -81,4 +81,6 @@ class StudyExportView(APIView):
     ) -> HttpResponse | StreamingHttpResponse:
         study = study_for(request.user, study_id)
         include_excluded = request.query_params.get("include_excluded") in ("1", "true")
-        return export_response(study, table, export_format, include_excluded=include_excluded)
+        return export_response(
+            study, table, export_format, include_excluded=include_excluded, by=api_user(request)
+        )

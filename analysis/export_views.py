@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 
+from django.contrib.auth.models import User
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from analysis.exports import ExportRequest, ExportRequestError, export_bytes
-from config.auth import researcher_required
+from config.auth import researcher_required, signed_in_user
+from study import audit
 from study.models import Study
 from study.queries import study_for
 
@@ -24,17 +26,27 @@ def study_export(
 ) -> HttpResponse | StreamingHttpResponse:
     study = study_for(request.user, study_id)
     include_excluded = request.GET.get("include_excluded") == "1"
-    return export_response(study, table, export_format, include_excluded=include_excluded)
+    return export_response(
+        study, table, export_format, include_excluded=include_excluded, by=signed_in_user(request)
+    )
 
 
 def export_response(
-    study: Study, table: str, export_format: str, *, include_excluded: bool
+    study: Study, table: str, export_format: str, *, include_excluded: bool, by: User
 ) -> HttpResponse | StreamingHttpResponse:
     """The export streamed as an attachment (the page's link and the REST API both use it)."""
     try:
         export = ExportRequest(table, export_format, include_excluded=include_excluded)
     except ExportRequestError as error:
         raise Http404(str(error)) from error
+    # Recorded before the export's read snapshot opens: on SQLite that snapshot is a
+    # transaction rolled back at the stream's end, and would take the record with it.
+    audit.record(
+        study,
+        by,
+        audit.Action.EXPORT,
+        {"table": table, "format": export_format, "include_excluded": include_excluded},
+    )
     try:
         chunks = export_bytes(study, export)
     except (DatabaseError, OSError) as error:

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from attacks.models import Example
+from study import audit
 from study.design import SettingSample, StudyDesign, class_names
 from study.models import LabCode, PaymentFileDownload, Study, StudyCollaborator, StudyItem
 from study.planning import (
@@ -157,6 +158,7 @@ def change_status(study: Study, new_status: str, *, by: User) -> Study:
     if new_status == Status.CLOSED:
         _wait_for_answers_under_way(study)
     study.status = new_status
+    audit.record(study, by, audit.Action.STATUS_CHANGE, {"from": old_status, "to": new_status})
     logger.info("study %s: %s -> %s by user %s", study.pk, old_status, new_status, by.pk)
     return study
 
@@ -195,6 +197,7 @@ def record_payment_download(study: Study, file: str, rows: int, *, by: User) -> 
     if access_to(study, by) != Access.OWN:
         raise PermissionDenied("only the study's owner may download its payment files")
     PaymentFileDownload.objects.create(study=study, downloaded_by=by, file=file, rows=rows)
+    audit.record(study, by, audit.Action.PAYMENT_FILE, {"file": file, "rows": rows})
     logger.info("study %s: %s (%s rows) downloaded by user %s", study.pk, file, rows, by.pk)
 
 
@@ -226,9 +229,26 @@ def add_collaborator(study: Study, username: str, role: str, *, by: User) -> Stu
         raise ValidationError(f"No researcher is called {username!r}.")
     if user.pk == locked.owner_id:
         raise ValidationError("The owner already has every right to the study.")
+    previous_role = (
+        StudyCollaborator.objects.filter(study=locked, user=user)
+        .values_list("role", flat=True)
+        .first()
+    )
     collaborator, _ = StudyCollaborator.objects.update_or_create(
         study=locked, user=user, defaults={"role": role}
     )
+    if role != previous_role:  # asking again for the role someone has changes nothing
+        audit.record(
+            locked,
+            by,
+            audit.Action.COLLABORATOR_ADDED,
+            {
+                "user_id": user.pk,
+                "username": user.username,
+                "role": role,
+                "previous_role": previous_role,  # None: newly shared
+            },
+        )
     logger.info("study %s shared with user %s (%s) by user %s", study.pk, user.pk, role, by.pk)
     return collaborator
 
@@ -239,8 +259,21 @@ def remove_collaborator(study: Study, user_id: int, *, by: User) -> bool:
     locked = Study.objects.select_for_update().get(pk=study.pk)
     if access_to(locked, by) != Access.OWN:
         raise PermissionDenied("only the study's owner may share it")
-    deleted, _ = StudyCollaborator.objects.filter(study=locked, user_id=user_id).delete()
-    return deleted > 0
+    collaborator = (
+        StudyCollaborator.objects.filter(study=locked, user_id=user_id)
+        .select_related("user")
+        .first()
+    )
+    if collaborator is None:
+        return False
+    collaborator.delete()
+    audit.record(
+        locked,
+        by,
+        audit.Action.COLLABORATOR_REMOVED,
+        {"user_id": user_id, "username": collaborator.user.username, "role": collaborator.role},
+    )
+    return True
 
 
 def _set_design_fields(study: Study, design: StudyDesign, plan: DesignPlan) -> None:

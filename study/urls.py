@@ -15,6 +15,7 @@ urlpatterns = [
         views.payment_file,
         name="study-payment-file",
     ),
+    path("studies/<int:study_id>/audit.csv", views.audit_log_csv, name="study-audit-csv"),
     path(
         "studies/<int:study_id>/collaborators/",
         views.collaborator_add,

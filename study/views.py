@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from config.auth import researcher_required, signed_in_user
 from config.form_pages import add_service_error, render_form, render_service_error
-from study import payments, queries, recruitment, services
+from study import audit, payments, queries, recruitment, services
 from study.forms import CollaboratorForm, LabCodesForm, StudyDesignForm, initial_from_design
 from study.models import PaymentFileDownload, Study
 from study.queries import Access, study_for, study_progress
@@ -159,6 +159,16 @@ def payment_file(request: HttpRequest, study_id: int, file_name: str) -> HttpRes
 
 
 @researcher_required
+@require_GET
+def audit_log_csv(request: HttpRequest, study_id: int) -> HttpResponse:
+    """The study's whole audit log, newest first: for everyone who may read the study."""
+    study = study_for(request.user, study_id)
+    response = HttpResponse(audit.log_csv(study), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="study-{study.pk}-audit.csv"'
+    return response
+
+
+@researcher_required
 @require_POST
 def collaborator_add(request: HttpRequest, study_id: int) -> HttpResponse:
     study = study_for(request.user, study_id, Access.OWN)
@@ -226,6 +236,7 @@ def _detail_page(
         "may_share": access == Access.OWN,
         "collaborators": study.collaborators.select_related("user").order_by("user__username"),
         "collaborator_form": _or_new(refused_form, CollaboratorForm),
+        "audit_events": audit.latest(study),
         **_payments_context(study, access),
     }
     return render(request, "study/study_detail.html", context, status=status)

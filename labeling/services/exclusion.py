@@ -35,6 +35,7 @@ from django.utils import timezone
 from labeling.models import Assignment, Label, Participant
 from labeling.services import statements
 from labeling.services.assignment import COUNTED_KINDS
+from study import audit
 from study.models import ExclusionDecision, Study, StudyItem
 from study.queries import Access, access_to
 
@@ -149,6 +150,12 @@ def _decide(
         decided_by=by,
         decided_at=now,
         ended_session=ends_session,
+    )
+    audit.record(
+        locked.study,
+        by,
+        audit.Action.EXCLUSION if excluded else audit.Action.REINCLUSION,
+        {"participant_id": locked.pk, "reason": decision.reason},
     )
     logger.info(
         "study %s: participant %s %s by %s",
