@@ -11,7 +11,8 @@ and is answered with the label already stored.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -73,6 +74,9 @@ class Answer:
     timed_out: bool = False
     # Timed studies: the image's time on screen as the page measured it (frame times).
     exposure_ms: float | None = None
+    # When the answer arrived: taken here, before the lease sweep and the locks, whose
+    # waits are the server's and must not make an answer late.
+    received_at: datetime = field(default_factory=timezone.now)
 
 
 @dataclass(frozen=True)
@@ -131,11 +135,13 @@ def _store_answer(locked: Participant, answer: Answer) -> Label | Assignment:
         if timed:
             return assignment  # late, or re-sent after it timed out: the timeout stands
         raise LabelRejected(timing.TIME_RAN_OUT)
-    if locked.excluded:
+    if locked.excluded or locked.completed_at is not None:
+        # Ended (finished, or excluded and since re-included): a page left open may not
+        # take a slot again, and its answer would run the exclusion rules anew.
         raise LabelRejected("this session has ended")
     if timed:
         timing.check_current(locked, assignment)
-        if timing.is_late(locked.study, assignment, answer.client_response_ms, timezone.now()):
+        if timing.is_late(locked.study, assignment, answer.client_response_ms, answer.received_at):
             return _end_timed_out(locked, assignment, answer.exposure_ms)
     if assignment.status == Assignment.Status.EXPIRED:
         # Look for the client key first: taking the slot back and then finding the key

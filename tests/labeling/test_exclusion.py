@@ -259,6 +259,27 @@ def test_excluding_by_hand_ends_a_session_under_way_and_its_leases(
         services.submit_label(participant, following.public_id, 1, uuid.uuid4(), 900.0)
 
 
+def test_a_page_left_open_after_re_inclusion_takes_no_answer(make_study, researcher: User) -> None:
+    study = make_study(count=4, labels_per_item=1, items_per_participant=4)
+    configure(study, max_fast_responses=0)
+    participant = services.join_study(study)
+    trial = services.next_trial(participant)
+    services.submit_label(participant, trial.current.public_id, 1, uuid.uuid4(), 900.0)
+    exclusion.exclude_participant(study, participant, "Looked away", by=researcher)
+    exclusion.include_participant(study, participant, "Checked the video: fine", by=researcher)
+    following = trial.following
+    assert following is not None
+
+    # The ended session's page answers its held trial, too fast for the study's rules.
+    with pytest.raises(services.LabelRejected, match="this session has ended"):
+        services.submit_label(participant, following.public_id, 1, uuid.uuid4(), 10.0)
+
+    participant.refresh_from_db()
+    assert not participant.excluded  # the researcher's decision stands
+    assert Label.objects.filter(participant=participant).count() == 1
+    assert ExclusionDecision.objects.filter(participant=participant).count() == 2
+
+
 def test_excluding_an_excluded_participant_changes_nothing(make_study, researcher: User) -> None:
     study = fast_rule_study(make_study, count=4, labels_per_item=1, items_per_participant=4)
     participant = services.join_study(study)
