@@ -46,11 +46,16 @@ def _bad_query_is_400(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
     return checked
 
 
+def _is_whole_number(value: str) -> bool:
+    # ASCII digits only ("²".isdigit() is true), and few enough for int() to take.
+    return value.isascii() and value.isdecimal() and len(value) <= 18
+
+
 def _exposure_within(request: HttpRequest) -> int | None:
     value = request.GET.get("exposure_within_ms", "")
     if not value:
         return None
-    if not value.isdigit() or int(value) > 60_000:
+    if not _is_whole_number(value) or int(value) > 60_000:
         raise BadRequest("exposure_within_ms is a whole number of milliseconds, 0 to 60000.")
     return int(value)
 
@@ -142,7 +147,7 @@ def _gallery_filters(request: HttpRequest) -> GalleryFilters:
 
     def number(name: str) -> int | None:
         value = request.GET.get(name, "")
-        return int(value) if value.isdigit() else None
+        return int(value) if _is_whole_number(value) else None
 
     outcome = request.GET.get("outcome") or None
     return GalleryFilters(

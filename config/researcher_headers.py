@@ -2,9 +2,11 @@
 
 They show unpublished results and participants' data: ``Cache-Control: no-store`` keeps
 them out of shared caches and the back button of a signed-out browser, and the Content
-Security Policy stops an injected script from loading or sending anything elsewhere.
-The templates use inline scripts, ``style`` attributes and ``onsubmit`` handlers, so
-inline code is allowed; charts are ``data:`` images. Annotator pages (``/s/``) keep their
+Security Policy keeps scripts, styles, images, forms and connections to this site's own
+origin. The templates use inline scripts, ``style`` attributes and ``onsubmit``
+handlers, so inline code is allowed (an injected inline script would still run: moving
+the templates' code into static files would let the policy refuse it); charts are
+``data:`` images. Annotator pages (``/s/``) keep their
 own policy (labeling/framing.py: MTurk frames them) and their images from ``blob:`` URLs.
 """
 

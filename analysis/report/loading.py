@@ -121,7 +121,7 @@ def _load_study_data(
     labels, label_example = _kept_labels(
         read_rows(snapshot, _labels_query(items["item"]), _LABEL_COLUMNS), items["item"], dropped
     )
-    missed = _missed_exposure(study, labels["exposure_ms"], exposure_within_ms)
+    missed = _missed_exposure(study, labels, exposure_within_ms)
     if missed.any():
         labels = {name: column[~missed] for name, column in labels.items()}
         label_example = label_example[~missed]
@@ -153,13 +153,22 @@ def _load_study_data(
 
 
 def _missed_exposure(
-    study: Study, exposure_ms: FloatArray, within_ms: int | None
+    study: Study, labels: dict[str, npt.NDArray[Any]], within_ms: int | None
 ) -> npt.NDArray[np.bool_]:
-    """Which labels' trials missed the timed study's exposure by more than ``within_ms``."""
+    """Which labels' trials missed the timed study's exposure by more than ``within_ms``:
+    shown too long, or cut short before the answer came.
+
+    An answer given while the image showed ends it at the next frame, by design: such a
+    trial must have shown its image until the answer, not for the whole exposure.
+    """
+    exposure_ms = labels["exposure_ms"]
     if within_ms is None or not study.exposure_ms:
         return np.zeros(exposure_ms.size, dtype=bool)
+    target = float(study.exposure_ms)
+    shown_until = np.fmin(target, labels["response_ms"])  # NaN response: the exposure
     unmeasured = exposure_ms == _MISSING
-    return unmeasured | (np.abs(exposure_ms - study.exposure_ms) > within_ms)
+    too_short = exposure_ms < shown_until - within_ms
+    return unmeasured | too_short | (exposure_ms > target + within_ms)
 
 
 def items_query(study: Study) -> str:

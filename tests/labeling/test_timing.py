@@ -201,6 +201,26 @@ def test_a_late_attention_check_counts_as_failed_as_a_missed_one_does(
     assert not participant.excluded  # one failure allowed
 
 
+def test_lateness_is_measured_when_the_answer_arrived_not_after_the_servers_waits(
+    make_study, open_client: Client
+) -> None:
+    study = timed_study(make_study)
+    start_open(open_client, study)
+    trial = api_next(open_client, study)
+    sent_ago(trial, 2500)
+    assignment = Assignment.objects.get(public_id=trial["assignment"])
+    assert assignment.image_sent_at is not None
+    # Arrived 1 s after its image was sent; the server got to it 1.5 s later (a lock
+    # held, a sweep): still on time.
+    arrived = assignment.image_sent_at + timedelta(milliseconds=1000)
+    answer = services.Answer(assignment.public_id, 1, uuid.uuid4(), 900.0, received_at=arrived)
+
+    answered = services.answer_and_continue(assignment.participant, answer)
+
+    assert not answered.late
+    assert Label.objects.filter(assignment=assignment).exists()
+
+
 def test_an_untimed_study_takes_a_slow_answer(make_study, open_client: Client) -> None:
     study = make_study(count=4, labels_per_item=1, items_per_participant=4)
     start_open(open_client, study)
@@ -393,28 +413,35 @@ def test_a_not_a_number_exposure_is_refused(make_study, open_client: Client) -> 
 def test_analysis_can_leave_out_trials_whose_exposure_missed_its_target(
     make_study, open_client: Client, researcher_client: Client
 ) -> None:
-    study = timed_study(make_study)  # 200 ms
+    study = timed_study(make_study, count=6, labels_per_item=1, items_per_participant=6)
     start_open(open_client, study)
     trial = api_next(open_client, study)
-    for exposure in (216.7, 201.0, None, 190.0):  # off by 16.7, 1, unmeasured, 10
-        trial = api_answer(open_client, study, answer_body(trial, 1, exposure_ms=exposure))
-        trial = trial.json()["next"]
+    # (measured exposure, response time) against 200 ms: off by 16.7, 1, unmeasured, 10;
+    # answered at 140 ms and shown until then (an early answer ends the exposure); and
+    # answered at 140 ms but shown for only 100.
+    trials = [(216.7, 900.0), (201.0, 900.0), (None, 900.0), (190.0, 900.0)]
+    trials += [(150.0, 140.0), (100.0, 140.0)]
+    for exposure, response in trials:
+        body = answer_body(trial, 1, exposure_ms=exposure, client_response_ms=response)
+        trial = api_answer(open_client, study, body).json()["next"]
 
     def counted(within: int | None = None) -> tuple[int, int]:
         report = study_report(study, exposure_within_ms=within, bootstrap_replicates=0)
         return sum(entry.summary.counts.labels for entry in report.settings), report.exposure_missed
 
-    assert counted() == (4, 0)
-    assert counted(10) == (2, 2)
-    assert counted(20) == (3, 1)  # the unmeasured trial stays out
+    assert counted() == (6, 0)
+    assert counted(10) == (3, 3)
+    assert counted(20) == (4, 2)  # the unmeasured trial and the one cut short stay out
     page = researcher_client.get(f"/researcher/studies/{study.pk}/analysis/?exposure_within_ms=10")
-    assert re.search(r'id="exposure-missed">2</strong>\s+trials whose exposure missed', page.text)
-    bad = researcher_client.get(f"/researcher/studies/{study.pk}/dashboard/?exposure_within_ms=x")
-    assert (bad.status_code, bad.text) == (
-        400,
-        "exposure_within_ms is a whole number of milliseconds, 0 to 60000.",
-    )
+    assert re.search(r'id="exposure-missed">3</strong>\s+trials whose exposure missed', page.text)
+    for value in ("x", "²", "9" * 5000):  # "²".isdigit(), and more digits than int() takes
+        url = f"/researcher/studies/{study.pk}/dashboard/?exposure_within_ms={value}"
+        bad = researcher_client.get(url)
+        assert bad.status_code == 400
+        assert bad.text == "exposure_within_ms is a whole number of milliseconds, 0 to 60000."
+    gallery = researcher_client.get(f"/researcher/studies/{study.pk}/gallery/?setting=²")
+    assert gallery.status_code == 200  # a filter that is not a number filters nothing
     api = APIClient()
     api.force_authenticate(study.owner)
     results = api.get(f"/api/v1/studies/{study.pk}/results/?exposure_within_ms=10").json()
-    assert (results["exposure_within_ms"], results["exposure_missed"]) == (10, 2)
+    assert (results["exposure_within_ms"], results["exposure_missed"]) == (10, 3)
