@@ -7,6 +7,7 @@ from rest_framework.routers import SimpleRouter
 from analysis.api import StudyExportView, StudyResultsView
 from attacks.api import AttackSettingViewSet, ClassifierModelViewSet, GenerationJobViewSet
 from labeling.researcher_api import (
+    ParticipantDeletionView,
     ParticipantExclusionView,
     StudyParticipantsView,
     StudyParticipantView,
@@ -48,5 +49,10 @@ urlpatterns = [
         "studies/<int:study_id>/participants/<int:participant_id>/include/",
         ParticipantExclusionView.as_view(exclude=False),
         name="api-participant-include",
+    ),
+    path(
+        "studies/<int:study_id>/participants/<int:participant_id>/delete/",
+        ParticipantDeletionView.as_view(),
+        name="api-participant-delete",
     ),
 ]

@@ -1,6 +1,7 @@
 """The REST API's participants of a study: list them, read one with every decision about
-them, exclude or re-include one by hand with a reason. As the participant's page does,
-through the same service (``labeling.services.exclusion``) and with the same sentences.
+them, exclude or re-include one by hand with a reason, delete one's data on request. As
+the participant's page does, through the same services (``labeling.services.exclusion``,
+``labeling.services.deletion``) and with the same sentences.
 
 Readers of the study (view access) list and read; the owner and editors decide. A study
 the caller may not see, or a participant not of that study, is a 404.
@@ -22,10 +23,11 @@ from labeling.models import Participant
 from labeling.researcher import (
     change_sentence,
     decisions_of,
+    deletion_sentence,
     participant_of,
     with_counted_labels,
 )
-from labeling.services import exclusion
+from labeling.services import deletion, exclusion
 from study.models import ExclusionDecision
 from study.queries import Access, study_for
 
@@ -130,3 +132,35 @@ class ParticipantExclusionView(APIView):
             "participant": participant_of(study, participant_id),
         }
         return Response(ExclusionResultSerializer(result).data)
+
+
+class DeletionInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=exclusion.REASON_MAX_LENGTH,
+        help_text="recorded in the study's audit log (never the participant's recruiter id)",
+    )
+
+
+class DeletionResultSerializer(serializers.Serializer):
+    participant_id = serializers.IntegerField(help_text="the deleted participant's former id")
+    labels_deleted = serializers.IntegerField()
+    slots_reopened = serializers.IntegerField(help_text="main and control slots offered again")
+    message = serializers.CharField(help_text="what the deletion did, in a sentence")
+
+
+class ParticipantDeletionView(APIView):
+    """Delete a participant's data on request: their row, labels and assignments, for good."""
+
+    @extend_schema(request=DeletionInputSerializer, responses=DeletionResultSerializer)
+    def post(self, request: Request, study_id: int, participant_id: int) -> Response:
+        study = study_for(request.user, study_id, Access.EDIT)
+        participant = participant_of(study, participant_id)
+        reason = validated(DeletionInputSerializer, request)["reason"]
+        done = deletion.delete_participant(study, participant, reason, by=api_user(request))
+        result = {
+            "participant_id": done.participant_id,
+            "labels_deleted": done.labels_deleted,
+            "slots_reopened": done.slots_reopened,
+            "message": deletion_sentence(study, done),
+        }
+        return Response(DeletionResultSerializer(result).data)

@@ -10,4 +10,9 @@ urlpatterns = [
         researcher.participant_page,
         name="participant",
     ),
+    path(
+        "studies/<int:study_id>/participants/<int:participant_id>/delete/",
+        researcher.participant_delete,
+        name="participant-delete",
+    ),
 ]

@@ -1,5 +1,5 @@
-"""A study's audit log: who exported it, took a payment file, excluded or re-included a
-participant, shared it or changed its status, and when (docs/studies.md, "The audit log").
+"""A study's audit log: who exported it, took a payment file, excluded, re-included or
+deleted a participant, shared it or changed its status, and when (docs/studies.md, "The audit log").
 
 ``record`` is called where each action happens, inside the action's transaction where it
 has one, so that an action and its record commit or roll back together. Nothing is
@@ -74,6 +74,11 @@ def summary(action: str, detail: Mapping[str, object]) -> str:
         return f"{get('file')}, {get('rows')} row(s)"
     if action in (Action.EXCLUSION, Action.REINCLUSION):
         return f"participant {get('participant_id')}: {get('reason')}"
+    if action == Action.DELETION:
+        return (
+            f"participant {get('participant_id')}, {get('labels_deleted')} label(s): "
+            f"{get('reason')}"
+        )
     if action == Action.COLLABORATOR_ADDED:
         before = f" (was {get('previous_role')})" if get("previous_role") else ""
         return f"{get('username')} as {get('role')}{before}"

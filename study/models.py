@@ -237,8 +237,13 @@ class ExclusionDecision(models.Model):
     """
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="exclusion_decisions")
+    # None: the participant's data was deleted on request; the decision stays as history.
     participant = models.ForeignKey(
-        "labeling.Participant", on_delete=models.PROTECT, related_name="exclusion_decisions"
+        "labeling.Participant",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="exclusion_decisions",
     )
     excluded = models.BooleanField(help_text="True: excluded; False: re-included")
     reason = models.TextField()
@@ -289,6 +294,7 @@ class AuditEvent(models.Model):
         COLLABORATOR_ADDED = "collaborator_added", "Collaborator added"
         COLLABORATOR_REMOVED = "collaborator_removed", "Collaborator removed"
         STATUS_CHANGE = "status_change", "Status changed"
+        DELETION = "deletion", "Participant's data deleted"
 
     # PROTECT: a study with a record of what was done to it is not deleted with its record.
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="audit_events")
