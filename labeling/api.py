@@ -37,6 +37,8 @@ from study.models import Study
 
 _TOO_LATE = "That answer came after the time for this image ran out."
 _UNREADABLE = "The answer could not be read; the page sends it as one JSON object."
+# The researcher deleted this participant's data while a request of theirs waited.
+_DELETED = "This session has ended, and its answers were deleted."
 
 
 def _error(message: str, status: int, **extra: object) -> JsonResponse:
@@ -70,6 +72,8 @@ def _next_or_error(study: Study, participant: Participant) -> JsonResponse:
         return _error(str(refusal), 409, redirect=reverse("label", args=[study.join_token]))
     except services.StudyNotOpen as refusal:
         return _error(str(refusal), 409)
+    except Participant.DoesNotExist:
+        return _error(_DELETED, 410)
 
 
 @never_cache
@@ -101,6 +105,8 @@ def api_labels(request: HttpRequest, join_token: str) -> JsonResponse:
         answered = services.answer_and_continue(participant, form.answer())
     except services.LabelRejected as rejected:
         return _error(f"{str(rejected).capitalize()}.", rejected.http_status)
+    except Participant.DoesNotExist:
+        return _error(_DELETED, 410)
     reply: dict[str, object] = {"stored": True}
     if answered.late:
         # A timed trial answered past its deadline: stored as timed out, not as a label.

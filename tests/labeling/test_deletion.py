@@ -9,12 +9,14 @@ so the study still ends with exactly k analysed labels per item.
 from __future__ import annotations
 
 import io
+import threading
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -23,13 +25,14 @@ from analysis.pseudonyms import pseudonym
 from attacks.models import ClassifierModel
 from labeling import services
 from labeling.models import Assignment, Label, Participant
-from labeling.services import deletion
+from labeling.services import deletion, submission
 from study import audit
 from study.models import AuditEvent, ExclusionDecision, Study, StudyCollaborator, StudyItem
 from tests.analysis.export_study import RAW_IDS, labelled_study
 from tests.api.conftest import token_client
-from tests.labeling.conftest import answer_all
+from tests.labeling.conftest import answer_all, answer_body, api_answer, api_next, start_open
 from tests.labeling.test_exclusion import assert_exactly_k_analysed, careless, fill_up
+from tests.sqlite import postgresql_only
 
 PROLIFIC_ID = "5f0c1e2d3b4a59687766bb01"
 
@@ -307,3 +310,37 @@ def test_the_purge_blanks_only_old_closed_studies_ids_and_keeps_the_labels(
     again = io.StringIO()
     call_command("purge_personal_data", "--older-than", "30", stdout=again)
     assert "recruiter ids of 0 participant(s) blanked" in again.getvalue()
+
+
+@postgresql_only("SQLite's writers wait for one another: a deletion cannot commit mid-answer")
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_that_waited_while_its_participant_was_deleted_gets_a_sentence(
+    make_study, open_client: Client, researcher: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = make_study(count=2, labels_per_item=1, items_per_participant=2)
+    start_open(open_client, study)
+    trial = api_next(open_client, study)
+    participant = Participant.objects.get(study=study)
+    lock = submission.lock_participant
+
+    def deleted_while_waiting(waiting: Participant) -> Participant:
+        # The researcher's deletion commits, on a connection of its own, while this
+        # answer waits for the lock.
+        def delete() -> None:
+            try:
+                deletion.delete_participant(study, participant, "Asked by email", by=researcher)
+            finally:
+                connection.close()
+
+        researcher_side = threading.Thread(target=delete)
+        researcher_side.start()
+        researcher_side.join()
+        return lock(waiting)
+
+    monkeypatch.setattr(submission, "lock_participant", deleted_while_waiting)
+    response = api_answer(open_client, study, answer_body(trial, 1))
+
+    assert response.status_code == 410
+    assert response.json()["error"] == "This session has ended, and its answers were deleted."
+    assert not Label.objects.exists()
+    assert not Participant.objects.filter(pk=participant.pk).exists()
