@@ -160,11 +160,14 @@ class Annotator:
     def turned_away(self, kind: str, reply: Reply) -> bool:
         if self.config.may_be_turned_away and kind == ENTRY and reply.status == 403:
             return True
-        # Excluded by hand meanwhile: the answer is refused, and the page asks for the
-        # next trial and is sent to the end, as it should be.
-        if kind in (SUBMIT, NEXT) and reply.status == 409 and "redirect" in reply.json():
-            self.stats.sent_away += kind == SUBMIT
-            return True
+        # Excluded by hand meanwhile: the answer is refused (with the end page to go to,
+        # or, excluded while it waited for the lock, with "This session has ended."), and
+        # the page asks for the next trial and is sent to the end, as it should be.
+        if kind in (SUBMIT, NEXT) and reply.status == 409:
+            body = reply.json()
+            if "redirect" in body or body.get("error") == "This session has ended.":
+                self.stats.sent_away += kind == SUBMIT
+                return True
         return False
 
     def error(self, kind: str, reason: str) -> None:
