@@ -19,18 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
 from labeling.models import Assignment, Label, Participant
-from labeling.services import statements
-from labeling.services.assignment import COUNTED_KINDS
-from labeling.services.exclusion import _apply_pending, _checked_reason, _give_back
+from labeling.services.exclusion import give_back_slots, locked_for_change
 from study import audit
 from study.models import AuditEvent, Study
-from study.queries import Access, access_to
 
 logger = logging.getLogger(__name__)
 
@@ -51,17 +47,10 @@ def delete_participant(
     study: Study, participant: Participant, reason: str, *, by: User
 ) -> Deletion:
     """Delete the participant with their labels and assignments; their slots reopen at once."""
-    access = access_to(study, by)
-    if access is None or access < Access.EDIT:
-        raise PermissionDenied(NOT_AN_EDITOR)
-    if participant.study_id != study.pk:
-        raise ValidationError("This participant did not take part in this study.")
-    reason = _checked_reason(reason)
-    locked = statements.locked_participant(participant.pk)
-    # An exclusion by the rules left for later moves its slots first, so that none is
-    # given back twice, and no decision is left unapplied without its participant.
-    _apply_pending(locked, wait=True)
-    slots = 0 if locked.excluded else _reopen_slots(locked)
+    # Any exclusion left for later is applied first: no slot is given back twice, and no
+    # decision is left unapplied without its participant.
+    locked, reason = locked_for_change(study, participant, reason, by, NOT_AN_EDITOR)
+    slots = 0 if locked.excluded else give_back_slots(locked)
     labels_deleted, _ = Label.objects.filter(participant=locked).delete()
     Assignment.objects.filter(participant=locked).delete()
     participant_id = locked.pk
@@ -79,17 +68,6 @@ def delete_participant(
     )
     logger.info("study %s: participant %s deleted by user %s", study.pk, participant_id, by.pk)
     return Deletion(participant_id, labels_deleted, slots)
-
-
-def _reopen_slots(locked: Participant) -> int:
-    """Give back the slots of the participant's main and control labels and leases."""
-    labelled = list(
-        Label.objects.filter(participant=locked, item__kind__in=COUNTED_KINDS).values_list(
-            "item_id", flat=True
-        )
-    )
-    # Waiting, _give_back always moves the slots: it never returns None.
-    return _give_back(locked, labelled, wait=True) or 0
 
 
 @dataclass(frozen=True)

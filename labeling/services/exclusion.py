@@ -93,20 +93,35 @@ def include_participant(
 def _locked_for_decision(
     study: Study, participant: Participant, reason: str, by: User
 ) -> tuple[Participant, str]:
-    access = access_to(study, by)
-    if access is None or access < Access.EDIT:
-        raise PermissionDenied(NOT_AN_EDITOR)
-    if participant.study_id != study.pk:
-        raise ValidationError("This participant did not take part in this study.")
-    reason = _checked_reason(reason)
-    locked = statements.locked_participant(participant.pk)
+    locked, reason = locked_for_change(study, participant, reason, by, NOT_AN_EDITOR)
     if locked.declined_at is not None:
         raise ValidationError(
             "This participant declined consent and gave no labels: there is nothing to change."
         )
-    # An exclusion by the rules that its answer left for later moves its slots first.
+    return locked, reason
+
+
+def locked_for_change(
+    study: Study, participant: Participant, reason: str, by: User, not_allowed: str
+) -> tuple[Participant, str]:
+    """A researcher's change to one participant (an exclusion, a deletion): checked, and
+    the participant locked with any exclusion left for later applied first, so that no
+    slot moves twice. ``not_allowed``: the refusal for one who may not edit the study."""
+    access = access_to(study, by)
+    if access is None or access < Access.EDIT:
+        raise PermissionDenied(not_allowed)
+    if participant.study_id != study.pk:
+        raise ValidationError("This participant did not take part in this study.")
+    reason = _checked_reason(reason)
+    locked = statements.locked_participant(participant.pk)
     _apply_pending(locked, wait=True)
     return locked, reason
+
+
+def give_back_slots(locked: Participant) -> int:
+    """End the locked participant's leases and give back every slot they hold, waiting for
+    held items (so it always moves them); how many moved."""
+    return _give_back(locked, _counted_labels(locked), wait=True) or 0
 
 
 def _checked_reason(reason: str) -> str:
@@ -195,11 +210,7 @@ def _apply_pending(locked: Participant, *, wait: bool) -> None:
 
 def _apply(locked: Participant, decision: ExclusionDecision, *, wait: bool) -> bool:
     """Move the slots of one decision; False if, not waiting, an item it needs was held."""
-    labelled = list(
-        Label.objects.filter(participant=locked, item__kind__in=COUNTED_KINDS).values_list(
-            "item_id", flat=True
-        )
-    )
+    labelled = _counted_labels(locked)
     if decision.excluded:
         applied = _give_back(locked, labelled, wait=wait)
         if applied is None:
@@ -213,6 +224,12 @@ def _apply(locked: Participant, decision: ExclusionDecision, *, wait: bool) -> b
     decision.items_over_k = over_k
     decision.save(update_fields=["applied_at", "slots_moved", "items_over_k"])
     return True
+
+
+def _counted_labels(locked: Participant) -> list[int]:
+    """The items of the participant's main and control labels."""
+    labels = Label.objects.filter(participant=locked, item__kind__in=COUNTED_KINDS)
+    return list(labels.values_list("item_id", flat=True))
 
 
 def _give_back(locked: Participant, labelled: list[int], *, wait: bool) -> int | None:
