@@ -61,6 +61,13 @@ def remember(request: HttpRequest, study: Study, participant: Participant) -> No
     request.session[_SESSION_KEY] = joined
 
 
+def forget(request: HttpRequest, study: Study) -> None:
+    """This browser no longer takes part in ``study``: after a withdrawal."""
+    joined = dict(request.session.get(_SESSION_KEY, {}))
+    if joined.pop(study.join_token, None) is not None:
+        request.session[_SESSION_KEY] = joined
+
+
 def note_link_opened(request: HttpRequest, study: Study) -> None:
     """Open link and lab codes: the participant's row comes later (at consent, at the code),
     but they joined when they first opened the link."""

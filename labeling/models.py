@@ -39,6 +39,9 @@ class Participant(models.Model):
     fast_responses = models.PositiveIntegerField(default=0)
     # Why they are excluded, in words a researcher reads: ["failed 2 of 3 attention checks"].
     exclusion_reasons = models.JSONField(default=list, blank=True)
+    # They withdrew and the study keeps their answers without their recruiter id or session
+    # (Study.withdrawal_policy "anonymise"); under "delete" their row is gone instead.
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

@@ -13,6 +13,7 @@ urlpatterns = [
     path("<str:join_token>/instructions/", framable(views.instructions), name="instructions"),
     path("<str:join_token>/label/", framable(views.label), name="label"),
     path("<str:join_token>/done/", framable(views.done), name="done"),
+    path("<str:join_token>/withdraw/", framable(views.withdraw), name="withdraw"),
     path(
         "<str:join_token>/image/<uuid:assignment_id>/",
         framable(views.image),

@@ -17,6 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models.fields.files import FieldFile
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -26,19 +27,54 @@ from labeling.forms import ConsentForm, LabCodeForm, LabelForm
 from labeling.images import stored_png
 from labeling.models import Assignment, Participant
 from labeling.queries import Step, answer_choices, current_step, example_item, practice_items
-from labeling.services import timing
+from labeling.services import timing, withdrawal
 from study.models import Study
+
+# The withdrawal form's button value: a POST without it (a stray or hostile one) withdraws no one.
+_WITHDRAW = "withdraw"
+# An answer or page of a participant whose data was deleted (a withdrawal, a researcher's
+# deletion) while the request waited: as the JSON API's 410.
+_DELETED = "This session has ended, and its answers were deleted."
 
 
 def _page(
     request: HttpRequest, template: str, study: Study, status: int = 200, **context: object
 ) -> HttpResponse:
-    context = {"study": study, "choices": answer_choices(study), **context}
+    """A page; given its ``participant``, with the "Withdraw" link where they may withdraw."""
+    participant = context.get("participant")
+    withdraw_url = (
+        reverse("withdraw", args=[study.join_token])
+        if isinstance(participant, Participant) and _may_withdraw(participant)
+        else None
+    )
+    context = {
+        "study": study,
+        "choices": answer_choices(study),
+        "withdraw_url": withdraw_url,
+        **context,
+    }
     return render(request, f"labeling/{template}", context, status=status)
 
 
-def _closed(request: HttpRequest, study: Study, reason: str, status: int = 403) -> HttpResponse:
-    return _page(request, "closed.html", study, status=status, reason=reason)
+def _may_withdraw(participant: Participant) -> bool:
+    """Once they agreed to take part, until they withdraw; whether or not they finished."""
+    return (
+        participant.consented_at is not None
+        and participant.declined_at is None
+        and participant.withdrawn_at is None
+    )
+
+
+def _closed(
+    request: HttpRequest,
+    study: Study,
+    reason: str,
+    status: int = 403,
+    participant: Participant | None = None,
+) -> HttpResponse:
+    return _page(
+        request, "closed.html", study, status=status, reason=reason, participant=participant
+    )
 
 
 def _refused(request: HttpRequest, study: Study, refusal: services.StudyNotOpen) -> HttpResponse:
@@ -226,7 +262,13 @@ def instructions(request: HttpRequest, join_token: str) -> HttpResponse:
     if request.method == "POST":
         services.mark_instructions_read(participant)
         return redirect("label", join_token=join_token)
-    return _page(request, "instructions.html", study, practice_count=len(practice_items(study)))
+    return _page(
+        request,
+        "instructions.html",
+        study,
+        participant=participant,
+        practice_count=len(practice_items(study)),
+    )
 
 
 @never_cache
@@ -246,24 +288,29 @@ def label(request: HttpRequest, join_token: str) -> HttpResponse:
             error = _submit_form(request, study, participant)
         except services.NotAnswerable as refusal:
             if refusal.closed:
-                return _closed(request, study, _sentence(refusal), status=409)
+                return _closed(request, study, _sentence(refusal), 409, participant)
             error, error_status = _sentence(refusal), 409
+        except Participant.DoesNotExist:
+            return _closed(request, study, _DELETED, status=410)
         if error is None:
             return redirect("label", join_token=join_token)
     try:
         state = payloads.next_state(study, participant)
     except services.AssignmentBusy:
-        busy = _page(request, "busy.html", study, status=503)
+        busy = _page(request, "busy.html", study, status=503, participant=participant)
         busy["Retry-After"] = "2"
         return busy
     except services.StudyNotOpen as refusal:
-        return _closed(request, study, str(refusal))
+        return _closed(request, study, str(refusal), participant=participant)
+    except Participant.DoesNotExist:
+        return _closed(request, study, _DELETED, status=410)
     if state.get("done"):
         return redirect(state["redirect"])
     return _page(
         request,
         "label.html",
         study,
+        participant=participant,
         status=error_status if error else 200,
         state=state,
         config=payloads.page_config(study, state),
@@ -323,6 +370,27 @@ def done(request: HttpRequest, join_token: str) -> HttpResponse:
             mturk_assignment_id=session["assignment_id"],
         )
     return _page(request, "done.html", study, participant=participant, code=code)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def withdraw(request: HttpRequest, join_token: str) -> HttpResponse:
+    """GET: what withdrawing does to their answers, and a button; POST: withdraw them, as
+    their study's policy says, and forget them in this browser (docs/studies.md)."""
+    study = access.study_for(join_token)
+    participant = access.session_participant(request, study)
+    if participant is None or participant.withdrawn_at is not None:
+        return _page(request, "not_taking_part.html", study, status=403)
+    if not _may_withdraw(participant):
+        return _go_to_step(study, participant)  # before consent: the consent page declines
+    if request.method == "GET":
+        return _page(request, "withdraw.html", study, who=participant)
+    if request.POST.get("confirm") != _WITHDRAW:
+        problem = "Use the \u201cWithdraw\u201d button to withdraw."
+        return _page(request, "withdraw.html", study, status=400, who=participant, error=problem)
+    withdrawal.withdraw_participant(participant)
+    access.forget(request, study)
+    return _page(request, "withdrawn.html", study, source=participant.source)
 
 
 @never_cache

@@ -1,5 +1,6 @@
 """A study's audit log: who exported it, took a payment file, excluded, re-included or
-deleted a participant, shared it or changed its status, and when (docs/studies.md, "The audit log").
+deleted a participant, shared it or changed its status, which participant withdrew, and when
+(docs/studies.md, "The audit log").
 
 ``record`` is called where each action happens, inside the action's transaction where it
 has one, so that an action and its record commit or roll back together. Nothing is
@@ -23,6 +24,7 @@ from study.models import AuditEvent, Study
 Action = AuditEvent.Action
 LATEST_ON_PAGE = 20
 BY_THE_RULES = "the study's rules"
+THE_PARTICIPANT = "the participant"  # a withdrawal: no researcher acted
 CSV_COLUMNS = ("created_at", "actor", "action", "summary", "detail")
 
 
@@ -41,7 +43,8 @@ class AuditRow:
 def record(
     study: Study, actor: User | None, action: str, detail: Mapping[str, object]
 ) -> AuditEvent:
-    """Note that ``actor`` (None: the study's rules) did ``action`` to ``study``."""
+    """Note that ``actor`` (None: the study's rules, or a participant who withdrew) did
+    ``action`` to ``study``."""
     return AuditEvent.objects.create(study=study, actor=actor, action=action, detail=dict(detail))
 
 
@@ -54,7 +57,7 @@ def rows(events: Iterable[AuditEvent]) -> list[AuditRow]:
     return [
         AuditRow(
             created_at=event.created_at,
-            actor=event.actor.username if event.actor else BY_THE_RULES,
+            actor=_actor(event),
             action=event.action,
             action_label=event.get_action_display(),
             summary=summary(event.action, event.detail),
@@ -62,6 +65,12 @@ def rows(events: Iterable[AuditEvent]) -> list[AuditRow]:
         )
         for event in events
     ]
+
+
+def _actor(event: AuditEvent) -> str:
+    if event.actor is not None:
+        return event.actor.username
+    return THE_PARTICIPANT if event.action == Action.WITHDRAWAL else BY_THE_RULES
 
 
 def summary(action: str, detail: Mapping[str, object]) -> str:
@@ -79,6 +88,12 @@ def summary(action: str, detail: Mapping[str, object]) -> str:
             f"participant {get('participant_id')}, {get('labels_deleted')} label(s): "
             f"{get('reason')}"
         )
+    if action == Action.WITHDRAWAL:
+        if get("policy") == Study.WithdrawalPolicy.ANONYMISE:
+            what = f"{get('labels_kept')} label(s) kept, anonymised"
+        else:
+            what = f"{get('labels_deleted')} label(s) deleted"
+        return f"participant {get('participant_id')} withdrew: {what}"
     if action == Action.COLLABORATOR_ADDED:
         before = f" (was {get('previous_role')})" if get("previous_role") else ""
         return f"{get('username')} as {get('role')}{before}"

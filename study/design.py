@@ -53,6 +53,8 @@ class StudyDesign:
     recruitment: str = Study.Recruitment.OPEN
     lab_code_count: int = 0  # lab recruitment only: one-time codes to generate
     consent_text: str = ""
+    # What becomes of a participant's answers when they withdraw; the consent page says.
+    withdrawal_policy: str = Study.WithdrawalPolicy.DELETE
     max_attention_failures: int = 0
     min_response_ms: int = 250
     max_fast_responses: int = 3

@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 
 from attacks.forms import MAX_BIGINT, too_large
 from attacks.models import AttackSetting
+from attacks.queries import settings_for
 from study.design import SettingSample, StudyDesign, class_names
 from study.models import Study, StudyCollaborator
 from study.planning import MAX_LAB_CODES
@@ -26,7 +27,11 @@ CLEAN_ROLES = (  # (field prefix, what the items are called in errors)
 )
 
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("Study", "What participants read.", ("title", "consent_text", "instructions")),
+    (
+        "Study",
+        "What participants read.",
+        ("title", "consent_text", "withdrawal_policy", "instructions"),
+    ),
     (
         "Examples under study",
         "How many examples of each attack setting; 0 leaves it out. A setting's first "
@@ -154,6 +159,14 @@ def studies_run_by(user: User | AnonymousUser | None) -> QuerySet[Study]:
     return Study.objects.filter(Q(owner_id=user.pk) | edits).distinct()
 
 
+def _offered(researcher: User | AnonymousUser | None, editing: Study | None) -> Q:
+    """The settings the researcher may see (attacks.queries); editing a draft, its own too."""
+    offered = Q(pk__in=settings_for(researcher).values("pk"))
+    if editing is not None:  # a study's editor keeps its settings, whoever owns them
+        offered |= Q(pk__in=editing.items.values("example__setting_id"))
+    return offered
+
+
 @dataclass(frozen=True)
 class FormSection:
     title: str
@@ -169,6 +182,15 @@ class StudyDesignForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4}),
         required=False,
         help_text="Shown before the study; participants agree or decline (screened out).",
+    )
+    withdrawal_policy = forms.ChoiceField(
+        choices=Study.WithdrawalPolicy.choices,
+        widget=forms.RadioSelect,
+        initial=Study.WithdrawalPolicy.DELETE,
+        required=False,  # left out: their answers are deleted
+        label="When a participant withdraws",
+        help_text="Every annotator page has a \u201cWithdraw\u201d link; the consent page "
+        "states this policy",
     )
     instructions = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}),
@@ -266,7 +288,8 @@ class StudyDesignForm(forms.Form):
         self.editing = editing  # the draft whose design this form replaces, if any
         self.fields["dataset"].initial = dataset
         self._offer_studies_to_exclude(researcher)
-        settings = settings_with_examples(dataset).order_by("name")
+        settings = settings_with_examples(dataset).filter(_offered(researcher, editing))
+        settings = settings.order_by("name")
         for prefix, _ in CLEAN_ROLES:
             field = self.fields[f"{prefix}_setting"]
             assert isinstance(field, forms.ModelChoiceField)
@@ -334,6 +357,7 @@ class StudyDesignForm(forms.Form):
             title=data["title"],
             instructions=data["instructions"],
             consent_text=data["consent_text"],
+            withdrawal_policy=data["withdrawal_policy"] or Study.WithdrawalPolicy.DELETE,
             samples=tuple(
                 SettingSample(setting, data[count_field(setting)])
                 for setting in self.main_settings
@@ -382,6 +406,7 @@ def initial_from_design(design: StudyDesign, *, title: str | None = None) -> dic
         "title": design.title if title is None else title,
         "instructions": design.instructions,
         "consent_text": design.consent_text,
+        "withdrawal_policy": design.withdrawal_policy,
         "attention_checks_per_participant": design.attention_checks_per_participant,
         "tells_of_known_answers": design.tells_of_known_answers,
         "items_per_participant": design.items_per_participant,

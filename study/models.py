@@ -47,6 +47,12 @@ class Study(models.Model):
         COMPLETION = "completion", "The completion code, as everyone else"
         NO_CODE = "no_code", "No code: a thank-you page only"
 
+    class WithdrawalPolicy(models.TextChoices):
+        """What becomes of a participant's answers when they withdraw (the consent page says)."""
+
+        DELETE = "delete", "Delete their answers: their items are offered to others"
+        ANONYMISE = "anonymise", "Keep their answers, without anything that identifies them"
+
     title = models.CharField(max_length=200)
     instructions = models.TextField()
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
@@ -77,6 +83,12 @@ class Study(models.Model):
     screen_out_code = models.CharField(max_length=32, default=new_completion_code)
     excluded_outcome = models.CharField(
         max_length=20, choices=ExcludedOutcome.choices, default=ExcludedOutcome.SCREEN_OUT
+    )
+    withdrawal_policy = models.CharField(
+        max_length=20,
+        choices=WithdrawalPolicy.choices,
+        default=WithdrawalPolicy.DELETE,
+        db_default=WithdrawalPolicy.DELETE,
     )
     attention_checks_per_participant = models.PositiveIntegerField(default=0)
     # Whether the instructions tell participants that some images have known answers.
@@ -295,10 +307,12 @@ class AuditEvent(models.Model):
         COLLABORATOR_REMOVED = "collaborator_removed", "Collaborator removed"
         STATUS_CHANGE = "status_change", "Status changed"
         DELETION = "deletion", "Participant's data deleted"
+        WITHDRAWAL = "withdrawal", "Participant withdrew"
 
     # PROTECT: a study with a record of what was done to it is not deleted with its record.
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="audit_events")
-    # None: the study's own rules (an exclusion for failed attention checks).
+    # None: the study's own rules (an exclusion for failed attention checks), or a
+    # participant who withdrew.
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,

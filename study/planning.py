@@ -177,6 +177,8 @@ def _operation_errors(design: StudyDesign) -> list[str]:
         errors.append(f"Unknown recruitment {design.recruitment!r}.")
     if design.excluded_outcome not in Study.ExcludedOutcome.values:
         errors.append(f"Unknown end for excluded participants {design.excluded_outcome!r}.")
+    if design.withdrawal_policy not in Study.WithdrawalPolicy.values:
+        errors.append(f"Unknown withdrawal policy {design.withdrawal_policy!r}.")
     if design.uses_lab_codes and not 1 <= design.lab_code_count <= MAX_LAB_CODES:
         errors.append(f"Lab recruitment needs between 1 and {MAX_LAB_CODES} lab codes.")
     if design.lease_minutes < 1:

@@ -129,6 +129,7 @@ def design_of(study: Study) -> StudyDesign:
         title=study.title,
         instructions=study.instructions,
         consent_text=study.consent_text,
+        withdrawal_policy=study.withdrawal_policy,
         samples=tuple(by_kind[StudyItem.Kind.MAIN]),
         controls=_only(by_kind[StudyItem.Kind.CONTROL]),
         attention=_only(by_kind[StudyItem.Kind.ATTENTION]),

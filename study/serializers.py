@@ -40,6 +40,11 @@ class StudyDesignSerializer(serializers.Serializer):
     title = serializers.CharField()
     instructions = serializers.CharField()
     consent_text = serializers.CharField(default="", allow_blank=True)
+    withdrawal_policy = serializers.ChoiceField(
+        choices=Study.WithdrawalPolicy.choices,
+        default=Study.WithdrawalPolicy.DELETE,
+        help_text="what becomes of a participant's answers when they withdraw",
+    )
     samples = SampleSerializer(many=True, help_text="main items: examples under study")
     controls = SampleSerializer(required=False, allow_null=True, help_text="a clean setting")
     attention = SampleSerializer(required=False, allow_null=True, help_text="a clean setting")
@@ -89,7 +94,10 @@ class StudyDesignSerializer(serializers.Serializer):
         """The designer form, filled in from the JSON; returns ``{"form": the valid form}``."""
         dataset = _dataset(attrs)
         # An unbound form first, to learn which settings it offers for main items.
-        offered = {setting.pk: setting for setting in StudyDesignForm(dataset).main_settings}
+        request, editing = self.context.get("request"), self.context.get("editing")
+        researcher = request.user if request is not None else None
+        unbound = StudyDesignForm(dataset, editing=editing, researcher=researcher)
+        offered = {setting.pk: setting for setting in unbound.main_settings}
         chosen = [sample["setting"] for sample in attrs["samples"]]
         unknown = [pk for pk in chosen if pk not in offered]
         if unknown or len(set(chosen)) < len(chosen):
@@ -104,13 +112,7 @@ class StudyDesignSerializer(serializers.Serializer):
         fields = _designer_fields(attrs, dataset)
         for sample in attrs["samples"]:
             fields[count_field(offered[sample["setting"]])] = sample["count"]
-        request = self.context.get("request")
-        form = StudyDesignForm(
-            dataset,
-            fields,
-            editing=self.context.get("editing"),
-            researcher=request.user if request is not None else None,
-        )
+        form = StudyDesignForm(dataset, fields, editing=editing, researcher=researcher)
         try:
             form_data(form)
         except serializers.ValidationError as error:

@@ -49,6 +49,7 @@ DESIGN_FIELDS = [
     "title",
     "instructions",
     "consent_text",
+    "withdrawal_policy",
     "label_choices",
     "items_per_participant",
     "labels_per_item",
@@ -280,6 +281,7 @@ def _set_design_fields(study: Study, design: StudyDesign, plan: DesignPlan) -> N
     study.title = design.title.strip()
     study.instructions = design.instructions
     study.consent_text = design.consent_text
+    study.withdrawal_policy = design.withdrawal_policy
     study.label_choices = plan.label_choices
     study.items_per_participant = design.items_per_participant
     study.labels_per_item = design.labels_per_item

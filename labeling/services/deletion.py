@@ -50,23 +50,31 @@ def delete_participant(
     # Any exclusion left for later is applied first: no slot is given back twice, and no
     # decision is left unapplied without its participant.
     locked, reason = locked_for_change(study, participant, reason, by, NOT_AN_EDITOR)
-    slots = 0 if locked.excluded else give_back_slots(locked)
-    labels_deleted, _ = Label.objects.filter(participant=locked).delete()
-    Assignment.objects.filter(participant=locked).delete()
-    participant_id = locked.pk
-    locked.delete()
+    done = erase(locked)
     audit.record(
         study,
         by,
         audit.Action.DELETION,
         {
-            "participant_id": participant_id,
+            "participant_id": done.participant_id,
             "reason": reason,
-            "labels_deleted": labels_deleted,
-            "slots_reopened": slots,
+            "labels_deleted": done.labels_deleted,
+            "slots_reopened": done.slots_reopened,
         },
     )
-    logger.info("study %s: participant %s deleted by user %s", study.pk, participant_id, by.pk)
+    logger.info("study %s: participant %s deleted by user %s", study.pk, done.participant_id, by.pk)
+    return done
+
+
+def erase(locked: Participant) -> Deletion:
+    """Delete the locked participant (their pending decisions applied) with their labels and
+    assignments, their slots given back first; a researcher's deletion, or a withdrawal."""
+    # An excluded participant's slots went back with their exclusion: not twice.
+    slots = 0 if locked.excluded else give_back_slots(locked)
+    labels_deleted, _ = Label.objects.filter(participant=locked).delete()
+    Assignment.objects.filter(participant=locked).delete()
+    participant_id = locked.pk
+    locked.delete()
     return Deletion(participant_id, labels_deleted, slots)
 
 

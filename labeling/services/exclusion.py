@@ -113,15 +113,27 @@ def locked_for_change(
     if participant.study_id != study.pk:
         raise ValidationError("This participant did not take part in this study.")
     reason = _checked_reason(reason)
-    locked = statements.locked_participant(participant.pk)
+    return locked_with_decisions_applied(participant.pk), reason
+
+
+def locked_with_decisions_applied(participant_id: int) -> Participant:
+    """The participant locked, any exclusion left for later applied first (no slot moves
+    twice); unchecked: for a researcher's change once checked, or the participant's own."""
+    locked = statements.locked_participant(participant_id)
     _apply_pending(locked, wait=True)
-    return locked, reason
+    return locked
 
 
 def give_back_slots(locked: Participant) -> int:
     """End the locked participant's leases and give back every slot they hold, waiting for
     held items (so it always moves them); how many moved."""
     return _give_back(locked, _counted_labels(locked), wait=True) or 0
+
+
+def end_leases(locked: Participant) -> int:
+    """End the locked participant's leases and give back their slots; their labels keep
+    theirs. How many moved."""
+    return _give_back(locked, [], wait=True) or 0
 
 
 def _checked_reason(reason: str) -> str:
