@@ -94,10 +94,7 @@ class StudyDesignSerializer(serializers.Serializer):
         """The designer form, filled in from the JSON; returns ``{"form": the valid form}``."""
         dataset = _dataset(attrs)
         # An unbound form first, to learn which settings it offers for main items.
-        request, editing = self.context.get("request"), self.context.get("editing")
-        researcher = request.user if request is not None else None
-        unbound = StudyDesignForm(dataset, editing=editing, researcher=researcher)
-        offered = {setting.pk: setting for setting in unbound.main_settings}
+        offered = {setting.pk: setting for setting in StudyDesignForm(dataset).main_settings}
         chosen = [sample["setting"] for sample in attrs["samples"]]
         unknown = [pk for pk in chosen if pk not in offered]
         if unknown or len(set(chosen)) < len(chosen):
@@ -112,7 +109,13 @@ class StudyDesignSerializer(serializers.Serializer):
         fields = _designer_fields(attrs, dataset)
         for sample in attrs["samples"]:
             fields[count_field(offered[sample["setting"]])] = sample["count"]
-        form = StudyDesignForm(dataset, fields, editing=editing, researcher=researcher)
+        request = self.context.get("request")
+        form = StudyDesignForm(
+            dataset,
+            fields,
+            editing=self.context.get("editing"),
+            researcher=request.user if request is not None else None,
+        )
         try:
             form_data(form)
         except serializers.ValidationError as error:
