@@ -240,7 +240,7 @@ def audit_for(study: Study) -> Audit:
         forbidden,
         stored_pngs=stored_pngs,
         allowed_urls=[
-            re.compile(rf"/s/{token}/(|consent/|instructions/|label/|done/|declined/)"),
+            re.compile(rf"/s/{token}/(|consent/|instructions/|label/|done/|declined/|withdraw/)"),
             re.compile(rf"/s/{token}/image/{UUID.pattern}/"),
             re.compile(rf"/s/{token}/example\.png"),
             re.compile(rf"/s/{token}/api/(next|labels)"),
