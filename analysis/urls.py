@@ -17,6 +17,11 @@ urlpatterns = [
     ),
     path("studies/<int:study_id>/gallery/", views.study_gallery, name="study-gallery"),
     path(
+        "studies/<int:study_id>/examples/<int:example_id>.png",
+        views.study_example_image,
+        name="study-example-image",
+    ),
+    path(
         "studies/<int:study_id>/exports/<slug:table>.<slug:export_format>",
         export_views.study_export,
         name="study-export",

@@ -15,7 +15,14 @@ from functools import wraps
 from typing import Any
 
 from django.core.exceptions import BadRequest
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+)
 from django.shortcuts import render
 from django.utils.http import content_disposition_header, urlencode
 from django.views.decorators.http import require_GET
@@ -24,7 +31,7 @@ from analysis.gallery import OUTCOMES, GalleryFilters, gallery_page
 from analysis.queries import analysed_settings
 from analysis.report import StudyReport, study_report
 from config.auth import researcher_required
-from study.models import Study
+from study.models import Study, StudyItem
 from study.queries import study_for, study_progress
 
 
@@ -174,6 +181,22 @@ def study_gallery(request: HttpRequest, study_id: int) -> HttpResponse:
         filter_query=_filter_query(request),
     )
     return render(request, "analysis/gallery.html", context)
+
+
+@researcher_required
+@require_GET
+def study_example_image(request: HttpRequest, study_id: int, example_id: int) -> FileResponse:
+    """An image of one of the study's items, to anyone who may read the study.
+
+    Whoever owns the item's setting: reading a study is reading what it shows
+    (attacks/queries.py keeps the setting's own image URL to the setting's readers).
+    """
+    study = study_for(request.user, study_id)
+    item = StudyItem.objects.filter(study=study, example_id=example_id).select_related("example")
+    found = item.first()
+    if found is None:
+        raise Http404("no such example in this study")
+    return FileResponse(found.example.image.open("rb"), content_type="image/png")
 
 
 def _filter_query(request: HttpRequest) -> str:

@@ -1,7 +1,8 @@
 """The REST API's models, attack settings and generation jobs. Thin: serializer, service, JSON.
 
-Every researcher sees every model, setting and job, as on the researcher pages; studies
-are the resources that belong to someone (study.api).
+Each caller sees the models and settings they own, those shared with them or their lab
+groups, and the public ones (the zoo), with the jobs of those settings, as on the
+researcher pages (attacks.queries); anything else is a 404.
 """
 
 from __future__ import annotations
@@ -13,9 +14,18 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from attacks import services
+from attacks import services, sharing
 from attacks.forms import setting_arguments
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
+from attacks.queries import (
+    Access,
+    job_for,
+    jobs_for,
+    model_for,
+    models_for,
+    setting_for,
+    settings_for,
+)
 from attacks.serializers import (
     AttackSettingFamilySerializer,
     AttackSettingInputSerializer,
@@ -23,26 +33,76 @@ from attacks.serializers import (
     ClassifierModelSerializer,
     GenerationJobInputSerializer,
     GenerationJobSerializer,
+    ShareInputSerializer,
+    ShareSerializer,
 )
 from config.api import api_user, refusal_as_conflict, validated
 
 
-class ClassifierModelViewSet(viewsets.ReadOnlyModelViewSet):
-    """The trained models (the zoo included), with their weights' SHA-256 and accuracies."""
+class SharingActions(viewsets.GenericViewSet):
+    """``{id}/collaborators/``: who a model or setting is shared with; only its owner shares."""
 
-    queryset = ClassifierModel.objects.order_by("id")
+    def shared(self, request: Request, pk: int, need: Access) -> AttackSetting | ClassifierModel:
+        raise NotImplementedError
+
+    @extend_schema(methods=["get"], responses=ShareSerializer(many=True))
+    @extend_schema(methods=["post"], request=ShareInputSerializer, responses=ShareSerializer)
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
+    def collaborators(self, request: Request, pk: int) -> Response:
+        """The researchers and lab groups it is shared with; POST shares it with one more."""
+        if request.method == "GET":
+            rows = self.shared(request, pk, Access.VIEW).collaborators.select_related(
+                "user", "group"
+            )
+            return Response(ShareSerializer(rows, many=True).data)
+        item = self.shared(request, pk, Access.OWN)
+        data = validated(ShareInputSerializer, request)
+        row = sharing.share(
+            item,
+            role=data["role"],
+            by=api_user(request),
+            username=data["username"].strip(),
+            group=data["group"].strip(),
+        )
+        return Response(ShareSerializer(row).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(
+        detail=True,
+        methods=["delete"],
+        url_path="collaborators/<int:collaborator_id>",
+        url_name="collaborator",
+    )
+    def remove_collaborator(self, request: Request, pk: int, collaborator_id: int) -> Response:
+        """Stop sharing it with one researcher or group, by the share's id (owner only)."""
+        sharing.unshare(self.shared(request, pk, Access.OWN), collaborator_id, by=api_user(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ClassifierModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, SharingActions):
+    """The caller's, shared and public (zoo) models, with weights SHA-256 and accuracies."""
+
     serializer_class = ClassifierModelSerializer
     lookup_value_converter = "int"
 
+    def get_queryset(self) -> QuerySet[ClassifierModel]:
+        return models_for(self.request.user).order_by("id")
 
-class AttackSettingViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
+    def shared(self, request: Request, pk: int, need: Access) -> ClassifierModel:
+        return model_for(request.user, pk, need)
+
+
+class AttackSettingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, SharingActions):
     """Attack settings: an attack by registry name, its full config, data and target model."""
 
-    queryset = AttackSetting.objects.order_by("id")
     serializer_class = AttackSettingSerializer
     lookup_value_converter = "int"
+
+    def get_queryset(self) -> QuerySet[AttackSetting]:
+        return settings_for(self.request.user).order_by("id")
+
+    def shared(self, request: Request, pk: int, need: Access) -> AttackSetting:
+        return setting_for(request.user, pk, need)
 
     @extend_schema(request=AttackSettingInputSerializer, responses={201: AttackSettingSerializer})
     def create(self, request: Request) -> Response:
@@ -55,10 +115,9 @@ class AttackSettingViewSet(
     @extend_schema(request=AttackSettingFamilySerializer, responses={200: AttackSettingSerializer})
     def partial_update(self, request: Request, pk: int) -> Response:
         """Name an imported set's psychometric family ("" for none); nothing else changes."""
+        setting = setting_for(request.user, pk, Access.EDIT)
         data = validated(AttackSettingFamilySerializer, request)
-        setting = services.set_setting_family(
-            self.get_object(), data["family"], by=api_user(request)
-        )
+        setting = services.set_setting_family(setting, data["family"], by=api_user(request))
         return Response(AttackSettingSerializer(setting).data)
 
 
@@ -71,7 +130,7 @@ class GenerationJobViewSet(
     lookup_value_converter = "int"
 
     def get_queryset(self) -> QuerySet[GenerationJob]:
-        jobs = GenerationJob.objects.order_by("id")
+        jobs = jobs_for(self.request.user).order_by("id")
         setting = self.request.query_params.get("setting", "")
         return jobs.filter(setting_id=int(setting)) if setting.isdigit() else jobs
 
@@ -91,7 +150,7 @@ class GenerationJobViewSet(
     def cancel(self, request: Request, pk: int) -> Response:
         """Stop a queued or running job (409 otherwise); its stored examples stay."""
         with refusal_as_conflict():
-            job = services.cancel_generation_job(self.get_object(), by=api_user(request))
+            job = services.cancel_generation_job(_editable_job(request, pk), by=api_user(request))
         return Response(GenerationJobSerializer(job).data)
 
     @extend_schema(request=None, responses={200: GenerationJobSerializer})
@@ -99,5 +158,10 @@ class GenerationJobViewSet(
     def retry(self, request: Request, pk: int) -> Response:
         """Queue a failed or cancelled job again (409 otherwise); it resumes where it stopped."""
         with refusal_as_conflict():
-            job = services.retry_generation_job(self.get_object(), by=api_user(request))
+            job = services.retry_generation_job(_editable_job(request, pk), by=api_user(request))
         return Response(GenerationJobSerializer(job).data)
+
+
+def _editable_job(request: Request, pk: int) -> GenerationJob:
+    """The job if the caller may edit its setting; 404 otherwise, as for a job they cannot see."""
+    return job_for(request.user, pk, Access.EDIT)

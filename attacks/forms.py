@@ -10,7 +10,8 @@ from attacks.engine.attacks import attack_names
 from attacks.engine.datasets import DATASET_NAMES, SPLITS
 from attacks.engine.example_sets import NORMS
 from attacks.engine.training import RECIPES
-from attacks.models import ClassifierModel, JobStatus
+from attacks.models import ClassifierModel, JobStatus, SharingRole
+from attacks.queries import Researcher, models_for
 
 _DATASETS = [(name, name) for name in DATASET_NAMES]
 _SPLITS = [(split, split) for split in SPLITS]
@@ -81,10 +82,15 @@ class AttackSettingForm(forms.Form):
     source_split = forms.ChoiceField(choices=_SPLITS, initial="test")
     source_start = index_field(min_value=0, initial=0)
     source_stop = index_field(min_value=1, initial=10000)
-    target_model = forms.ModelChoiceField(
-        queryset=ClassifierModel.objects.filter(status=JobStatus.SUCCEEDED), required=False
-    )
+    target_model = forms.ModelChoiceField(queryset=ClassifierModel.objects.none(), required=False)
     seed = seed_field()
+
+    def __init__(self, *args: Any, researcher: Researcher = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        field = self.fields["target_model"]
+        assert isinstance(field, forms.ModelChoiceField)
+        # Only models the researcher may see: another's model is "not one of the choices".
+        field.queryset = models_for(researcher).filter(status=JobStatus.SUCCEEDED)
 
     def clean_config(self) -> dict[str, Any]:
         text = self.cleaned_data.get("config") or "{}"
@@ -109,6 +115,14 @@ def setting_arguments(data: dict[str, Any]) -> dict[str, Any]:
         "seed": data["seed"],
         "target_model": data["target_model"],
     }
+
+
+class ShareForm(forms.Form):
+    """Share a model or setting with one researcher or one lab group."""
+
+    username = forms.CharField(max_length=150, required=False, help_text="A researcher's user name")
+    group = forms.CharField(max_length=150, required=False, help_text="or a lab group's name")
+    role = forms.ChoiceField(choices=SharingRole.choices, initial=SharingRole.VIEW)
 
 
 class GenerationJobForm(forms.Form):

@@ -222,3 +222,73 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} predicts {self.label} on example {self.example_id}"
+
+
+class SharingRole(models.TextChoices):
+    VIEW = "view", "View: read it, its jobs and its examples"
+    EDIT = "edit", "Edit: as view, and start, cancel or retry its jobs and name its family"
+
+
+class Collaborator(models.Model):
+    """A researcher, or a lab group (a Django auth group), a model or setting is shared with.
+
+    Exactly one of ``user`` and ``group`` is set; a group's role holds for each of its members.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    role = models.CharField(max_length=10, choices=SharingRole.choices)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=True, group__isnull=False)
+                | Q(user__isnull=False, group__isnull=True),
+                name="%(class)s_user_or_group",
+            ),
+        ]
+
+    @property
+    def holder(self) -> str:
+        """Who it is shared with, as the sharing pages show it."""
+        return f"group {self.group}" if self.group_id else str(self.user)
+
+
+class ModelCollaborator(Collaborator):
+    model = models.ForeignKey(
+        ClassifierModel, on_delete=models.CASCADE, related_name="collaborators"
+    )
+
+    class Meta(Collaborator.Meta):
+        ordering = ["model_id", "id"]
+        constraints = [
+            *Collaborator.Meta.constraints,
+            models.UniqueConstraint(fields=["model", "user"], name="unique_model_user"),
+            models.UniqueConstraint(fields=["model", "group"], name="unique_model_group"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.holder} may {self.role} model {self.model_id}"
+
+
+class SettingCollaborator(Collaborator):
+    setting = models.ForeignKey(
+        AttackSetting, on_delete=models.CASCADE, related_name="collaborators"
+    )
+
+    class Meta(Collaborator.Meta):
+        ordering = ["setting_id", "id"]
+        constraints = [
+            *Collaborator.Meta.constraints,
+            models.UniqueConstraint(fields=["setting", "user"], name="unique_setting_user"),
+            models.UniqueConstraint(fields=["setting", "group"], name="unique_setting_group"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.holder} may {self.role} setting {self.setting_id}"

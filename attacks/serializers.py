@@ -22,7 +22,8 @@ from attacks.forms import (
     SettingFamilyForm,
     too_large,
 )
-from attacks.models import AttackSetting, ClassifierModel, GenerationJob
+from attacks.models import AttackSetting, ClassifierModel, GenerationJob, SharingRole
+from attacks.queries import Access, Researcher, settings_for
 from config.api import form_data
 
 
@@ -42,6 +43,12 @@ def stored_integer(
 def row_id(**options: Any) -> serializers.IntegerField:
     """A row's id (a BigAutoField)."""
     return stored_integer(MAX_BIGINT, minimum=1, **options)
+
+
+def _researcher(serializer: serializers.Serializer) -> Researcher:
+    """The caller, from the ``request`` in the serializer's context (None: no one)."""
+    request = serializer.context.get("request")
+    return request.user if request is not None else None
 
 
 class ClassifierModelSerializer(serializers.ModelSerializer):
@@ -124,7 +131,7 @@ class AttackSettingInputSerializer(serializers.Serializer):
             "config": json.dumps(attrs["config"]),
             "target_model": attrs.get("target_model") or "",
         }
-        return form_data(AttackSettingForm(data))
+        return form_data(AttackSettingForm(data, researcher=_researcher(self)))
 
 
 class AttackSettingFamilySerializer(serializers.Serializer):
@@ -169,7 +176,27 @@ class GenerationJobInputSerializer(serializers.Serializer):
     chunk_size = stored_integer(default=64)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        setting = AttackSetting.objects.filter(pk=attrs["setting"]).first()
+        # One answer for a setting that is missing and for one the caller may not run.
+        editable = settings_for(_researcher(self), Access.EDIT)
+        setting = editable.filter(pk=attrs["setting"]).first()
         if setting is None:
             raise serializers.ValidationError({"setting": ["no such attack setting"]})
         return {"setting": setting, **form_data(GenerationJobForm(attrs))}
+
+
+class ShareSerializer(serializers.Serializer):
+    """One researcher or lab group a model or setting is shared with."""
+
+    id = serializers.IntegerField(read_only=True, help_text="the share's id, to remove it")
+    username = serializers.CharField(source="user.username", default=None, read_only=True)
+    group = serializers.CharField(source="group.name", default=None, read_only=True)
+    role = serializers.ChoiceField(choices=SharingRole.values, read_only=True)
+    added_at = serializers.DateTimeField(read_only=True)
+
+
+class ShareInputSerializer(serializers.Serializer):
+    """Share with one researcher (``username``) or one lab group (``group``)."""
+
+    username = serializers.CharField(required=False, default="", allow_blank=True)
+    group = serializers.CharField(required=False, default="", allow_blank=True)
+    role = serializers.ChoiceField(choices=SharingRole.values)

@@ -7,20 +7,30 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.forms import Form
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from attacks import imports, services
+from attacks import imports, services, sharing
 from attacks.forms import (
     AttackSettingForm,
     GenerationJobForm,
     ImportExamplesForm,
     SettingFamilyForm,
+    ShareForm,
     TrainModelForm,
     setting_arguments,
 )
 from attacks.import_report import describe_import
-from attacks.models import AttackSetting, ClassifierModel, Example, GenerationJob
+from attacks.models import AttackSetting, ClassifierModel
+from attacks.queries import (
+    Access,
+    example_for,
+    job_for,
+    model_access,
+    model_for,
+    setting_access,
+    setting_for,
+)
 from config.auth import researcher_required, signed_in_user
 from config.form_pages import add_service_error, render_form, render_service_error
 
@@ -56,14 +66,35 @@ def model_create(request: HttpRequest) -> HttpResponse:
 @researcher_required
 @require_GET
 def model_detail(request: HttpRequest, model_id: int) -> HttpResponse:
-    model = get_object_or_404(ClassifierModel, pk=model_id)
-    return render(request, "attacks/model_detail.html", {"model": model})
+    model = model_for(request.user, model_id)
+    return render(request, "attacks/model_detail.html", _model_context(request, model))
+
+
+def _model_context(request: HttpRequest, model: ClassifierModel, **forms: Form) -> dict[str, Any]:
+    return {
+        "model": model,
+        **_sharing_context(model, model_access(model, request.user)),
+        **forms,
+    }
+
+
+def _sharing_context(
+    item: AttackSetting | ClassifierModel, access: Access | None
+) -> dict[str, Any]:
+    """The sharing section of a model's or setting's page: its owner and collaborators."""
+    return {
+        "access": access,
+        "may_share": access == Access.OWN,
+        "may_edit": access is not None and access >= Access.EDIT,
+        "collaborators": item.collaborators.select_related("user", "group"),
+        "share_form": ShareForm(),
+    }
 
 
 @researcher_required
 @require_GET
 def model_status(request: HttpRequest, model_id: int) -> JsonResponse:
-    model = get_object_or_404(ClassifierModel, pk=model_id)
+    model = model_for(request.user, model_id)
     return JsonResponse(
         {
             "status": model.status,
@@ -78,7 +109,7 @@ def model_status(request: HttpRequest, model_id: int) -> JsonResponse:
 @researcher_required
 @require_http_methods(["GET", "POST"])
 def setting_create(request: HttpRequest) -> HttpResponse:
-    form = AttackSettingForm(request.POST or None)
+    form = AttackSettingForm(request.POST or None, researcher=request.user)
     if request.method == "GET" or not form.is_valid():
         return render_form(request, "attacks/setting_form.html", form)
     data = form.cleaned_data
@@ -119,15 +150,16 @@ def examples_import(request: HttpRequest) -> HttpResponse:
 @researcher_required
 @require_GET
 def setting_detail(request: HttpRequest, setting_id: int) -> HttpResponse:
-    setting = get_object_or_404(AttackSetting, pk=setting_id)
-    context = _detail_context(setting)
+    setting = setting_for(request.user, setting_id)
+    context = _detail_context(request, setting)
     context["examples"] = setting.examples.prefetch_related("predictions__model")[:48]
     return render(request, "attacks/setting_detail.html", context)
 
 
-def _detail_context(setting: AttackSetting, **forms: Form) -> dict[str, Any]:
+def _detail_context(request: HttpRequest, setting: AttackSetting, **forms: Form) -> dict[str, Any]:
     """The setting page's context, its forms blank unless given, without its examples."""
     return {
+        **_sharing_context(setting, setting_access(setting, request.user)),
         "setting": setting,
         "jobs": setting.jobs.all(),
         "examples": [],
@@ -146,7 +178,7 @@ def _import_summary(setting: AttackSetting) -> list[str]:
 @researcher_required
 @require_POST
 def setting_family(request: HttpRequest, setting_id: int) -> HttpResponse:
-    setting = get_object_or_404(AttackSetting, pk=setting_id)
+    setting = setting_for(request.user, setting_id, Access.EDIT)
     form = SettingFamilyForm(request.POST)
     if form.is_valid():
         try:
@@ -157,14 +189,14 @@ def setting_family(request: HttpRequest, setting_id: int) -> HttpResponse:
             add_service_error(form, error)
         else:
             return redirect("setting-detail", setting_id=setting.pk)
-    context = _detail_context(setting, family_form=form)
+    context = _detail_context(request, setting, family_form=form)
     return render(request, "attacks/setting_detail.html", context, status=400)
 
 
 @researcher_required
 @require_POST
 def job_create(request: HttpRequest, setting_id: int) -> HttpResponse:
-    setting = get_object_or_404(AttackSetting, pk=setting_id)
+    setting = setting_for(request.user, setting_id, Access.EDIT)
     form = GenerationJobForm(request.POST)
     if form.is_valid():
         try:
@@ -178,21 +210,21 @@ def job_create(request: HttpRequest, setting_id: int) -> HttpResponse:
             add_service_error(form, error)
         else:
             return redirect("job-detail", job_id=job.pk)
-    context = _detail_context(setting, job_form=form)
+    context = _detail_context(request, setting, job_form=form)
     return render(request, "attacks/setting_detail.html", context, status=400)
 
 
 @researcher_required
 @require_GET
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = get_object_or_404(GenerationJob.objects.select_related("setting"), pk=job_id)
+    job = job_for(request.user, job_id)
     return render(request, "attacks/job_detail.html", {"job": job})
 
 
 @researcher_required
 @require_GET
 def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
-    job = get_object_or_404(GenerationJob, pk=job_id)
+    job = job_for(request.user, job_id)
     return JsonResponse(
         {
             "status": job.status,
@@ -209,5 +241,62 @@ def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
 @researcher_required
 @require_GET
 def example_image(request: HttpRequest, example_id: int) -> FileResponse:
-    example = get_object_or_404(Example, pk=example_id)
+    example = example_for(request.user, example_id)
     return FileResponse(example.image.open("rb"), content_type="image/png")
+
+
+@researcher_required
+@require_POST
+def setting_share(request: HttpRequest, setting_id: int) -> HttpResponse:
+    setting = setting_for(request.user, setting_id, Access.OWN)
+    form = ShareForm(request.POST)
+    if _shared(request, setting, form):
+        return redirect("setting-detail", setting_id=setting.pk)
+    context = _detail_context(request, setting, share_form=form)
+    return render(request, "attacks/setting_detail.html", context, status=400)
+
+
+@researcher_required
+@require_POST
+def setting_unshare(request: HttpRequest, setting_id: int, collaborator_id: int) -> HttpResponse:
+    setting = setting_for(request.user, setting_id, Access.OWN)
+    sharing.unshare(setting, collaborator_id, by=signed_in_user(request))
+    return redirect("setting-detail", setting_id=setting.pk)
+
+
+@researcher_required
+@require_POST
+def model_share(request: HttpRequest, model_id: int) -> HttpResponse:
+    model = model_for(request.user, model_id, Access.OWN)
+    form = ShareForm(request.POST)
+    if _shared(request, model, form):
+        return redirect("model-detail", model_id=model.pk)
+    context = _model_context(request, model, share_form=form)
+    return render(request, "attacks/model_detail.html", context, status=400)
+
+
+@researcher_required
+@require_POST
+def model_unshare(request: HttpRequest, model_id: int, collaborator_id: int) -> HttpResponse:
+    model = model_for(request.user, model_id, Access.OWN)
+    sharing.unshare(model, collaborator_id, by=signed_in_user(request))
+    return redirect("model-detail", model_id=model.pk)
+
+
+def _shared(request: HttpRequest, item: AttackSetting | ClassifierModel, form: ShareForm) -> bool:
+    """Share ``item`` as ``form`` asks; False, with the reason on the form, if refused."""
+    if not form.is_valid():
+        return False
+    data = form.cleaned_data
+    try:
+        sharing.share(
+            item,
+            role=data["role"],
+            by=signed_in_user(request),
+            username=data["username"].strip(),
+            group=data["group"].strip(),
+        )
+    except ValidationError as error:
+        add_service_error(form, error)
+        return False
+    return True

@@ -51,8 +51,11 @@ def api_user(request: Request) -> User:
 
 
 def validated(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-    """The request's JSON, checked by ``serializer_class``; a 400 with its errors otherwise."""
-    serializer = serializer_class(data=request.data)
+    """The request's JSON, checked by ``serializer_class``; a 400 with its errors otherwise.
+
+    The serializer's context holds the request: what a caller may refer to depends on them.
+    """
+    serializer = serializer_class(data=request.data, context={"request": request})
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
 

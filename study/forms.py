@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 
 from attacks.forms import MAX_BIGINT, too_large
 from attacks.models import AttackSetting
+from attacks.queries import settings_for
 from study.design import SettingSample, StudyDesign, class_names
 from study.models import Study, StudyCollaborator
 from study.planning import MAX_LAB_CODES
@@ -158,6 +159,14 @@ def studies_run_by(user: User | AnonymousUser | None) -> QuerySet[Study]:
     return Study.objects.filter(Q(owner_id=user.pk) | edits).distinct()
 
 
+def _offered(researcher: User | AnonymousUser | None, editing: Study | None) -> Q:
+    """The settings the researcher may see (attacks.queries); editing a draft, its own too."""
+    offered = Q(pk__in=settings_for(researcher).values("pk"))
+    if editing is not None:  # a study's editor keeps its settings, whoever owns them
+        offered |= Q(pk__in=editing.items.values("example__setting_id"))
+    return offered
+
+
 @dataclass(frozen=True)
 class FormSection:
     title: str
@@ -279,7 +288,8 @@ class StudyDesignForm(forms.Form):
         self.editing = editing  # the draft whose design this form replaces, if any
         self.fields["dataset"].initial = dataset
         self._offer_studies_to_exclude(researcher)
-        settings = settings_with_examples(dataset).order_by("name")
+        settings = settings_with_examples(dataset).filter(_offered(researcher, editing))
+        settings = settings.order_by("name")
         for prefix, _ in CLEAN_ROLES:
             field = self.fields[f"{prefix}_setting"]
             assert isinstance(field, forms.ModelChoiceField)

@@ -94,7 +94,10 @@ class StudyDesignSerializer(serializers.Serializer):
         """The designer form, filled in from the JSON; returns ``{"form": the valid form}``."""
         dataset = _dataset(attrs)
         # An unbound form first, to learn which settings it offers for main items.
-        offered = {setting.pk: setting for setting in StudyDesignForm(dataset).main_settings}
+        request, editing = self.context.get("request"), self.context.get("editing")
+        researcher = request.user if request is not None else None
+        unbound = StudyDesignForm(dataset, editing=editing, researcher=researcher)
+        offered = {setting.pk: setting for setting in unbound.main_settings}
         chosen = [sample["setting"] for sample in attrs["samples"]]
         unknown = [pk for pk in chosen if pk not in offered]
         if unknown or len(set(chosen)) < len(chosen):
@@ -109,13 +112,7 @@ class StudyDesignSerializer(serializers.Serializer):
         fields = _designer_fields(attrs, dataset)
         for sample in attrs["samples"]:
             fields[count_field(offered[sample["setting"]])] = sample["count"]
-        request = self.context.get("request")
-        form = StudyDesignForm(
-            dataset,
-            fields,
-            editing=self.context.get("editing"),
-            researcher=request.user if request is not None else None,
-        )
+        form = StudyDesignForm(dataset, fields, editing=editing, researcher=researcher)
         try:
             form_data(form)
         except serializers.ValidationError as error:

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from attacks.models import AttackSetting, ClassifierModel, GenerationJob
+from attacks.queries import jobs_for, models_for, settings_for
 from config.auth import researcher_required, signed_in_user
 from config.form_pages import add_service_error, render_form, render_service_error
 from study import audit, payments, queries, recruitment, services
@@ -34,9 +34,9 @@ def researcher_home(request: HttpRequest) -> HttpResponse:
         request,
         "study/home.html",
         {
-            "models": ClassifierModel.objects.all(),
-            "settings": AttackSetting.objects.select_related("target_model"),
-            "jobs": GenerationJob.objects.select_related("setting").order_by("-id")[:20],
+            "models": models_for(request.user),
+            "settings": settings_for(request.user).select_related("target_model"),
+            "jobs": jobs_for(request.user).select_related("setting").order_by("-id")[:20],
             "studies": queries.studies_for(signed_in_user(request)).select_related("owner"),
         },
     )

@@ -309,6 +309,7 @@ def world(
     researcher_client.force_login(researcher)
     # The live study's setting: a clean one with room for more examples.
     clean = AttackSetting.objects.filter(examples__study_items__study=live).distinct().get()
+    AttackSetting.objects.filter(pk=clean.pk).update(created_by=researcher)  # theirs to write to
     return World(
         researcher=researcher_client,
         annotator=annotator,

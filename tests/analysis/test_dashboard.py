@@ -253,7 +253,8 @@ def test_gallery_shows_votes_predictions_and_the_researchers_image_url(
     card = re.search(
         rf'data-example="{hand.examples["b1"].pk}"(.*?)</div>\s*</div>', html, re.S
     ).group(1)
-    assert f'src="/researcher/examples/{hand.examples["b1"].pk}.png"' in card
+    image = f"/researcher/studies/{hand.study.pk}/examples/{hand.examples['b1'].pk}.png"
+    assert f'src="{image}"' in card
     assert "votes: 7 \u00d7 2, 1 \u00d7 1" in card
     assert "attacked predicts 7; robust predicts 1" in card
 

@@ -49,14 +49,17 @@ def study(researcher: User, full_design) -> Study:
     return services.create_draft_study(owner=researcher, design=full_design)
 
 
-def clean_setting_named(name: str) -> AttackSetting:
-    """A clean setting over MNIST test images [9000, 9100)."""
-    return clean_mnist_setting(name, (9000, 9100))
+def clean_setting_named(name: str, owner: User) -> AttackSetting:
+    """A clean setting over MNIST test images [9000, 9100), owned by ``owner``."""
+    setting = clean_mnist_setting(name, (9000, 9100))
+    setting.created_by = owner
+    setting.save(update_fields=["created_by"])
+    return setting
 
 
 @pytest.fixture
-def clean_setting(db: None) -> AttackSetting:
-    return clean_setting_named("clean-api")
+def clean_setting(researcher: User) -> AttackSetting:
+    return clean_setting_named("clean-api", researcher)
 
 
 def _researcher(name: str) -> User:

@@ -16,7 +16,7 @@ def test_a_job_created_through_the_api_is_generated_by_the_worker(
 ) -> None:
     researcher = User.objects.create_user("api-worker", password=PASSWORD, is_staff=True)
     api = token_client(researcher)
-    setting = clean_setting_named("clean-worker")
+    setting = clean_setting_named("clean-worker", researcher)
 
     created = api.post(
         "/api/v1/jobs/", {"setting": setting.pk, "count": 6, "chunk_size": 2}, format="json"

@@ -1,0 +1,152 @@
+"""Who may see or change models, attack settings, jobs and examples: permission-checked reads.
+
+A model or setting belongs to its ``created_by``. Its owner shares it with researchers or
+with lab groups (Django auth groups), to view or to edit, as a study is shared. A row
+with no owner (the zoo, command-line imports, rows made before rows had owners) is
+public: every researcher views it, only superusers change it. Jobs and examples go with
+their setting. Superusers own everything. Anyone short of the access asked for gets 404,
+as ``study.queries.study_for`` answers, so that ids do not leak.
+
+Whether the user is a researcher at all is the caller's door to check
+(``config.auth.researcher_required``, the API's permission class), not this module's.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TypeVar
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import Model, Q, QuerySet
+from django.http import Http404
+
+from attacks.models import (
+    AttackSetting,
+    ClassifierModel,
+    Collaborator,
+    Example,
+    GenerationJob,
+    ModelCollaborator,
+    SettingCollaborator,
+    SharingRole,
+)
+
+Researcher = User | AnonymousUser | None
+Row = TypeVar("Row", bound=Model)
+
+
+class Access(IntEnum):
+    """What a researcher may do with a model or setting; each level includes those below it."""
+
+    VIEW = 1  # read it; for a setting, its jobs and examples as well
+    EDIT = 2  # a setting: also start, cancel and retry its jobs, and name its family
+    OWN = 3  # also share it: add and remove collaborators
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+ACCESS_OF_ROLE: dict[str, Access] = {SharingRole.VIEW: Access.VIEW, SharingRole.EDIT: Access.EDIT}
+
+
+def _is_superuser(user: Researcher) -> bool:
+    return bool(getattr(user, "is_superuser", False))
+
+
+def _held_by(user: User | AnonymousUser) -> Q:
+    """Collaborator rows that give ``user`` a role: theirs, or one of their groups'."""
+    return Q(user_id=user.pk) | Q(group__user=user.pk)
+
+
+def _access(
+    owner_id: int | None, shares: QuerySet[Collaborator], user: Researcher
+) -> Access | None:
+    if _is_superuser(user) or (user is not None and owner_id is not None and owner_id == user.pk):
+        return Access.OWN
+    if user is None or user.pk is None:
+        return None
+    roles = shares.filter(_held_by(user)).values_list("role", flat=True)
+    found = [ACCESS_OF_ROLE[role] for role in roles]
+    if owner_id is None:
+        found.append(Access.VIEW)
+    return max(found, default=None)
+
+
+def model_access(model: ClassifierModel, user: Researcher) -> Access | None:
+    """The user's access to ``model``: owners and superusers own it, collaborators have a role."""
+    return _access(model.created_by_id, model.collaborators.all(), user)
+
+
+def setting_access(setting: AttackSetting, user: Researcher) -> Access | None:
+    """The user's access to ``setting`` (and so to its jobs and examples)."""
+    return _access(setting.created_by_id, setting.collaborators.all(), user)
+
+
+def _reachable(shares: type[Collaborator], field: str, user: Researcher, need: Access) -> Q:
+    """Rows ``user`` has at least ``need`` on, as a filter of their own table."""
+    if user is None or user.pk is None:
+        return Q(pk__in=[])
+    roles = [role for role, access in ACCESS_OF_ROLE.items() if access >= need]
+    shared = shares.objects.filter(_held_by(user), role__in=roles).values(field)
+    mine = Q(created_by_id=user.pk) | Q(pk__in=shared)
+    return mine | Q(created_by__isnull=True) if need == Access.VIEW else mine
+
+
+def models_for(user: Researcher, need: Access = Access.VIEW) -> QuerySet[ClassifierModel]:
+    """Models the user has at least ``need`` on (every one, for a superuser)."""
+    if _is_superuser(user):
+        return ClassifierModel.objects.all()
+    return ClassifierModel.objects.filter(_reachable(ModelCollaborator, "model_id", user, need))
+
+
+def settings_for(user: Researcher, need: Access = Access.VIEW) -> QuerySet[AttackSetting]:
+    """Settings the user has at least ``need`` on (every one, for a superuser)."""
+    if _is_superuser(user):
+        return AttackSetting.objects.all()
+    return AttackSetting.objects.filter(_reachable(SettingCollaborator, "setting_id", user, need))
+
+
+def jobs_for(user: Researcher) -> QuerySet[GenerationJob]:
+    """The jobs of the settings the user may see."""
+    if _is_superuser(user):
+        return GenerationJob.objects.all()
+    return GenerationJob.objects.filter(setting__in=settings_for(user))
+
+
+def _checked(found: Row | None, access: Access | None, need: Access, what: str) -> Row:
+    if found is None or access is None or access < need:
+        raise Http404(f"no such {what}")
+    return found
+
+
+def model_for(user: Researcher, model_id: int, need: Access = Access.VIEW) -> ClassifierModel:
+    """The model if ``user`` has at least ``need`` on it; 404 otherwise."""
+    model = ClassifierModel.objects.filter(pk=model_id).first()
+    access = model_access(model, user) if model is not None else None
+    return _checked(model, access, need, "model")
+
+
+def setting_for(user: Researcher, setting_id: int, need: Access = Access.VIEW) -> AttackSetting:
+    """The setting if ``user`` has at least ``need`` on it; 404 otherwise."""
+    setting = AttackSetting.objects.filter(pk=setting_id).select_related("target_model").first()
+    access = setting_access(setting, user) if setting is not None else None
+    return _checked(setting, access, need, "attack setting")
+
+
+def job_for(user: Researcher, job_id: int, need: Access = Access.VIEW) -> GenerationJob:
+    """The job if ``user`` has at least ``need`` on its setting; 404 otherwise."""
+    job = GenerationJob.objects.filter(pk=job_id).select_related("setting").first()
+    access = setting_access(job.setting, user) if job is not None else None
+    return _checked(job, access, need, "job")
+
+
+def example_for(user: Researcher, example_id: int) -> Example:
+    """The example if ``user`` may see its setting; 404 otherwise.
+
+    A study's readers reach the images of its items through the study's own image URL
+    (analysis), whoever owns the settings they come from.
+    """
+    example = Example.objects.filter(pk=example_id).select_related("setting").first()
+    access = setting_access(example.setting, user) if example is not None else None
+    return _checked(example, access, Access.VIEW, "example")
