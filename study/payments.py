@@ -46,7 +46,7 @@ FILES_OF: dict[str, tuple[str, ...]] = {
 MTURK_REVIEW_COLUMNS = ("AssignmentId", "WorkerId", "Approve", "Reject")
 PAYMENTS_COLUMNS = ("platform", "participant_id", "assignment_id", "outcome", "bonus", "reason")
 APPROVE, REJECT, WITHHOLD = "approve", "reject", "withhold"
-NOT_COMPLETED, DECLINED = "not completed", "declined consent"
+NOT_COMPLETED, DECLINED, WITHDRAWN = "not completed", "declined consent", "withdrew"
 SCREENED_OUT, NO_CODE = "screened out", "no code"
 Outcome = Study.ExcludedOutcome
 
@@ -113,6 +113,7 @@ def payees(study: Study) -> list[Payee]:
             "recruiter_session",
             "completed_at",
             "declined_at",
+            "withdrawn_at",
             "excluded",
             "exclusion_reasons",
             "correct_checks",
@@ -133,7 +134,7 @@ def _payee(study: Study, row: Mapping[str, Any]) -> Payee:
         )
     token = row["external_id_encrypted"]
     external_id = decrypt_external_id(token) if token else None
-    if external_id is None:
+    if external_id is None and outcome != WITHDRAWN:
         reason = "; ".join(filter(None, [reason, "recruiter id not stored or unreadable"]))
     session = row["recruiter_session"] or {}
     return Payee(
@@ -149,6 +150,9 @@ def _payee(study: Study, row: Mapping[str, Any]) -> Payee:
 def _outcome(study: Study, row: Mapping[str, Any]) -> tuple[str, str]:
     if row["declined_at"] is not None:
         return DECLINED, ""
+    if row["withdrawn_at"] is not None:
+        # They return the study on their recruiter's site, which pays nothing.
+        return WITHDRAWN, "recruiter id deleted when they withdrew"
     if row["completed_at"] is None:
         return NOT_COMPLETED, ""
     if not row["excluded"]:

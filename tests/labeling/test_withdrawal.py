@@ -276,6 +276,10 @@ def test_a_prolific_participant_is_asked_to_return_the_study_and_is_anonymised(
         exported = b"".join(export_bytes(study, ExportRequest(table, "csv", True)))
         assert pseudonym(participant).encode() in exported, table  # their labels count
         assert PROLIFIC_ID.encode() not in exported, table
+    payments = researcher_client.get(f"/researcher/studies/{study.pk}/payments/payments.csv")
+    assert payments.status_code == 200
+    withdrew = "prolific,,,withdrew,0.00,recruiter id deleted when they withdrew"
+    assert withdrew in payments.content.decode()  # neither approved nor paid a bonus
 
 
 def test_an_mturk_worker_is_asked_to_return_the_hit(make_study) -> None:
