@@ -8,6 +8,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+# Not ``settings.AUTH_USER_MODEL`` inside the classes: there ``settings`` reads, for type
+# checkers, as ClassifierModel's reverse relation of that name.
+USER_MODEL = settings.AUTH_USER_MODEL
+
 
 def opaque_png_name(instance: object, filename: str) -> str:
     """A random file name: nothing about the example can be read from it (rule 2 of
@@ -55,9 +59,7 @@ class ClassifierModel(models.Model):
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
     worker_host = models.CharField(max_length=255, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
+    created_by = models.ForeignKey(USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -119,9 +121,7 @@ class AttackSetting(models.Model):
         blank=True,
         help_text="Imported sets only: sets the researcher marks as one psychometric family",
     )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
+    created_by = models.ForeignKey(USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -158,9 +158,7 @@ class GenerationJob(models.Model):
     worker_host = models.CharField(max_length=255, blank=True)
     device = models.CharField(max_length=50, blank=True)
     code_version = models.CharField(max_length=64, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
+    created_by = models.ForeignKey(USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -236,7 +234,7 @@ class Collaborator(models.Model):
     """
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
     group = models.ForeignKey(
         "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="+"

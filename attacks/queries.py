@@ -88,7 +88,7 @@ def _reachable(shares: type[Collaborator], field: str, user: Researcher, need: A
     if user is None or user.pk is None:
         return Q(pk__in=[])
     roles = [role for role, access in ACCESS_OF_ROLE.items() if access >= need]
-    shared = shares.objects.filter(_held_by(user), role__in=roles).values(field)
+    shared = shares._default_manager.filter(_held_by(user), role__in=roles).values(field)
     mine = Q(created_by_id=user.pk) | Q(pk__in=shared)
     return mine | Q(created_by__isnull=True) if need == Access.VIEW else mine
 
