@@ -6,12 +6,14 @@ import datetime
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
     env_bool,
+    env_choice,
     env_int,
     env_list,
     env_required,
@@ -171,8 +173,33 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Example images and weights: the local MEDIA_ROOT, or S3-compatible object storage that
+# GPU workers and web processes on several hosts share (docs/operations.md). Every read
+# and write goes through the storage API, never a path.
+ADVSTUDY_STORAGE = env_choice(
+    "ADVSTUDY_STORAGE", "s3" if env_str("AWS_STORAGE_BUCKET_NAME") else "local", ("local", "s3")
+)
+_FILE_STORAGE: dict[str, Any]
+if ADVSTUDY_STORAGE == "s3":
+    _FILE_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_required(
+                "AWS_STORAGE_BUCKET_NAME", reason="ADVSTUDY_STORAGE=s3 stores the images there"
+            ),
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("AWS_S3_REGION_NAME") or None,
+            "location": env_str("AWS_LOCATION", ""),
+            # Images are never served from the bucket (docs/architecture.md, rule 2).
+            "default_acl": "private",
+            # Credentials: boto3's own chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,
+            # a profile, or the host's role).
+        },
+    }
+else:
+    _FILE_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _FILE_STORAGE,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 # Serve straight from the apps' static folders (no collectstatic) in development; the

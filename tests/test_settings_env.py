@@ -197,3 +197,61 @@ def test_arrow_allocates_from_jemalloc_in_all_its_parts() -> None:
     # jemalloc is in pyarrow's Linux wheels, elsewhere the wheel's default stays.
     expected = "jemalloc" if sys.platform == "linux" else _arrow_pool(with_settings=False)
     assert _arrow_pool(with_settings=True) == expected
+
+
+SHOW_STORAGE = (
+    "import django; django.setup(); from django.core.files.storage import storages; "
+    "s = storages['default']; "
+    "print(type(s).__name__, getattr(s, 'bucket_name', '-'), getattr(s, 'endpoint_url', '-'))"
+)
+
+
+def load_storage(**environment: str) -> subprocess.CompletedProcess[str]:
+    dropped = {"ADVSTUDY_STORAGE", "AWS_STORAGE_BUCKET_NAME", "AWS_S3_ENDPOINT_URL"}
+    clean = {k: v for k, v in os.environ.items() if k not in dropped}
+    return subprocess.run(
+        [sys.executable, "-c", SHOW_STORAGE],
+        cwd=REPOSITORY,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "1", **environment},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("environment", "shown"),
+    [
+        ({}, ["FileSystemStorage", "-", "-"]),
+        ({"ADVSTUDY_STORAGE": "local", "AWS_STORAGE_BUCKET_NAME": "lab"}, ["FileSystemStorage"]),
+        (
+            {"ADVSTUDY_STORAGE": "s3", "AWS_STORAGE_BUCKET_NAME": "lab"},
+            ["S3Storage", "lab", "None"],
+        ),
+        (
+            {"AWS_STORAGE_BUCKET_NAME": "lab", "AWS_S3_ENDPOINT_URL": "http://minio:9000"},
+            ["S3Storage", "lab", "http://minio:9000"],
+        ),
+    ],
+)
+def test_the_environment_switches_the_image_storage_to_s3(
+    environment: dict[str, str], shown: list[str]
+) -> None:
+    result = load_storage(**environment)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[: len(shown)] == shown
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"ADVSTUDY_STORAGE": "s3"}, "AWS_STORAGE_BUCKET_NAME must be set"),
+        ({"ADVSTUDY_STORAGE": "gcs"}, "ADVSTUDY_STORAGE='gcs' is not one of: local, s3"),
+    ],
+)
+def test_a_storage_without_its_bucket_or_of_an_unknown_kind_fails_loudly(
+    environment: dict[str, str], message: str
+) -> None:
+    result = load_storage(**environment)
+    assert result.returncode != 0
+    assert message in result.stderr
