@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
@@ -718,11 +719,20 @@ TRAMER_LINF = {  # name -> (file, indices, eps)
 }
 
 
-def import_tramer(folder: Path, name: str, family: str = "") -> AttackSetting:
+def import_tramer(
+    folder: Path, name: str, family: str = "", created_by: User | None = None
+) -> AttackSetting:
     file, indices, eps = TRAMER_LINF[name]
     path = write_npz(folder, f"{file}.npz", images=released(file), source_indices=indices)
     return imports.import_examples(
-        path, name=name, dataset="mnist", split="test", norm="linf", eps=eps, family=family
+        path,
+        name=name,
+        dataset="mnist",
+        split="test",
+        norm="linf",
+        eps=eps,
+        family=family,
+        created_by=created_by,
     )
 
 
@@ -774,9 +784,9 @@ def test_the_upload_page_takes_a_family(researcher_client: Client, db) -> None:
 
 
 def test_a_researcher_names_and_clears_a_family_on_the_settings_page(
-    tmp_path, researcher_client: Client, db
+    tmp_path, researcher, researcher_client: Client
 ) -> None:
-    setting = import_tramer(tmp_path, "manual-0.4")
+    setting = import_tramer(tmp_path, "manual-0.4", created_by=researcher)
     url = f"/researcher/settings/{setting.pk}/family/"
     assert (
         "none: fitted on no psychometric curve"
@@ -794,12 +804,17 @@ def test_a_researcher_names_and_clears_a_family_on_the_settings_page(
 
 
 def test_a_family_the_page_refuses_is_a_400_with_the_reason_that_changes_nothing(
-    tmp_path, researcher_client: Client, db
+    tmp_path, researcher, researcher_client: Client
 ) -> None:
     unbudgeted = imports.import_examples(
-        write_npz(tmp_path, **good_arrays()), name="no-budget", dataset="mnist", split="test"
+        write_npz(tmp_path, **good_arrays()),
+        name="no-budget",
+        dataset="mnist",
+        split="test",
+        created_by=researcher,
     )
     generated = clean_mnist_setting("clean")
+    AttackSetting.objects.filter(pk=generated.pk).update(created_by=researcher)  # theirs to edit
 
     refused = {
         setting.name: researcher_client.post(
@@ -822,7 +837,7 @@ def test_a_family_the_page_refuses_is_a_400_with_the_reason_that_changes_nothing
 def test_the_api_shows_a_settings_family_and_patch_changes_it_alone(
     tmp_path, researcher, db
 ) -> None:
-    setting = import_tramer(tmp_path, "auto-0.4", family="tramer")
+    setting = import_tramer(tmp_path, "auto-0.4", family="tramer", created_by=researcher)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=researcher).key}")
     url = f"/api/v1/attack-settings/{setting.pk}/"
@@ -844,6 +859,7 @@ def test_the_api_shows_a_settings_family_and_patch_changes_it_alone(
         split="test",
         norm="l2",
         eps=3.0,
+        created_by=researcher,
     )
     refused = api.patch(
         f"/api/v1/attack-settings/{other_norm.pk}/", {"family": "tramer-automated"}, format="json"
