@@ -1,10 +1,11 @@
 """The worker's side of training and generation jobs: claim, run, record, finish.
 
-The Celery tasks (``attacks/tasks.py``) call ``run_training`` and
-``run_generation``; nothing here queues a task, so this module never imports the
-tasks or the services. A job takes ids, claims its row first, and is idempotent
-(docs/architecture.md, rule 4): a chunk run again writes no duplicate. Models are loaded once per
-worker process and cached.
+The Celery tasks (``attacks/tasks.py``) call ``run_training``, ``start_generation``
+(claim a job, list its chunks) and ``run_chunk`` (one chunk, on any GPU worker); nothing
+here queues a task, so this module never imports the tasks or the services. A job takes
+ids, claims its row first, and is idempotent (docs/architecture.md, rule 4): a chunk run
+again writes no duplicate. Its progress and completion live on its row. Models are loaded
+once per worker process and cached, so a worker's chunks share them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import socket
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 
 import torch
@@ -43,6 +46,7 @@ from attacks.models import (
     AttackSetting,
     ClassifierModel,
     Example,
+    GenerationChunk,
     GenerationJob,
     JobStatus,
     Prediction,
@@ -183,55 +187,95 @@ def fail_training(model_id: int, error: str) -> None:
     )
 
 
-def run_generation(job_id: int) -> None:
-    """Generate a job's examples chunk by chunk, skipping chunks stored before a crash."""
-    device = compute_device()
-    job = claim_generation_job(job_id, str(device))
+def start_generation(job_id: int) -> list[int]:
+    """Claim the job; the first positions of its chunks not yet stored, for the chunk tasks.
+
+    A job whose every position was stored before a crash is finished here instead.
+    """
+    job = claim_generation_job(job_id, str(compute_device()))
     if job is None:
         logger.info("generation job %s: missing or finished, nothing to do", job_id)
+        return []
+    stored = set(
+        Example.objects.filter(
+            setting_id=job.setting_id, position__gte=job.offset, position__lt=job.offset + job.count
+        ).values_list("position", flat=True)
+    )
+    firsts = [
+        first
+        for first in range(job.offset, job.offset + job.count, job.chunk_size)
+        if not stored.issuperset(chunk_positions(job, first))
+    ]
+    if not firsts:
+        GenerationJob.objects.filter(pk=job_id).update(done=len(stored))
+        finish_generation_job(job_id)
+    return firsts
+
+
+def chunk_positions(job: GenerationJob, first: int) -> list[int]:
+    return list(range(first, min(first + job.chunk_size, job.offset + job.count)))
+
+
+def run_chunk(job_id: int, first: int, worker_host: str) -> None:
+    """Generate and store one chunk of a running job; a failure fails the whole job.
+
+    Idempotent (rule 4): positions already stored are skipped, so a redelivered chunk
+    (its worker was lost) or one queued twice writes no duplicate.
+    """
+    job = (
+        GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING)
+        .select_related("setting", "setting__target_model")
+        .first()
+    )
+    if job is None or not job.offset <= first < job.offset + job.count:
+        logger.info("generation job %s: not running, chunk %s skipped", job_id, first)
         return
+    run = ChunkRun(first, worker_host, compute_device(), timezone.now())
     try:
-        _generate(job, device)
+        done = _generate_chunk(job, run)
     except JobStopped:
-        # Cancelled while this chunk ran: its examples were discarded, the rest never made.
-        logger.info("generation job %s: cancelled, stopped", job_id)
+        # Cancelled while this chunk ran: its examples were discarded.
+        logger.info("generation job %s: cancelled, chunk %s discarded", job_id, first)
         return
     except Exception as error:
-        logger.exception("generation job %s failed", job_id)
+        logger.exception("generation job %s failed in chunk %s", job_id, first)
         fail_generation_job(job_id, f"{type(error).__name__}: {error}")
         return
-    finish_generation_job(job_id)
+    if done is not None:
+        progress.report("generation", job_id, done / job.count)
 
 
-def _generate(job: GenerationJob, device: torch.device) -> None:
-    setting = job.setting
-    attack = build_attack(setting.attack_name, setting.config)
+@dataclass(frozen=True)
+class ChunkRun:
+    first: int
+    worker_host: str
+    device: torch.device
+    started_at: datetime
+
+
+def _generate_chunk(job: GenerationJob, run: ChunkRun) -> int | None:
+    """Examples of the job stored after this chunk; None if the chunk was stored already."""
+    positions = chunk_positions(job, run.first)
+    if len(existing_positions(job.setting_id, positions)) == len(positions):
+        return None  # done before a crash or redelivery
+    setting, device = job.setting, run.device
     source = configured_dataset(setting.dataset, setting.source_split)
-    order = source_order(setting.seed, setting.source_start, setting.source_stop).tolist()
-    target = load_classifier(setting.target_model, device) if setting.target_model else None
-    predictors = {
-        row.pk: load_classifier(row, device) for row in models_to_predict(setting.dataset)
-    }
-    context = _attack_context(setting, source)
-    for first in range(job.offset, job.offset + job.count, job.chunk_size):
-        positions = list(range(first, min(first + job.chunk_size, job.offset + job.count)))
-        if len(existing_positions(setting.pk, positions)) == len(positions):
-            continue  # done before a crash or redelivery
-        # Randomness is per example (keyed by source index): chunking does not change a byte.
-        generator = torch.Generator(device).manual_seed(setting.seed)
-        generated = generate_examples(
-            attack,
-            target,
-            source,
-            positions,
-            [order[p] for p in positions],
-            generator=generator,
-            device=device,
-            context=context,
-            models_to_predict=predictors,
-        )
-        done = record_examples(job, generated)
-        progress.report("generation", job.pk, done / job.count)
+    order = source_order(setting.seed, setting.source_start, setting.source_stop)
+    # Randomness is per example (keyed by source index): chunking does not change a byte.
+    generated = generate_examples(
+        build_attack(setting.attack_name, setting.config),
+        load_classifier(setting.target_model, device) if setting.target_model else None,
+        source,
+        positions,
+        order[positions].tolist(),
+        generator=torch.Generator(device).manual_seed(setting.seed),
+        device=device,
+        context=_attack_context(setting, source),
+        models_to_predict={
+            row.pk: load_classifier(row, device) for row in models_to_predict(setting.dataset)
+        },
+    )
+    return record_examples(job, generated, run)
 
 
 def _attack_context(setting: AttackSetting, source: ImageDataset) -> AttackContext:
@@ -273,22 +317,44 @@ def existing_positions(setting_id: int, positions: Sequence[int]) -> set[int]:
 
 
 @transaction.atomic
-def record_examples(job: GenerationJob, generated: Sequence[GeneratedExample]) -> int:
+def record_examples(
+    job: GenerationJob, generated: Sequence[GeneratedExample], run: ChunkRun | None = None
+) -> int:
     """Store new examples and their predictions; positions already stored are skipped.
 
     Raises ``JobStopped``, storing nothing, if the job was cancelled meanwhile: the lock
-    orders this against ``cancel_generation_job``, so no example lands after a cancel.
+    orders this against ``cancel_generation_job``, so no example lands after a cancel. The
+    lock also orders the chunks of parallel workers, so exactly one stores the job's last
+    missing position and finishes it.
     """
     locked = GenerationJob.objects.select_for_update().get(pk=job.pk)
     if locked.status != JobStatus.RUNNING:
         raise JobStopped(f"job {job.pk} is {locked.status}")
     skip = existing_positions(job.setting_id, [item.position for item in generated])
-    for item in generated:
-        if item.position not in skip:
-            _store_example(job, item)
+    new = [item for item in generated if item.position not in skip]
+    for item in new:
+        _store_example(job, item)
     done = Example.objects.filter(job=job).count()
     GenerationJob.objects.filter(pk=job.pk).update(done=done)
+    if run is not None and new:
+        _record_chunk(job, run, len(new))
+    if done == locked.count:
+        finish_generation_job(job.pk)
     return done
+
+
+def _record_chunk(job: GenerationJob, run: ChunkRun, stored: int) -> None:
+    GenerationChunk.objects.update_or_create(
+        job=job,
+        first_position=run.first,
+        defaults={
+            "stored": stored,
+            "worker_host": run.worker_host[:255],
+            "device": str(run.device),
+            "started_at": run.started_at,
+            "finished_at": timezone.now(),
+        },
+    )
 
 
 def _store_example(job: GenerationJob, item: GeneratedExample) -> None:
@@ -314,10 +380,12 @@ def _store_example(job: GenerationJob, item: GeneratedExample) -> None:
     )
 
 
-def finish_generation_job(job_id: int) -> None:
-    GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, done=F("count")).update(
-        status=JobStatus.SUCCEEDED, finished_at=timezone.now()
-    )
+def finish_generation_job(job_id: int) -> bool:
+    """Running, with every position stored: succeeded. True for the one caller that finished it."""
+    finished = GenerationJob.objects.filter(
+        pk=job_id, status=JobStatus.RUNNING, done=F("count")
+    ).update(status=JobStatus.SUCCEEDED, finished_at=timezone.now())
+    return finished == 1
 
 
 def fail_generation_job(job_id: int, error: str) -> None:

@@ -290,3 +290,28 @@ class SettingCollaborator(Collaborator):
 
     def __str__(self) -> str:
         return f"{self.holder} may {self.role} setting {self.setting_id}"
+
+
+class GenerationChunk(models.Model):
+    """Which worker stored a chunk of a job's positions, and when (docs/architecture.md, rule 3).
+
+    A job's chunks run as separate tasks on any number of GPU workers; a chunk run again
+    (a redelivery) updates its row rather than adding one.
+    """
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="chunks")
+    first_position = models.PositiveIntegerField()
+    stored = models.PositiveIntegerField(help_text="Examples this run of the chunk stored")
+    worker_host = models.CharField(max_length=255)
+    device = models.CharField(max_length=50)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["job_id", "first_position"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "first_position"], name="unique_chunk_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.first_position} of job {self.job_id} on {self.worker_host}"

@@ -271,6 +271,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "attacks.tasks.train_model": {"queue": "gpu"},
     "attacks.tasks.run_generation_job": {"queue": "gpu"},
+    "attacks.tasks.generate_chunk": {"queue": "gpu"},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Must exceed the longest task: an unacknowledged task is redelivered after it.
