@@ -282,9 +282,16 @@ def _attack_context(setting: AttackSetting, source: ImageDataset) -> AttackConte
     num_classes = len(source.classes)
     if "pool_split" not in setting.config:
         return AttackContext(num_classes=num_classes)
-    pool = configured_dataset(setting.dataset, setting.config["pool_split"])
-    span = slice(setting.config["pool_start"], setting.config["pool_stop"])
-    return AttackContext(pool.images[span], pool.labels[span], num_classes)
+    pool = (setting.config["pool_split"], setting.config["pool_start"], setting.config["pool_stop"])
+    return _pool_context(setting.dataset, *pool, num_classes)
+
+
+@lru_cache(maxsize=4)
+def _pool_context(dataset: str, split: str, start: int, stop: int, classes: int) -> AttackContext:
+    """Cached per worker process: what an attack derives from the pool (its search index,
+    in ``prepared``) then serves every chunk of a job that this worker takes."""
+    pool = configured_dataset(dataset, split)
+    return AttackContext(pool.images[start:stop], pool.labels[start:stop], classes)
 
 
 def claim_generation_job(job_id: int, device: str) -> GenerationJob | None:
