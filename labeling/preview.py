@@ -72,7 +72,7 @@ def _label_context(
 def _preview_item(study: Study, item: StudyItem, phase: str) -> dict[str, object]:
     answer = item.expected_label if phase == "practice" else None
     return {
-        "image": reverse("example-image", args=[item.example_id]),
+        "image": reverse("study-example-image", args=[study.pk, item.example_id]),
         "phase": phase,
         "answer": answer,
         "answer_text": choice_text(study, answer),

@@ -38,7 +38,9 @@ def test_the_owner_previews_every_screen_of_a_draft_and_nothing_is_written(
     )
     assert config["mode"] == "preview"
     assert [item["phase"] for item in config["items"]][:2] == ["practice", "practice"]
-    assert config["items"][0]["image"] == f"/researcher/examples/{practice[0].example_id}.png"
+    assert config["items"][0]["image"] == (
+        f"/researcher/studies/{study.pk}/examples/{practice[0].example_id}.png"
+    )
     assert config["items"][0]["answer"] == practice[0].expected_label
     assert len(config["items"]) == 2 + 4
     assert researcher_client.get(config["items"][-1]["image"]).status_code == 200
