@@ -161,7 +161,7 @@ def main() -> None:
             f"{worker_count:>7} {result.seconds:>7.1f} {rate:>11.1f} {speed_up:>9.2f} "
             f"{result.chunk_seconds:>15.2f}  {taken}"
         )
-    print("A median chunk slower with 2 workers than with 1: the cores were not free.")
+    print("(a median chunk much slower with 2 workers than with 1: the cores were not free)")
     print(f"Command: .venv/bin/python benchmarks/bench_parallel_generation.py (logs: {media})")
 
 
