@@ -100,6 +100,9 @@ def _worker_database_url() -> str:
     return f"postgres://{auth}@{database['HOST']}:{database['PORT'] or 5432}/{database['NAME']}"
 
 
+SUITE_WORKER = "advstudy-test"  # the node name of the suite's worker, before "@host"
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(
     django_db_setup: None, django_db_blocker: object
@@ -122,7 +125,7 @@ def celery_worker_process(
         "-c",
         "1",
         "-n",
-        "advstudy-test@%h",
+        f"{SUITE_WORKER}@%h",
         "--loglevel",
         "INFO",
         "--without-gossip",

@@ -12,16 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from django.conf import settings
 from django.contrib.auth.models import User
 
 from attacks import jobs, progress, services, tasks
 from attacks.models import Example, GenerationChunk, GenerationJob, JobStatus
 from config.celery import app as celery_app
-from tests.fixtures import REPOSITORY, _worker_database_url, clean_mnist_setting
+from tests.fixtures import (
+    REPOSITORY,
+    SUITE_WORKER,
+    _worker_database_url,
+    clean_mnist_setting,
+)
 
-WORKER_NAMES = ("a", "b")
+EXTRA_WORKER = "chunks-b"
 
 
 def _start_worker(name: str, log_path: Path) -> subprocess.Popen[bytes]:
@@ -36,28 +39,30 @@ def _start_worker(name: str, log_path: Path) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture(scope="module")
-def two_workers(django_db_setup: None, django_db_blocker: object) -> Iterator[list[str]]:
-    """Two real worker processes on the gpu queue, a@host and b@host; their node names."""
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()  # stale messages of old runs
+def two_workers(celery_worker_process: subprocess.Popen[bytes]) -> Iterator[list[str]]:
+    """The suite's worker and a second real worker process on the gpu queue; their names.
+
+    The second joins the suite's worker rather than replacing it: the broker is shared, so
+    a third worker of the suite would take chunks too, and flushing it would drop the
+    queues the suite's worker listens on.
+    """
     folder = Path(tempfile.mkdtemp(prefix="advstudy-chunks-"))
-    names = [f"{name}@{socket.gethostname()}" for name in WORKER_NAMES]
-    workers = [_start_worker(name, folder / f"{name}.log") for name in WORKER_NAMES]
+    names = [f"{name}@{socket.gethostname()}" for name in (SUITE_WORKER, EXTRA_WORKER)]
+    extra = _start_worker(EXTRA_WORKER, folder / "worker.log")
     try:
         deadline = time.monotonic() + 90
         while len(celery_app.control.ping(destination=names, timeout=1.0) or []) < len(names):
-            logs = "\n".join(path.read_text() for path in folder.glob("*.log"))
-            if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
-                pytest.fail(f"the Celery workers did not both start:\n{logs}")
+            if time.monotonic() > deadline or extra.poll() is not None:
+                log = (folder / "worker.log").read_text()
+                pytest.fail(f"the second Celery worker did not start:\n{log}")
         yield names
     finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        extra.terminate()
+        try:
+            extra.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            extra.kill()
+            extra.wait()
 
 
 def wait_until_finished(job: GenerationJob, timeout_s: float = 120) -> GenerationJob:
