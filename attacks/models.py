@@ -59,7 +59,9 @@ class ClassifierModel(models.Model):
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
     worker_host = models.CharField(max_length=255, blank=True)
-    created_by = models.ForeignKey(USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # A row without an owner is public (attacks/queries.py): a researcher who owns rows
+    # cannot be deleted until they are handed over, or they would become everyone's.
+    created_by = models.ForeignKey(USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -121,7 +123,9 @@ class AttackSetting(models.Model):
         blank=True,
         help_text="Imported sets only: sets the researcher marks as one psychometric family",
     )
-    created_by = models.ForeignKey(USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # A row without an owner is public (attacks/queries.py): a researcher who owns rows
+    # cannot be deleted until they are handed over, or they would become everyone's.
+    created_by = models.ForeignKey(USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

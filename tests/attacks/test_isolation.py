@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import transaction
+from django.db.models import ProtectedError
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
@@ -408,6 +410,15 @@ def test_the_zoo_is_readable_by_all_and_changed_by_none(world: World) -> None:
     )
     assert shared.status_code == 404
     assert not world.zoo.collaborators.exists()
+
+
+def test_an_owner_of_rows_cannot_be_deleted_for_they_would_become_public(world: World) -> None:
+    with pytest.raises(ProtectedError), transaction.atomic():
+        world.owner.delete()
+
+    assert world.setting.created_by_id == world.owner.pk
+    outsider = world.client("outsider")
+    assert outsider.get(reverse("setting-detail", args=[world.setting.pk])).status_code == 404
 
 
 @pytest.mark.parametrize(("model", "allowed"), [("zoo", True), ("model", False)])
