@@ -314,6 +314,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "attacks.models.JobStatus",
         "StudyStatusEnum": "study.models.Study.Status",
+        "StudyRoleEnum": "study.models.StudyCollaborator.Role",
+        # A collaborator's role as the sharing endpoints of studies, models and settings take it.
+        "RoleEnum": ["view", "edit"],
     },
 }
 
