@@ -325,7 +325,7 @@ def existing_positions(setting_id: int, positions: Sequence[int]) -> set[int]:
 
 @transaction.atomic
 def record_examples(
-    job: GenerationJob, generated: Sequence[GeneratedExample], run: ChunkRun | None = None
+    job: GenerationJob, generated: Sequence[GeneratedExample], run: ChunkRun
 ) -> int:
     """Store new examples and their predictions; positions already stored are skipped.
 
@@ -343,7 +343,7 @@ def record_examples(
         _store_example(job, item)
     done = Example.objects.filter(job=job).count()
     GenerationJob.objects.filter(pk=job.pk).update(done=done)
-    if run is not None and new:
+    if new:
         _record_chunk(job, run, len(new))
     if done == locked.count:
         finish_generation_job(job.pk)
