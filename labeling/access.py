@@ -29,23 +29,13 @@ def _session_public_id(request: HttpRequest, join_token: str) -> str | None:
     return None if public_id is None else str(public_id)
 
 
-def session_participant(request: HttpRequest, study: Study) -> Participant | None:
-    public_id = _session_public_id(request, study.join_token)
-    if public_id is None:
-        return None
-    participant = Participant.objects.filter(public_id=public_id, study=study).first()
-    if participant is not None:
-        participant.study = study  # already loaded by the view: no second query for it
-    return participant
-
-
 def study_and_participant(
     request: HttpRequest, join_token: str
 ) -> tuple[Study, Participant | None]:
     """The study and the session's participant in it, with one query when both exist.
 
-    For the labelling loop's endpoints, which run on every trial: loading the study
-    first and the participant second cost a query each per request.
+    Every annotator page and endpoint starts here: loading the study first and the
+    participant second cost a query each per request.
     """
     public_id = _session_public_id(request, join_token)
     if public_id is not None:

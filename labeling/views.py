@@ -26,8 +26,9 @@ from labeling.ending import end_code
 from labeling.forms import ConsentForm, LabCodeForm, LabelForm
 from labeling.images import stored_png
 from labeling.models import Assignment, Participant
-from labeling.queries import Step, answer_choices, current_step, example_item, practice_items
+from labeling.queries import Step, answer_choices, current_step, example_item
 from labeling.services import timing, withdrawal
+from labeling.services.assignment import study_shape
 from study.models import Study
 
 # The withdrawal form's button value: a POST without it (a stray or hostile one) withdraws no one.
@@ -97,9 +98,17 @@ def _go_to_step(study: Study, participant: Participant) -> HttpResponse:
     return redirect(current_step(participant).value, join_token=study.join_token)
 
 
-def _at_step(request: HttpRequest, study: Study, step: Step) -> Participant | HttpResponse:
-    """The session's participant if they are at ``step``; else where they should be."""
-    participant = access.session_participant(request, study)
+def _at_step(
+    request: HttpRequest, join_token: str, step: Step
+) -> tuple[Study, Participant | HttpResponse]:
+    """The study, and the session's participant if they are at ``step``; else where they
+    should be. One query reads both when the session names a participant."""
+    study, participant = access.study_and_participant(request, join_token)
+    return study, _where(study, participant, step)
+
+
+def _where(study: Study, participant: Participant | None, step: Step) -> Participant | HttpResponse:
+    """``participant`` if they are at ``step``; else a redirect to where they should be."""
     if participant is None:
         return redirect("join", join_token=study.join_token)
     if current_step(participant) != step:
@@ -110,12 +119,11 @@ def _at_step(request: HttpRequest, study: Study, step: Step) -> Participant | Ht
 @never_cache
 @require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, join_token: str) -> HttpResponse:
-    study = access.study_for(join_token)
+    study, participant = access.study_and_participant(request, join_token)
     if study.recruitment == Study.Recruitment.MTURK and recruitment.is_mturk_preview(request.GET):
         return _mturk_preview(request, study)
     if study.recruitment in (Study.Recruitment.PROLIFIC, Study.Recruitment.MTURK):
-        return _enter_from_recruiter(request, study)
-    participant = access.session_participant(request, study)
+        return _enter_from_recruiter(request, study, participant)
     if participant is not None:
         return _go_to_step(study, participant)
     try:
@@ -137,7 +145,10 @@ def _mturk_preview(request: HttpRequest, study: Study) -> HttpResponse:
     return _page(request, "mturk_preview.html", study, example=example_item(study) is not None)
 
 
-def _enter_from_recruiter(request: HttpRequest, study: Study) -> HttpResponse:
+def _enter_from_recruiter(
+    request: HttpRequest, study: Study, known: Participant | None
+) -> HttpResponse:
+    """``known``: the session's participant in ``study``, if any."""
     parse = (
         recruitment.prolific_entry
         if study.recruitment == Study.Recruitment.PROLIFIC
@@ -146,8 +157,7 @@ def _enter_from_recruiter(request: HttpRequest, study: Study) -> HttpResponse:
     try:
         entry = parse(request.GET)
     except recruitment.InvalidRecruiterLink as invalid:
-        known = access.session_participant(request, study)  # e.g. a reload without the query
-        if known is not None:
+        if known is not None:  # e.g. a reload without the query
             return _go_to_step(study, known)
         return _page(request, "link_error.html", study, status=400, problem=str(invalid))
     if limits.joining_too_often(request):
@@ -199,10 +209,10 @@ def _enter_with_lab_code(request: HttpRequest, study: Study) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def consent(request: HttpRequest, join_token: str) -> HttpResponse:
-    study = access.study_for(join_token)
-    if access.session_participant(request, study) is None:
+    study, known = access.study_and_participant(request, join_token)
+    if known is None:
         return _consent_to_open_link(request, study)
-    participant = _at_step(request, study, Step.CONSENT)
+    participant = _where(study, known, Step.CONSENT)
     if isinstance(participant, HttpResponse):
         return participant
     form = ConsentForm(request.POST or None)
@@ -242,8 +252,7 @@ def _consent_to_open_link(request: HttpRequest, study: Study) -> HttpResponse:
 @never_cache
 @require_GET
 def declined(request: HttpRequest, join_token: str) -> HttpResponse:
-    study = access.study_for(join_token)
-    participant = _at_step(request, study, Step.DECLINED)
+    study, participant = _at_step(request, join_token, Step.DECLINED)
     if isinstance(participant, HttpResponse):
         return participant
     if participant.source == Study.Recruitment.PROLIFIC:
@@ -255,8 +264,7 @@ def declined(request: HttpRequest, join_token: str) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def instructions(request: HttpRequest, join_token: str) -> HttpResponse:
-    study = access.study_for(join_token)
-    participant = _at_step(request, study, Step.INSTRUCTIONS)
+    study, participant = _at_step(request, join_token, Step.INSTRUCTIONS)
     if isinstance(participant, HttpResponse):
         return participant
     if request.method == "POST":
@@ -267,7 +275,7 @@ def instructions(request: HttpRequest, join_token: str) -> HttpResponse:
         "instructions.html",
         study,
         participant=participant,
-        practice_count=len(practice_items(study)),
+        practice_count=study_shape(study).practice_items,  # counted once per process
     )
 
 
@@ -275,8 +283,7 @@ def instructions(request: HttpRequest, join_token: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def label(request: HttpRequest, join_token: str) -> HttpResponse:
     """The labelling page. Its script talks to the JSON API; without it, a plain form."""
-    study = access.study_for(join_token)
-    participant = _at_step(request, study, Step.LABEL)
+    study, participant = _at_step(request, join_token, Step.LABEL)
     if isinstance(participant, HttpResponse):
         return participant
     error, error_status = None, 400
@@ -351,8 +358,7 @@ def _sentence(rejected: services.LabelRejected) -> str:
 @never_cache
 @require_GET
 def done(request: HttpRequest, join_token: str) -> HttpResponse:
-    study = access.study_for(join_token)
-    participant = _at_step(request, study, Step.DONE)
+    study, participant = _at_step(request, join_token, Step.DONE)
     if isinstance(participant, HttpResponse):
         return participant
     code = end_code(study, participant)  # an excluded participant's: the study's choice
@@ -377,8 +383,7 @@ def done(request: HttpRequest, join_token: str) -> HttpResponse:
 def withdraw(request: HttpRequest, join_token: str) -> HttpResponse:
     """GET: what withdrawing does to their answers, and a button; POST: withdraw them, as
     their study's policy says, and forget them in this browser (docs/studies.md)."""
-    study = access.study_for(join_token)
-    participant = access.session_participant(request, study)
+    study, participant = access.study_and_participant(request, join_token)
     if participant is None or participant.withdrawn_at is not None:
         return _page(request, "not_taking_part.html", study, status=403)
     if not _may_withdraw(participant):
