@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.http import HttpRequest
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest
 from django.utils import timezone
 
 from labeling.models import Participant
@@ -21,7 +20,10 @@ _OPENED_KEY = "advstudy_links_opened"  # {join token: when this browser first op
 
 
 def study_for(join_token: str) -> Study:
-    return get_object_or_404(Study, join_token=join_token)
+    study = statements.study_by_join_token(join_token)
+    if study is None:
+        raise Http404("No Study matches the given query.")  # as get_object_or_404 says
+    return study
 
 
 def _session_public_id(request: HttpRequest, join_token: str) -> str | None:

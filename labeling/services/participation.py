@@ -9,12 +9,12 @@ from django.utils import timezone
 
 from labeling.models import Participant
 from labeling.recruitment import normalised_external_id
+from labeling.services import statements
 from labeling.services.assignment import no_free_slot_refusal
 from labeling.services.errors import EntryRefused, NotEligible, StudyNotOpen
-from study.models import ANALYSED_ITEM_KINDS, LabCode, Study, StudyItem
+from study.models import LabCode, Study
 from study.recruiter_ids import encrypt_external_id, external_id_hash
 
-_COUNTED_KINDS = ANALYSED_ITEM_KINDS
 _NOT_OPEN = {
     Study.Status.DRAFT: "This study has not started yet.",
     Study.Status.PAUSED: "This study is paused at the moment. Please try again later.",
@@ -26,10 +26,7 @@ def require_open(study: Study) -> None:
     """Refuse new participants unless the study is live and still needs labels."""
     if study.status != Study.Status.LIVE:
         raise StudyNotOpen(_NOT_OPEN.get(Study.Status(study.status), "This study is not open."))
-    free = StudyItem.objects.filter(
-        study=study, kind__in=_COUNTED_KINDS, assigned_count__lt=study.labels_per_item
-    )
-    if not free.exists():
+    if not statements.has_free_slot(study):
         # Otherwise a newcomer would sit through consent and practice for nothing.
         raise no_free_slot_refusal(study)
 

@@ -240,6 +240,39 @@ _LOCKED_PARTICIPANT = Statement(
 )
 
 
+_STUDY_BY_JOIN_TOKEN = Statement(
+    "study_by_join_token",
+    lambda d: f"SELECT {_study.sql} FROM {table(Study)} study WHERE study.join_token = $1",
+    [_field(Study, "join_token")],
+)
+
+
+def study_by_join_token(join_token: str) -> Study | None:
+    """The study of an annotator's link: every annotator page reads it first."""
+    rows = _STUDY_BY_JOIN_TOKEN.fetch(join_token)
+    return _study.load(rows[0]) if rows else None
+
+
+# Whether a counted item still has a free slot: asked on every arrival before anyone is
+# admitted. Ordered by the slot count so that the plan walks the (study, assigned_count)
+# index and stops at the first free item: without the order, PostgreSQL's LIMIT 1 plan
+# was a sequential scan through every earlier study's items.
+_FREE_SLOT = Statement(
+    "free_slot",
+    lambda d: (
+        f"SELECT 1 FROM {table(StudyItem)} item WHERE item.study_id = $1 "
+        f"AND item.kind IN {_COUNTED} AND item.assigned_count < $2 "
+        "ORDER BY item.assigned_count LIMIT 1"
+    ),
+    [_field(StudyItem, "study"), _field(StudyItem, "assigned_count")],
+)
+
+
+def has_free_slot(study: Study) -> bool:
+    """Whether any main or control item of ``study`` has fewer than k slots taken."""
+    return bool(_FREE_SLOT.fetch(study.pk, study.labels_per_item))
+
+
 def participant_in_study(public_id: str, join_token: str) -> Participant | None:
     """The participant with this public id in the study with this join token, with it."""
     try:
