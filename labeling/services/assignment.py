@@ -47,7 +47,6 @@ _HELD = 2  # the current item and the one after it
 # of every stratum with free items (which only happens near the end of a study).
 _DIRECT_STRATUM_TRIES = 3
 COUNTED_KINDS = ANALYSED_ITEM_KINDS
-FINISHED = (Assignment.Status.LABELLED, Assignment.Status.TIMED_OUT)
 
 
 class Phase(StrEnum):
@@ -592,12 +591,3 @@ def _phase_and_progress(
     total = study.items_per_participant + planned_attention_checks(study)
     done = counts.finished_main
     return Phase.MAIN, Progress(done, max(total, done + 1))
-
-
-def remaining_practice(participant: Participant) -> int:
-    answered = participant.assignments.filter(status__in=FINISHED).values("item_id")
-    return (
-        StudyItem.objects.filter(study=participant.study, kind=StudyItem.Kind.PRACTICE)
-        .exclude(pk__in=answered)
-        .count()
-    )

@@ -203,6 +203,7 @@ def table(model: type[Model]) -> str:
 _ACTIVE = Assignment.Status.ACTIVE.value
 _EXPIRED = Assignment.Status.EXPIRED.value
 _COUNTED = "(" + ", ".join(f"'{kind.value}'" for kind in ANALYSED_ITEM_KINDS) + ")"
+_FINISHED = f"('{Assignment.Status.LABELLED.value}', '{Assignment.Status.TIMED_OUT.value}')"
 
 _participant = Columns(Participant, "participant")
 _study = Columns(Study, "study")
@@ -444,6 +445,29 @@ LIMIT 1
     ),
     [_field(StudyItem, "study"), _field(Assignment, "participant")],
 )
+
+# How many practice items this participant has not answered (nor timed out) yet: asked
+# after each practice answer, to note when the practice is over.
+_REMAINING_PRACTICE = Statement(
+    "remaining_practice",
+    lambda d: (
+        f"""
+SELECT count(*) FROM {table(StudyItem)} item
+WHERE item.study_id = $1 AND item.kind = '{StudyItem.Kind.PRACTICE.value}'
+  AND NOT EXISTS (
+      SELECT 1 FROM {table(Assignment)} had
+      WHERE had.item_id = item.id AND had.participant_id = $2 AND had.status IN {_FINISHED}
+  )
+"""
+    ),
+    [_field(StudyItem, "study"), _field(Assignment, "participant")],
+)
+
+
+def remaining_practice(participant: Participant) -> int:
+    """The participant's practice items not yet answered or timed out."""
+    return int(_REMAINING_PRACTICE.fetch(participant.study_id, participant.pk)[0][0])
+
 
 _LEASE = Statement(
     "lease",

@@ -26,7 +26,6 @@ from labeling.services.assignment import (
     give_back,
     lock_participant,
     next_trial_of_locked,
-    remaining_practice,
     start_next_trial,
     sweep_expired_leases_now_and_then,
     take_slot_again,
@@ -255,7 +254,7 @@ def _after_trial(participant: Participant, assignment: Assignment) -> None:
     if (
         assignment.item.kind == StudyItem.Kind.PRACTICE
         and participant.practice_done_at is None
-        and remaining_practice(participant) == 0
+        and statements.remaining_practice(participant) == 0
     ):
         participant.practice_done_at = timezone.now()
         participant.save(update_fields=["practice_done_at"])
