@@ -1,7 +1,8 @@
-"""What code made an example: the git commit when there is one, else the package version."""
+"""What code made an example: the image's build argument, the git commit, or the package version."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from functools import lru_cache
 from importlib import metadata
@@ -12,6 +13,9 @@ _REPOSITORY = Path(__file__).resolve().parent.parent
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
+    # A Docker image has no git: its build records `git describe` here (Dockerfile).
+    if built := os.environ.get("ADVSTUDY_CODE_VERSION", "").strip():
+        return built[:64]  # GenerationJob.code_version's length
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],
