@@ -24,12 +24,14 @@ SECRETS = {
 
 
 def compose_config(*files: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` of docker-compose.yml and ``files``; of the defaults if "-"."""
+    names = [] if files == ("-",) else ["docker-compose.yml", *files]
     executable = shutil.which("docker-compose")
     if executable is None:
         pytest.fail("docker-compose is not installed: `apt-get install docker-compose`")
     clean = {k: v for k, v in os.environ.items() if k not in SECRETS}
     return subprocess.run(
-        [executable, *(f"-f{name}" for name in ("docker-compose.yml", *files)), "config"],
+        [executable, *(f"-f{name}" for name in names), "config"],
         cwd=REPOSITORY,
         env={**clean, **environment},
         capture_output=True,
@@ -75,3 +77,45 @@ def test_the_compose_file_refuses_to_start_without_a_secret_key(missing: str) ->
     result = compose_config(**{name: value for name, value in SECRETS.items() if name != missing})
     assert result.returncode != 0
     assert f"set {missing}" in result.stderr
+
+
+def test_compose_up_with_no_file_named_publishes_the_web_port() -> None:
+    result = compose_config("-", **SECRETS)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert set(services) == SERVICES
+    assert services["web"]["ports"] == [{"published": 8000, "target": 8000}]
+
+
+def test_the_local_override_replaces_images_and_keeps_every_service_on_the_host() -> None:
+    result = compose_config("docker-compose.local.yml", **SECRETS)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+
+    assert set(services) == SERVICES
+    assert all(service["network_mode"] == "host" for service in services.values())
+    assert all("ports" not in service for service in services.values())
+    assert services["postgres"]["image"].startswith("advstudy-local/")
+    assert services["redis"]["image"].startswith("advstudy-local/")
+    for name in ("migrate", "web", "worker-gpu", "worker-cpu"):
+        assert services[name]["build"]["args"]["BASE_IMAGE"] == "advstudy-local/python:3.11"
+        assert "127.0.0.1" in services[name]["environment"]["DATABASE_URL"]
+    # The commands, health checks and dependencies are docker-compose.yml's own.
+    assert services["web"]["command"] == compose_services()["web"]["command"]
+    assert services["web"]["depends_on"] == compose_services()["web"]["depends_on"]
+
+
+def test_the_image_records_the_code_version_it_was_built_from() -> None:
+    result = compose_config(ADVSTUDY_CODE_VERSION="v9-1-gabcdef0", **SECRETS)
+    services = yaml.safe_load(result.stdout)["services"]
+    assert services["worker-gpu"]["build"]["args"]["ADVSTUDY_CODE_VERSION"] == "v9-1-gabcdef0"
+    dockerfile = (REPOSITORY / "Dockerfile").read_text()
+    assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in dockerfile
+    assert "ENV ADVSTUDY_CODE_VERSION=${ADVSTUDY_CODE_VERSION}" in dockerfile
+
+
+def compose_services() -> dict[str, dict[str, object]]:
+    result = compose_config(**SECRETS)
+    assert result.returncode == 0, result.stderr
+    services: dict[str, dict[str, object]] = yaml.safe_load(result.stdout)["services"]
+    return services
