@@ -215,8 +215,8 @@ def next_trial_of_locked(locked: Participant, *, attempts: int = _CLAIM_ATTEMPTS
     """
     if locked.excluded or locked.completed_at is not None:
         return None
-    active = statements.active_assignments(locked)
-    counts = trial_counts(locked)
+    active, rows = statements.trial_state(locked)
+    counts = trial_counts(rows)
     if locked.study.status == Study.Status.LIVE:
         _claim_up_to_held(locked, active, counts, attempts)
     else:
@@ -288,7 +288,8 @@ def no_free_slot_refusal(study: Study) -> StudyNotOpen:
 class TrialCounts:
     """One participant's trials held or finished (an expired one gave its item back: no trial).
 
-    Read with one grouped query per request and kept up to date as trials are claimed.
+    Read once per request (``statements.trial_state``) and kept up to date as trials are
+    claimed.
     """
 
     practice: int = 0
@@ -311,9 +312,9 @@ class TrialCounts:
             self.per_stratum[stratum] += trials
 
 
-def trial_counts(participant: Participant) -> TrialCounts:
+def trial_counts(rows: Iterable[statements.TrialRow]) -> TrialCounts:
     counts = TrialCounts()
-    for kind, stratum, status, trials in statements.trial_rows(participant):
+    for kind, stratum, status, trials in rows:
         counts.add(kind, stratum, finished=status != Assignment.Status.ACTIVE, trials=trials)
     return counts
 

@@ -341,15 +341,18 @@ def active_assignments(participant: Participant) -> list[Assignment]:
     Only the example's id and image are loaded (the trial's reply carries the image
     inline); its other fields load if anything asks for them.
     """
-    active = []
-    for row in _ACTIVE_ASSIGNMENTS.fetch(participant.pk):
-        assignment = _assignment.load(row)
-        item = _item.load(row, len(_assignment))
-        item.example = _example_image.load(row, len(_assignment) + len(_item))
-        assignment.item = item
-        assignment.participant = participant
-        active.append(assignment)
-    return active
+    return [
+        _active_assignment(row, participant) for row in _ACTIVE_ASSIGNMENTS.fetch(participant.pk)
+    ]
+
+
+def _active_assignment(row: Sequence[Any], participant: Participant) -> Assignment:
+    assignment = _assignment.load(row)
+    item = _item.load(row, len(_assignment))
+    item.example = _example_image.load(row, len(_assignment) + len(_item))
+    assignment.item = item
+    assignment.participant = participant
+    return assignment
 
 
 _START_HELD = Statement(
@@ -371,10 +374,21 @@ def start_held(participant: Participant, served_at: datetime, expires_at: dateti
     _START_HELD.fetch(participant.pk, served_at, expires_at)
 
 
-_TRIAL_COUNTS = Statement(
-    "trial_counts",
+# The participant's active assignments (as ``active_assignments``) and, in the same
+# reply, the trials they hold or finished per (kind, stratum, status): every trial
+# request needs both, and asking for them apart cost a round trip. A count row has
+# NULL for every assignment column.
+_TRIAL_STATE = Statement(
+    "trial_state",
     lambda d: (
-        "SELECT item.kind, item.stratum, assignment.status, count(*) "
+        f"SELECT {_assignment.sql}, {_item.sql}, {_example_image.sql}, NULL, NULL, NULL, NULL "
+        f"FROM {table(Assignment)} assignment "
+        f"JOIN {table(StudyItem)} item ON item.id = assignment.item_id "
+        f"JOIN {table(Example)} example ON example.id = item.example_id "
+        f"WHERE assignment.participant_id = $1 AND assignment.status = '{_ACTIVE}' "
+        "UNION ALL "
+        f"SELECT {', '.join(['NULL'] * (len(_assignment) + len(_item) + len(_example_image)))}, "
+        "item.kind, item.stratum, assignment.status, count(*) "
         f"FROM {table(Assignment)} assignment "
         f"JOIN {table(StudyItem)} item ON item.id = assignment.item_id "
         f"WHERE assignment.participant_id = $1 AND assignment.status <> '{_EXPIRED}' "
@@ -383,11 +397,21 @@ _TRIAL_COUNTS = Statement(
     [_field(Assignment, "participant")],
 )
 
+TrialRow = tuple[str, int, str, int]  # (kind, stratum, status, trials)
 
-def trial_rows(participant: Participant) -> list[tuple[str, int, str, int]]:
-    """(kind, stratum, status, trials) of the participant's assignments that did not expire."""
-    rows = _TRIAL_COUNTS.fetch(participant.pk)
-    return [(str(kind), int(stratum), str(status), int(n)) for kind, stratum, status, n in rows]
+
+def trial_state(participant: Participant) -> tuple[list[Assignment], list[TrialRow]]:
+    """The participant's active assignments in order (as ``active_assignments``), and
+    (kind, stratum, status, trials) of their assignments that did not expire."""
+    active, counts = [], []
+    for row in _TRIAL_STATE.fetch(participant.pk):
+        if row[0] is None:  # no assignment id: a count row
+            kind, stratum, status, trials = row[-4:]
+            counts.append((str(kind), int(stratum), str(status), int(trials)))
+        else:
+            active.append(_active_assignment(row, participant))
+    active.sort(key=lambda assignment: assignment.pk)
+    return active, counts
 
 
 # Take a slot of the stratum's least-labelled free counted item that this participant

@@ -252,7 +252,7 @@ def test_hot_endpoints_make_a_bounded_number_of_queries(
         reply = api_answer(open_client, study, answer_body(trial, first.expected_label))
         trial = reply.json()["next"]
 
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(10):
         resumed = api_next(open_client, study)
     assert resumed["assignment"] == trial["assignment"]
     # Counted here: the session, the test's savepoints and a sweep per trial of expired
@@ -260,7 +260,7 @@ def test_hot_endpoints_make_a_bounded_number_of_queries(
     # every 15 s).
     with django_assert_max_num_queries(3):  # session, participant with study, assignment
         assert open_client.get(resumed["image"]).status_code == 200
-    # The answer and the next claim share one transaction: 18 queries, whether the item
+    # The answer and the next claim share one transaction: 17 queries, whether the item
     # claimed next is a main item or the attention check (its position is seeded).
-    with django_assert_max_num_queries(18):
+    with django_assert_max_num_queries(17):
         api_answer(open_client, study, answer_body(resumed, 1))
