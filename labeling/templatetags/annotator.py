@@ -1,4 +1,4 @@
-"""Inline the annotator's stylesheet and script into its pages.
+"""Inline the annotator's stylesheet and script into its pages; the answer buttons.
 
 Production serves no static files (gunicorn alone, no collectstatic), and the
 annotator's few pages load once per participant: inlining costs little and
@@ -13,7 +13,10 @@ from pathlib import Path
 
 from django import template
 from django.contrib.staticfiles import finders
+from django.template.loader import get_template
 from django.utils.safestring import SafeString, mark_safe
+
+from labeling.queries import Choice
 
 register = template.Library()
 
@@ -30,3 +33,18 @@ def _read(path: str) -> str:
     if not isinstance(found, str):
         raise FileNotFoundError(f"no static file {path}")
     return Path(found).read_text(encoding="utf-8")
+
+
+@register.simple_tag(takes_context=True)
+def answer_buttons(context: template.Context, disabled: bool = False) -> SafeString:
+    """The page's answer buttons (labeling/_answers.html), rendered once per process for
+    each study's choices: they are the same on every page of a study, and rendering them
+    for every labelling page was most of that page's template work."""
+    return _answer_buttons(tuple(context["choices"]), disabled)
+
+
+@lru_cache(maxsize=256)
+def _answer_buttons(choices: tuple[Choice, ...], disabled: bool) -> SafeString:
+    # Rendered with autoescaping, as an include would: the study's texts are escaped.
+    html = get_template("labeling/_answers.html").render({"choices": choices, "disabled": disabled})
+    return mark_safe(html)  # already escaped by the template
