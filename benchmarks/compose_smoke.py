@@ -155,6 +155,10 @@ def docker_engine(state: Path, keep: bool) -> Iterator[dict[str, str]]:
         else:
             engine.send_signal(signal.SIGTERM)
             engine.wait(timeout=60)
+            # dockerd leaves its network namespace mounted, which would keep --state-dir busy.
+            subprocess.run(
+                ["umount", str(state / "exec" / "netns" / "default")], capture_output=True
+            )
             print(f"    stopped the dockerd this script started (pid {engine.pid})")
 
 
