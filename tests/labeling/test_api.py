@@ -264,3 +264,30 @@ def test_hot_endpoints_make_a_bounded_number_of_queries(
     # claimed next is a main item or the attention check (its position is seeded).
     with django_assert_max_num_queries(17):
         api_answer(open_client, study, answer_body(resumed, 1))
+
+
+def test_the_way_in_makes_a_bounded_number_of_queries(
+    make_study, open_client: Client, django_assert_max_num_queries
+) -> None:
+    """A study's annotators all arrive through these pages within seconds of its opening."""
+    study = make_study(count=6, labels_per_item=2, items_per_participant=6)
+    add_items(study, StudyItem.Kind.PRACTICE, 2)
+    way_in = f"/s/{study.join_token}/"
+    # Counted here: the session's rows (sessions live in Redis and in the database), the
+    # test's savepoints where a server begins and commits, and, on the labelling page, a
+    # sweep of expired leases and exclusions left to apply (the tests sweep on every
+    # trial; a server every 15 s).
+    steps = [
+        ("get", "", 6),  # the study, a free slot, the new session (a check, its INSERT)
+        ("get", "consent/", 2),  # the study, a free slot
+        ("post", "consent/", 9),  # the same, a free slot again, the participant, the session
+        ("get", "instructions/", 2),  # the participant with the study; the study's shape
+        ("post", "instructions/", 2),  # the participant with the study, the step's UPDATE
+        ("get", "label/", 13),  # the sweep, the locked participant, two practice trials
+    ]
+    for method, step, bound in steps:
+        data = {"choice": "agree"} if step == "consent/" else {}
+        with django_assert_max_num_queries(bound):
+            response = getattr(open_client, method)(way_in + step, data)
+        assert response.status_code == (302 if method == "post" or not step else 200)
+    assert "annotator-config" in response.content.decode()
