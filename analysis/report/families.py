@@ -52,7 +52,10 @@ def _config_but_the_budget(setting: AttackSetting) -> dict[str, Any]:
     # The entry the setting's eps was read from (services.create_attack_setting):
     # L0 PGD counts pixels, every other attack has an eps.
     budget = "pixels" if setting.norm == Norm.L0 else "eps"
-    return {key: value for key, value in setting.config.items() if key != budget}
+    # A step derived from eps (2.5 * eps / steps) differs with eps and says nothing more:
+    # step_size itself (null, or a fixed step) is what the family must share.
+    left_out = {budget, "effective_step_size"}
+    return {key: value for key, value in setting.config.items() if key not in left_out}
 
 
 def families(settings: list[AttackSetting]) -> list[list[AttackSetting]]:

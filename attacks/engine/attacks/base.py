@@ -9,6 +9,7 @@ attacks, the small per-norm hooks of ``GradientAttack``).
 from __future__ import annotations
 
 import dataclasses
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -204,17 +205,80 @@ def build_attack(name: str, config: Mapping[str, Any] | None = None) -> Attack[A
 
 
 def make_config(config_class: type[ConfigT], values: Mapping[str, Any]) -> ConfigT:
-    known = {field.name for field in dataclasses.fields(config_class)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - known)
+    """The config from ``values``; derived entries (a stored config's) must match their options."""
+    fields = dataclasses.fields(config_class)  # type: ignore[arg-type]
+    known = {field.name for field in fields if field.init}
+    derived = {field.name for field in fields if not field.init}
+    unknown = sorted(set(values) - known - derived)
     if unknown:
         raise AttackConfigError(
             f"unknown option(s) {', '.join(unknown)} for {config_class.__name__}; "
             f"known: {', '.join(sorted(known))}"
         )
     try:
-        return config_class(**values)
+        config = config_class(**{key: value for key, value in values.items() if key in known})
     except (TypeError, ValueError) as error:
         raise AttackConfigError(f"{config_class.__name__}: {error}") from error
+    for name in sorted(derived & set(values)):
+        if values[name] != getattr(config, name):
+            raise AttackConfigError(
+                f"{name} is derived from the other options: {getattr(config, name)!r}, "
+                f"not {values[name]!r}"
+            )
+    return config
+
+
+def option(default: Any, help_text: str, *, default_text: str | None = None) -> Any:
+    """A config field with its meaning, which the new-setting form lists beside its default."""
+    metadata = {"help": help_text, "default_text": default_text}
+    return field(default=default, metadata=metadata)
+
+
+def derived(help_text: str) -> Any:
+    """A field the config computes from its options: stored with them, never given."""
+    return field(init=False, metadata={"help": help_text, "default_text": None})
+
+
+@dataclass(frozen=True)
+class OptionDoc:
+    name: str
+    default: str  # as JSON, or a sentence where the default is computed
+    help: str
+
+
+def describe_options(config_class: type[Any]) -> list[OptionDoc]:
+    """Each option of an attack config with its default and meaning, in declaration order.
+
+    A subclass that only changes a default inherits the meaning from its base's field.
+    """
+    docs = []
+    for item in dataclasses.fields(config_class):
+        if not item.init:
+            continue
+        metadata = _option_metadata(config_class, item.name)
+        docs.append(OptionDoc(item.name, _default_text(item, metadata), metadata.get("help", "")))
+    return docs
+
+
+def _option_metadata(config_class: type[Any], name: str) -> Mapping[str, Any]:
+    for cls in config_class.__mro__:
+        if dataclasses.is_dataclass(cls):
+            for item in dataclasses.fields(cls):
+                if item.name == name and item.metadata.get("help"):
+                    return item.metadata
+    return {}
+
+
+def _default_text(item: dataclasses.Field[Any], metadata: Mapping[str, Any]) -> str:
+    if item.default is None and metadata.get("default_text"):
+        return str(metadata["default_text"])
+    if item.default is not dataclasses.MISSING:
+        value = item.default
+    elif item.default_factory is not dataclasses.MISSING:
+        value = item.default_factory()
+    else:
+        return "required"
+    return json.dumps(json_ready(value), sort_keys=True)
 
 
 def config_as_dict(config: Any) -> dict[str, Any]:

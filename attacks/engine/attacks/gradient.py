@@ -21,26 +21,73 @@ from attacks.engine.attacks.base import (
     NO_TARGET,
     SENSITIVITY,
     Attack,
+    AttackConfigError,
     AttackContext,
     AttackOutput,
+    derived,
+    option,
+    require_integer_at_least,
     require_positive,
 )
 from attacks.engine.threats import example_generators
 
+# Madry et al. 2018's step: 2.5 * eps / steps lets PGD cross the ball's diameter and
+# come back, whatever eps and steps are; a fixed step is too short for a large L2 ball.
+MADRY_STEP_FACTOR = 2.5
+DERIVED_STEP = "2.5 · eps / steps (Madry et al. 2018)"
+
+EPS_HELP = "radius of the ball the perturbation stays in, on the 0-1 pixel scale"
+STEP_HELP = (
+    "length of each step in the attack's norm; null: 2.5 · eps / steps (Madry et al. 2018), "
+    "stored as effective_step_size"
+)
+TARGETED_HELP = (
+    "push each image toward a target class rather than away from its own: target_class "
+    "if given, else a class drawn at random among the others"
+)
+TARGET_CLASS_HELP = (
+    "with targeted: the class (an index into the dataset's classes) every example is pushed "
+    "toward; null: drawn per example. Sources already of that class are kept in it"
+)
+
+
+def check_target_class(targeted: bool, target_class: int | None) -> None:
+    """A chosen target is a class index, and only a targeted attack has one."""
+    if target_class is None:
+        return
+    if isinstance(target_class, bool) or not isinstance(target_class, int) or target_class < 0:
+        raise ValueError(f"target_class must be a class index (0 or more), got {target_class!r}")
+    if not targeted:
+        raise ValueError("target_class needs targeted: true")
+
 
 @dataclass(frozen=True)
 class GradientAttackConfig:
-    eps: float = 0.3
-    step_size: float = 0.01
-    steps: int = 40
-    restarts: int = 1
-    random_start: bool = True
-    targeted: bool = False
+    eps: float = option(0.3, EPS_HELP)
+    step_size: float | None = option(None, STEP_HELP, default_text=DERIVED_STEP)
+    steps: int = option(40, "gradient steps per restart")
+    restarts: int = option(
+        1, "independent runs from fresh random starts; each example keeps its best iterate"
+    )
+    random_start: bool = option(
+        True, "start each restart at a uniform random point of the ball, else at the clean image"
+    )
+    targeted: bool = option(False, TARGETED_HELP)
+    target_class: int | None = option(None, TARGET_CLASS_HELP)
+    effective_step_size: float = derived(
+        "the step the attack takes: step_size, or its rule's value"
+    )
 
     def __post_init__(self) -> None:
-        require_positive(eps=self.eps, step_size=self.step_size)
-        if self.steps < 1 or self.restarts < 1:
-            raise ValueError("steps and restarts must be at least 1")
+        require_positive(eps=self.eps)
+        if self.step_size is not None:
+            require_positive(step_size=self.step_size)
+        require_integer_at_least(1, steps=self.steps, restarts=self.restarts)
+        check_target_class(self.targeted, self.target_class)
+        step = self.step_size
+        if step is None:
+            step = MADRY_STEP_FACTOR * self.eps / self.steps
+        object.__setattr__(self, "effective_step_size", float(step))
 
 
 def draw_targets(
@@ -84,12 +131,7 @@ class GradientAttack(Attack[Any]):
     ) -> AttackOutput:
         assert model is not None
         config = self.config
-        if config.targeted:
-            labels = draw_targets(
-                y, context.num_classes, example_generators(generator, keys, x.device)
-            )
-        else:
-            labels = y
+        labels = self._labels(y, generator, context, keys)
         best = x.clone()
         best_success = torch.zeros(y.shape, dtype=torch.bool, device=x.device)
         best_loss = torch.full(y.shape, -torch.inf, device=x.device)
@@ -114,6 +156,28 @@ class GradientAttack(Attack[Any]):
                     x_adv = self.project(x, self.step(x_adv, gradient))
         target = labels if config.targeted else torch.full_like(y, NO_TARGET)
         return AttackOutput(best, target)
+
+    def _labels(
+        self,
+        y: torch.Tensor,
+        generator: torch.Generator,
+        context: AttackContext,
+        keys: torch.Tensor,
+    ) -> torch.Tensor:
+        """What the loss is taken against: the true labels, or each example's target."""
+        config = self.config
+        if not config.targeted:
+            return y
+        if config.target_class is None:
+            return draw_targets(
+                y, context.num_classes, example_generators(generator, keys, y.device)
+            )
+        if config.target_class >= context.num_classes:
+            raise AttackConfigError(
+                f"target_class {config.target_class} is not a class: the dataset has "
+                f"{context.num_classes} (0 to {context.num_classes - 1})"
+            )
+        return torch.full_like(y, config.target_class)
 
     @staticmethod
     def _evaluate(

@@ -29,6 +29,7 @@ from attacks.engine.attacks.base import (
     AttackConfigError,
     AttackContext,
     AttackOutput,
+    option,
     register_attack,
     require_positive,
 )
@@ -68,17 +69,36 @@ def _tramer_targets() -> dict[int, tuple[int, ...]]:
     return dict(TRAMER_TARGETS)
 
 
+POOL_HELP = {
+    "pool_split": "the split whose images are the neighbours (never the source images)",
+    "pool_start": "first index of the pool in pool_split",
+    "pool_stop": "index after the pool's last; null: the end of pool_split",
+}
+TARGETS_HELP = (
+    "the classes each source class may be turned into, {source: [targets]}; "
+    "default: Tramèr et al.'s table of plausible pairs"
+)
+
+
 @dataclass(frozen=True)
 class NearestNeighbourConfig:
-    eps: float = 0.3
-    targets: Mapping[int, tuple[int, ...]] = field(default_factory=_tramer_targets)
-    shifts: tuple[float, ...] = TRAMER_SHIFTS
-    rotations: tuple[float, ...] = TRAMER_ROTATIONS
-    pool_split: str = "train"
-    pool_start: int = 0
-    pool_stop: int | None = None
+    eps: float = option(0.3, "radius of the ball, on the 0-1 pixel scale")
+    targets: Mapping[int, tuple[int, ...]] = field(
+        default_factory=_tramer_targets, metadata={"help": TARGETS_HELP}
+    )
+    shifts: tuple[float, ...] = option(
+        TRAMER_SHIFTS, "pixel shifts along each axis of the source's transformed copies"
+    )
+    rotations: tuple[float, ...] = option(
+        TRAMER_ROTATIONS, "rotations in degrees of the source's transformed copies"
+    )
+    pool_split: str = option("train", POOL_HELP["pool_split"])
+    pool_start: int = option(0, POOL_HELP["pool_start"])
+    pool_stop: int | None = option(None, POOL_HELP["pool_stop"])
     # Rank of the search's lower bound: speed only, the neighbours are exact at any rank.
-    search_rank: int = 128
+    search_rank: int = option(
+        128, "rank of the search's lower bound: speed only, the neighbours are exact at any"
+    )
 
     def __post_init__(self) -> None:
         require_positive(eps=self.eps, search_rank=self.search_rank)
@@ -266,7 +286,7 @@ class NearestNeighbourInvariance(_NearestNeighbourAttack):
 
 @dataclass(frozen=True)
 class NearestNeighbourL2Config(NearestNeighbourConfig):
-    eps: float = 2.0
+    eps: float = option(2.0, "radius of the L2 ball, on the 0-1 pixel scale")
 
 
 @register_attack

@@ -32,11 +32,12 @@ from attacks.engine.attacks.base import (
     AttackConfigError,
     AttackContext,
     AttackOutput,
+    option,
     register_attack,
     require_integer_at_least,
     require_positive,
 )
-from attacks.engine.attacks.invariance import _tramer_targets
+from attacks.engine.attacks.invariance import POOL_HELP, TARGETS_HELP, _tramer_targets
 from attacks.engine.binary_images import binarise, label_clusters, thickness_variants
 from attacks.engine.threats import example_generators
 
@@ -55,25 +56,33 @@ _MAX_EXHAUSTIVE_CLUSTERS = 16
 class L0InvarianceConfig:
     """Search sizes, transform ranges, the cluster rule; the pool as NearestNeighbourConfig's."""
 
-    targets: Mapping[int, tuple[int, ...]] = field(default_factory=_tramer_targets)
-    shortlist: int = 16  # training images kept per target class
-    shortlist_shift: int = 2  # integer shifts up to this many pixels when shortlisting
-    transforms: int = 512  # random draws, each applied to the whole shortlist
-    refined: int = 4  # shortlisted images whose best draw is then refined
-    local_rounds: int = 8  # refinement rounds, each half as wide as the one before
-    local_draws: int = 64  # draws per refined image and round
-    max_rotation: float = 15.0  # degrees
-    scale_range: tuple[float, float] = (0.8, 1.2)
-    max_shear: float = 0.2
-    max_shift: float = 3.0  # pixels
-    max_ink_lost: float = 0.0  # share of a training image's ink allowed out of the frame
-    probability_tolerance: float = 0.05  # relative, see choose_subset
-    max_exhaustive_clusters: int = 10  # more clusters than this: greedy_subsets
-    candidate_chunk: int = 4096  # warped images held at once (times 5 thicknesses)
-    pool_split: str = "train"
-    pool_start: int = 0
-    pool_stop: int | None = None
-    pool_chunk: int = 8192  # pool images compared at once when shortlisting
+    targets: Mapping[int, tuple[int, ...]] = field(
+        default_factory=_tramer_targets, metadata={"help": TARGETS_HELP}
+    )
+    shortlist: int = option(16, "training images kept per target class")
+    shortlist_shift: int = option(2, "integer shifts up to this many pixels when shortlisting")
+    transforms: int = option(512, "random transform draws, each applied to the whole shortlist")
+    refined: int = option(4, "shortlisted images whose best draw is then refined")
+    local_rounds: int = option(8, "refinement rounds, each half as wide as the one before")
+    local_draws: int = option(64, "draws per refined image and round")
+    max_rotation: float = option(15.0, "largest rotation drawn, in degrees")
+    scale_range: tuple[float, float] = option((0.8, 1.2), "range of the scale factors drawn")
+    max_shear: float = option(0.2, "largest shear drawn")
+    max_shift: float = option(3.0, "largest shift drawn, in pixels")
+    max_ink_lost: float = option(0.0, "share of a training image's ink allowed to leave the frame")
+    probability_tolerance: float = option(
+        0.05, "relative: clusters scoring within this of the best target probability are kept"
+    )
+    max_exhaustive_clusters: int = option(
+        10, "more changed-pixel clusters than this are chosen greedily, not exhaustively"
+    )
+    candidate_chunk: int = option(
+        4096, "warped images held at once (times 5 thicknesses): memory only"
+    )
+    pool_split: str = option("train", POOL_HELP["pool_split"])
+    pool_start: int = option(0, POOL_HELP["pool_start"])
+    pool_stop: int | None = option(None, POOL_HELP["pool_stop"])
+    pool_chunk: int = option(8192, "pool images compared at once when shortlisting: memory only")
 
     def __post_init__(self) -> None:
         # JSON turns int keys into strings and tuples into lists: normalise both.

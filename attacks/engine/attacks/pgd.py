@@ -10,8 +10,15 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.engine.attacks.base import register_attack, require_positive
-from attacks.engine.attacks.gradient import GradientAttack, GradientAttackConfig
+from attacks.engine.attacks.base import option, register_attack, require_positive
+from attacks.engine.attacks.gradient import (
+    EPS_HELP,
+    TARGET_CLASS_HELP,
+    TARGETED_HELP,
+    GradientAttack,
+    GradientAttackConfig,
+    check_target_class,
+)
 from attacks.engine.threats import (
     normalized_l1,
     normalized_l2,
@@ -33,7 +40,7 @@ class LinfPGD(GradientAttack):
         return random_start_linf(x, self.config.eps, generators)
 
     def step(self, x_adv: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
-        return x_adv + self.config.step_size * gradient.sign()
+        return x_adv + self.config.effective_step_size * gradient.sign()
 
     def project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         return project_linf(x, x_adv, self.config.eps)
@@ -43,14 +50,16 @@ class LinfPGD(GradientAttack):
 class FGSMConfig:
     """Goodfellow et al. 2015: one signed-gradient step of size eps from the clean image."""
 
-    eps: float = 0.3
-    targeted: bool = False
+    eps: float = option(0.3, EPS_HELP + "; also the size of the one step")
+    targeted: bool = option(False, TARGETED_HELP)
+    target_class: int | None = option(None, TARGET_CLASS_HELP)
 
     def __post_init__(self) -> None:
         require_positive(eps=self.eps)
+        check_target_class(self.targeted, self.target_class)
 
     @property
-    def step_size(self) -> float:
+    def effective_step_size(self) -> float:
         return self.eps
 
     steps = 1
@@ -73,7 +82,7 @@ class L2PGD(GradientAttack):
         return random_start_l2(x, self.config.eps, generators)
 
     def step(self, x_adv: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
-        return x_adv + self.config.step_size * normalized_l2(gradient)
+        return x_adv + self.config.effective_step_size * normalized_l2(gradient)
 
     def project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         return project_l2(x, x_adv, self.config.eps)
@@ -86,11 +95,12 @@ class LargeEpsilonConfig(GradientAttackConfig):
     On robust models the result takes on the target class's features.
     """
 
-    eps: float = 4.0
-    step_size: float = 0.1
-    steps: int = 100
-    random_start: bool = False
-    targeted: bool = True
+    eps: float = option(4.0, "radius of the L2 ball, on the 0-1 pixel scale: far beyond training's")
+    steps: int = option(100, "gradient steps per restart")
+    random_start: bool = option(
+        False, "start each restart at a uniform random point of the ball, else at the clean image"
+    )
+    targeted: bool = option(True, "always true: the attack pushes toward a target class")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -106,19 +116,31 @@ class LargeEpsilonTargetedPGD(L2PGD):
 
 @dataclass(frozen=True)
 class L0PGDConfig:
-    """PGD with Croce & Hein's (ICCV 2019) sparse projection: at most ``pixels`` pixels change."""
+    """PGD with Croce & Hein's (ICCV 2019) sparse projection: at most ``pixels`` pixels change.
 
-    pixels: int = 20
-    step_size: float = 0.2
-    steps: int = 40
-    restarts: int = 1
-    random_start: bool = True
-    targeted: bool = False
+    Its budget counts pixels, not a distance, so Madry et al.'s step rule has no eps to
+    follow: the step stays a fixed length of the L1-normalised gradient.
+    """
+
+    pixels: int = option(20, "most pixels the perturbation may change (each within [0, 1])")
+    step_size: float = option(0.2, "length of each step along the L1-normalised gradient")
+    steps: int = option(40, "gradient steps per restart")
+    restarts: int = option(
+        1, "independent runs from fresh random starts; each example keeps its best iterate"
+    )
+    random_start: bool = option(True, "start each restart at random changes of pixels pixels")
+    targeted: bool = option(False, TARGETED_HELP)
+    target_class: int | None = option(None, TARGET_CLASS_HELP)
 
     def __post_init__(self) -> None:
         require_positive(step_size=self.step_size)
         if self.pixels < 1 or self.steps < 1 or self.restarts < 1:
             raise ValueError("pixels, steps and restarts must be at least 1")
+        check_target_class(self.targeted, self.target_class)
+
+    @property
+    def effective_step_size(self) -> float:
+        return self.step_size
 
 
 @register_attack
@@ -135,7 +157,7 @@ class L0PGD(GradientAttack):
         return random_start_l0(x, self.config.pixels, generators)
 
     def step(self, x_adv: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
-        return x_adv + self.config.step_size * normalized_l1(gradient)
+        return x_adv + self.config.effective_step_size * normalized_l1(gradient)
 
     def project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         return project_l0(x, x_adv, self.config.pixels)
