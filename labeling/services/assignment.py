@@ -193,17 +193,21 @@ def next_trial(participant: Participant) -> Trial | None:
     # Sweeps run in their own transaction: holding expired items' locks while claiming
     # could deadlock.
     sweep_expired_leases_now_and_then(participant.study)
-    trial = _next_trial(participant)
-    if trial is None:
+    trial, over = _next_trial(participant)
+    if trial is None and not over:
         # Nothing free: expired leases may hold the last items; sweep now and look again.
         sweep_expired_leases_now_and_then(participant.study, force=True)
-        trial = _next_trial(participant)
+        trial, _ = _next_trial(participant)
     return trial
 
 
-def _next_trial(participant: Participant) -> Trial | None:
+def _next_trial(participant: Participant) -> tuple[Trial | None, bool]:
+    """The trial, and whether the participant's list is over: then no sweep can free
+    anything for them (each finishing participant swept and asked again for nothing)."""
     with transaction.atomic():
-        return next_trial_of_locked(lock_participant(participant))
+        locked = lock_participant(participant)
+        trial, counts = _trial_of_locked(locked, _CLAIM_ATTEMPTS)
+        return trial, counts is None or _list_complete(locked, counts)
 
 
 def next_trial_of_locked(locked: Participant, *, attempts: int = _CLAIM_ATTEMPTS) -> Trial | None:
@@ -213,8 +217,13 @@ def next_trial_of_locked(locked: Participant, *, attempts: int = _CLAIM_ATTEMPTS
     ``_claim_counted_item_by_scan``); the answer endpoint passes 1, so that it never
     sleeps while it holds the locks of the answer it stores.
     """
+    return _trial_of_locked(locked, attempts)[0]
+
+
+def _trial_of_locked(locked: Participant, attempts: int) -> tuple[Trial | None, TrialCounts | None]:
+    """The trial and the counts it was chosen by (None for a session that has ended)."""
     if locked.excluded or locked.completed_at is not None:
-        return None
+        return None, None
     active, rows = statements.trial_state(locked)
     counts = trial_counts(rows)
     if locked.study.status == Study.Status.LIVE:
@@ -223,9 +232,20 @@ def next_trial_of_locked(locked: Participant, *, attempts: int = _CLAIM_ATTEMPTS
         active = _trial_on_screen(locked, active)
     if not active:
         _end_of_list(locked)
-        return None
+        return None, counts
     phase, progress = _phase_and_progress(locked, active[0], counts)
-    return Trial(active[0], active[1] if len(active) > 1 else None, phase, progress)
+    return Trial(active[0], active[1] if len(active) > 1 else None, phase, progress), counts
+
+
+def _list_complete(locked: Participant, counts: TrialCounts) -> bool:
+    """Every trial of the participant's list is held or done (``_claim_next`` has nothing
+    left to give them, whatever is free)."""
+    study = locked.study
+    return (
+        counts.practice >= study_shape(study).practice_items
+        and counts.attention >= planned_attention_checks(study)
+        and counts.counted >= study.items_per_participant
+    )
 
 
 def _end_of_list(locked: Participant) -> None:
