@@ -20,7 +20,8 @@ def opaque_png_name(instance: object, filename: str) -> str:
 
 
 def weights_name(instance: object, filename: str) -> str:
-    return f"weights/{uuid.uuid4().hex}.pt"
+    suffix = next((s for s in (".pt2", ".safetensors") if filename.endswith(s)), ".pt")
+    return f"weights/{uuid.uuid4().hex}{suffix}"
 
 
 class JobStatus(models.TextChoices):
@@ -32,8 +33,24 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+class WeightsFormat(models.TextChoices):
+    """How a model's file loads (attacks/engine/model_files.py); only advstudy's own
+    trained and shipped weights are a pickled state dict (read with weights_only)."""
+
+    STATE_DICT = "state_dict", "state dict written by advstudy"
+    TORCH_EXPORT = "torch_export", "torch.export program"
+    TORCHSCRIPT = "torchscript", "TorchScript"
+    SAFETENSORS = "safetensors", "safetensors state dict"
+
+
 class ClassifierModel(models.Model):
-    """A trained classifier; its row is also the state of its training job."""
+    """A trained or registered classifier; its row is also the state of its training job.
+
+    A registered model came from a researcher's file (attacks/registration.py): its
+    ``weights_format`` says how it loads, ``architecture_source`` where a safetensors
+    state dict's architecture comes from, and ``normalization`` the (mean, std) applied
+    inside the model, so that every caller gives it images in [0, 1].
+    """
 
     name = models.CharField(max_length=100, unique=True)
     architecture = models.CharField(max_length=50)
@@ -44,6 +61,15 @@ class ClassifierModel(models.Model):
     training_config = models.JSONField(default=dict)
     weights = models.FileField(upload_to=weights_name, blank=True)
     weights_sha256 = models.CharField(max_length=64, blank=True)
+    weights_format = models.CharField(
+        max_length=20, choices=WeightsFormat.choices, default=WeightsFormat.STATE_DICT
+    )
+    architecture_source = models.CharField(
+        max_length=20, blank=True, help_text="advstudy, torchvision or timm; blank: in the file"
+    )
+    normalization = models.JSONField(
+        default=dict, blank=True, help_text='{"mean": [...], "std": [...]}, applied in the model'
+    )
     clean_accuracy = models.FloatField(null=True, blank=True)
     robust_accuracy = models.FloatField(
         null=True, blank=True, help_text="Under L-inf PGD, as set in evaluation_config"
@@ -75,6 +101,11 @@ class ClassifierModel(models.Model):
     @property
     def is_ready(self) -> bool:
         return self.status == JobStatus.SUCCEEDED
+
+    @property
+    def is_registered(self) -> bool:
+        """Came from a researcher's file, not from advstudy's training or zoo."""
+        return self.weights_format != WeightsFormat.STATE_DICT
 
 
 class Norm(models.TextChoices):
