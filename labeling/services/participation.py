@@ -153,9 +153,9 @@ def mark_instructions_read(participant: Participant) -> None:
     )
 
 
-@transaction.atomic
 def complete_participation(participant: Participant) -> None:
-    Participant.objects.filter(pk=participant.pk, completed_at=None).update(
-        completed_at=timezone.now()
-    )
-    participant.refresh_from_db(fields=["completed_at"])
+    now = timezone.now()
+    if Participant.objects.filter(pk=participant.pk, completed_at=None).update(completed_at=now):
+        participant.completed_at = now
+    else:  # completed before (another tab, an exclusion): that time stands
+        participant.refresh_from_db(fields=["completed_at"])
