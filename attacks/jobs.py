@@ -38,10 +38,10 @@ from attacks.engine.training import (
     EvaluationConfig,
     TrainingConfig,
     evaluate,
-    load_weights,
     serialize_weights,
     train,
 )
+from attacks.model_loading import load_stored_classifier
 from attacks.models import (
     AttackSetting,
     ClassifierModel,
@@ -75,12 +75,11 @@ def build_for(row: ClassifierModel) -> nn.Module:
 
 @lru_cache(maxsize=16)
 def _load_classifier(model_id: int, sha256: str, device: str) -> nn.Module:
+    # Trained, zoo and registered models alike (attacks/model_loading.py).
     row = ClassifierModel.objects.get(pk=model_id)
-    with row.weights.open("rb") as handle:
-        payload = handle.read()
-    if hashlib.sha256(payload).hexdigest() != sha256:
-        raise RuntimeError(f"weights of model {row} do not match their SHA-256")
-    return load_weights(build_for(row), payload).to(device)
+    if row.weights_sha256 != sha256:
+        raise RuntimeError(f"model {row} changed while it was being loaded")
+    return load_stored_classifier(row).to(device)
 
 
 def load_classifier(row: ClassifierModel, device: torch.device) -> nn.Module:
