@@ -31,6 +31,7 @@ from attacks.queries import (
     setting_access,
     setting_for,
 )
+from attacks.setting_summary import achieved_distance, first_chunk_warnings, fooled_on_first_chunk
 from config.auth import researcher_required, signed_in_user
 from config.form_pages import add_service_error, render_form, render_service_error
 
@@ -166,6 +167,8 @@ def _detail_context(request: HttpRequest, setting: AttackSetting, **forms: Form)
         "job_form": GenerationJobForm(),
         "family_form": SettingFamilyForm(initial={"family": setting.family}),
         "import_summary": _import_summary(setting),
+        "achieved": achieved_distance(setting),
+        "first_chunk_warnings": first_chunk_warnings(setting),
         **forms,
     }
 
@@ -218,7 +221,8 @@ def job_create(request: HttpRequest, setting_id: int) -> HttpResponse:
 @require_GET
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = job_for(request.user, job_id)
-    return render(request, "attacks/job_detail.html", {"job": job})
+    context = {"job": job, "fooled": fooled_on_first_chunk(job)}
+    return render(request, "attacks/job_detail.html", context)
 
 
 @researcher_required
