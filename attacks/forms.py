@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 
 from attacks.engine.architectures import architecture_names
-from attacks.engine.attacks import attack_names
-from attacks.engine.datasets import DATASET_NAMES, SPLITS
+from attacks.engine.attacks import attack_names, get_attack_class
+from attacks.engine.attacks.base import OptionDoc, describe_options
+from attacks.engine.datasets import DATASET_NAMES, DATASETS, SPLITS
 from attacks.engine.example_sets import NORMS
 from attacks.engine.training import RECIPES
 from attacks.models import ClassifierModel, JobStatus, SharingRole
@@ -69,6 +71,24 @@ class TrainModelForm(forms.Form):
     seed = seed_field()
 
 
+@dataclass(frozen=True)
+class AttackOptions:
+    """An attack's options as the new-setting page lists them, read from its config class."""
+
+    name: str
+    kind: str
+    norm: str | None
+    options: list[OptionDoc]
+
+
+def attack_options() -> list[AttackOptions]:
+    return [
+        AttackOptions(name, cls.kind, cls.norm, describe_options(cls.config_class))
+        for name in attack_names()
+        for cls in [get_attack_class(name)]
+    ]
+
+
 class AttackSettingForm(forms.Form):
     name = forms.CharField(max_length=100)
     attack_name = forms.ChoiceField(choices=[(n, n) for n in attack_names()])
@@ -101,6 +121,24 @@ class AttackSettingForm(forms.Form):
         if not isinstance(value, dict):
             raise forms.ValidationError("the config must be a JSON object")
         return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        target = (data.get("config") or {}).get("target_class")
+        dataset = data.get("dataset")
+        if dataset and isinstance(target, int) and not isinstance(target, bool):
+            classes = DATASETS[dataset].classes
+            if not 0 <= target < len(classes):
+                named = ", ".join(f"{index} {name}" for index, name in enumerate(classes))
+                self.add_error(
+                    "config", f"target_class {target} is not a class of {dataset}: {named}"
+                )
+        return data
+
+    @property
+    def attack_options(self) -> list[AttackOptions]:
+        """Each attack's options with meaning and default, for the page to list."""
+        return attack_options()
 
 
 def setting_arguments(data: dict[str, Any]) -> dict[str, Any]:
