@@ -215,6 +215,12 @@ MEDIA_URL = "/media-not-served/"
 # that ships inside the project (the MNIST test set).
 ADVSTUDY_DATA_DIR = env_str("ADVSTUDY_DATA_DIR") or None
 ADVSTUDY_DOWNLOAD_DATASETS = env_bool("ADVSTUDY_DOWNLOAD_DATASETS", False)
+# The largest model file a researcher may register (bytes); a larger one is refused before
+# it is read. Registration measures clean accuracy on at most this many test images, and
+# stops measuring after this many seconds (the accuracy is then over the images measured).
+ADVSTUDY_MAX_MODEL_BYTES = env_int("ADVSTUDY_MAX_MODEL_BYTES", 500 * 1000 * 1000, minimum=1)
+ADVSTUDY_MODEL_CHECK_IMAGES = env_int("ADVSTUDY_MODEL_CHECK_IMAGES", 1000, minimum=1)
+ADVSTUDY_MODEL_CHECK_SECONDS = env_int("ADVSTUDY_MODEL_CHECK_SECONDS", 120, minimum=1)
 # Minutes an annotator holds a claimed item before it returns to the pool.
 ADVSTUDY_LEASE_MINUTES = env_int("ADVSTUDY_LEASE_MINUTES", 10, minimum=1)
 # How often one web process sweeps a study's expired leases back into the pool (0: on
