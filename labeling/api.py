@@ -116,6 +116,8 @@ def api_labels(request: HttpRequest, join_token: str) -> JsonResponse:
         reply["feedback"] = feedback
     if answered.trial is not None:
         reply["next"] = payloads.trial_payload(study, answered.trial)
+    elif answered.over:  # known under the answer's lock: no second look needed
+        reply["next"] = payloads.end_state(study, participant)
     else:
         reply["next"] = _next_or_none(study, participant)
     return JsonResponse(reply)

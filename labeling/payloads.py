@@ -84,9 +84,14 @@ def next_state(study: Study, participant: Participant) -> Payload:
     """
     trial = services.next_trial(participant)
     if trial is None:
-        services.complete_participation(participant)
-        return done_payload(study, participant)
+        return end_state(study, participant)
     return trial_payload(study, trial)
+
+
+def end_state(study: Study, participant: Participant) -> Payload:
+    """The end of the participant's list: their participation completes."""
+    services.complete_participation(participant)
+    return done_payload(study, participant)
 
 
 def feedback_payload(study: Study, item: StudyItem, value: int | None) -> Payload | None:

@@ -202,22 +202,25 @@ def next_trial(participant: Participant) -> Trial | None:
 
 
 def _next_trial(participant: Participant) -> tuple[Trial | None, bool]:
-    """The trial, and whether the participant's list is over: then no sweep can free
-    anything for them (each finishing participant swept and asked again for nothing)."""
+    """The trial, and whether the participant's list is over: then nothing a sweep frees
+    could go to them, and ``next_trial`` forces none."""
     with transaction.atomic():
         locked = lock_participant(participant)
-        trial, counts = _trial_of_locked(locked, _CLAIM_ATTEMPTS)
-        return trial, counts is None or _list_complete(locked, counts)
+        return next_trial_of_locked(locked)
 
 
-def next_trial_of_locked(locked: Participant, *, attempts: int = _CLAIM_ATTEMPTS) -> Trial | None:
-    """``next_trial`` inside the caller's transaction, for a participant it has locked.
+def next_trial_of_locked(
+    locked: Participant, *, attempts: int = _CLAIM_ATTEMPTS
+) -> tuple[Trial | None, bool]:
+    """``next_trial`` inside the caller's transaction, for a participant it has locked, and
+    whether their list is over (no trial will come, whatever a sweep frees).
 
     ``attempts``: how long to wait out racers for the current item (see
     ``_claim_counted_item_by_scan``); the answer endpoint passes 1, so that it never
     sleeps while it holds the locks of the answer it stores.
     """
-    return _trial_of_locked(locked, attempts)[0]
+    trial, counts = _trial_of_locked(locked, attempts)
+    return trial, trial is None and (counts is None or _list_complete(locked, counts))
 
 
 def _trial_of_locked(locked: Participant, attempts: int) -> tuple[Trial | None, TrialCounts | None]:

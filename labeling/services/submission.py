@@ -83,6 +83,8 @@ class Answered:
     item: StudyItem
     value: int | None  # None: a timeout
     trial: Trial | None  # the next trial; None: ask ``next_trial`` (done, busy or paused)
+    # The participant's list is over (``trial`` is None): their participation may complete.
+    over: bool = False
     # A value that came past a timed trial's deadline: the trial timed out, no label.
     late: bool = False
 
@@ -108,10 +110,10 @@ def answer_and_continue(participant: Participant, answer: Answer) -> Answered:
             else:
                 answered = Answered(stored.item, None, None, late=True)
         try:
-            trial = next_trial_of_locked(locked, attempts=1)
+            trial, over = next_trial_of_locked(locked, attempts=1)
         except (AssignmentBusy, StudyNotOpen):
-            trial = None
-    return replace(answered, trial=trial)
+            trial, over = None, False
+    return replace(answered, trial=trial, over=over)
 
 
 def _given_value(answer: Answer) -> int:
