@@ -159,7 +159,7 @@ def studies_run_by(user: User | AnonymousUser | None) -> QuerySet[Study]:
     return Study.objects.filter(Q(owner_id=user.pk) | edits).distinct()
 
 
-def _offered(researcher: User | AnonymousUser | None, editing: Study | None) -> Q:
+def offered_to(researcher: User | AnonymousUser | None, editing: Study | None) -> Q:
     """The settings the researcher may see (attacks.queries); editing a draft, its own too."""
     offered = Q(pk__in=settings_for(researcher).values("pk"))
     if editing is not None:  # a study's editor keeps its settings, whoever owns them
@@ -288,7 +288,7 @@ class StudyDesignForm(forms.Form):
         self.editing = editing  # the draft whose design this form replaces, if any
         self.fields["dataset"].initial = dataset
         self._offer_studies_to_exclude(researcher)
-        settings = settings_with_examples(dataset).filter(_offered(researcher, editing))
+        settings = settings_with_examples(dataset).filter(offered_to(researcher, editing))
         settings = settings.order_by("name")
         for prefix, _ in CLEAN_ROLES:
             field = self.fields[f"{prefix}_setting"]

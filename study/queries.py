@@ -15,6 +15,7 @@ from django.db.models.functions import Greatest, Least
 from django.http import Http404
 
 from attacks.models import AttackSetting
+from attacks.queries import settings_for
 from study.design import SettingSample, StudyDesign, class_names
 from study.models import (
     ANALYSED_ITEM_KINDS,
@@ -90,8 +91,11 @@ def settings_with_examples(dataset: str | None = None) -> QuerySet[AttackSetting
     return settings.filter(dataset=dataset) if dataset else settings
 
 
-def designable_datasets() -> list[str]:
-    return sorted(set(settings_with_examples().values_list("dataset", flat=True)))
+def designable_datasets(researcher: User | AnonymousUser | None) -> list[str]:
+    """The datasets of the settings with examples that ``researcher`` may see: no other
+    researcher's private settings show through the designer's choice of dataset."""
+    visible = settings_with_examples().filter(pk__in=settings_for(researcher).values("pk"))
+    return sorted(set(visible.values_list("dataset", flat=True)))
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ from rest_framework import serializers
 
 from attacks.forms import MAX_BIGINT
 from attacks.models import AttackSetting
+from attacks.queries import Researcher
 from attacks.serializers import row_id, stored_integer
 from config.api import form_data
 from study import queries
 from study.design import class_names
-from study.forms import StudyDesignForm, count_field
+from study.forms import StudyDesignForm, count_field, offered_to
 from study.models import Study, StudyCollaborator
 from study.services import DESIGN_FIELDS
 
@@ -92,10 +93,10 @@ class StudyDesignSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """The designer form, filled in from the JSON; returns ``{"form": the valid form}``."""
-        dataset = _dataset(attrs)
-        # An unbound form first, to learn which settings it offers for main items.
         request, editing = self.context.get("request"), self.context.get("editing")
         researcher = request.user if request is not None else None
+        dataset = _dataset(attrs, researcher, editing)
+        # An unbound form first, to learn which settings it offers for main items.
         unbound = StudyDesignForm(dataset, editing=editing, researcher=researcher)
         offered = {setting.pk: setting for setting in unbound.main_settings}
         chosen = [sample["setting"] for sample in attrs["samples"]]
@@ -120,14 +121,19 @@ class StudyDesignSerializer(serializers.Serializer):
         return {"form": form}
 
 
-def _dataset(attrs: dict[str, Any]) -> str:
-    """As the designer picks it: the one asked for, the first sample's, or the only one."""
+def _dataset(attrs: dict[str, Any], researcher: Researcher, editing: Study | None) -> str:
+    """As the designer picks it: the one asked for, the first sample's, or the only one.
+
+    Only a setting the researcher may see tells its dataset: the refusal of an unseen
+    one must not say which dataset it is of.
+    """
     if attrs.get("dataset"):
         return str(attrs["dataset"])
     first = attrs["samples"][0]["setting"] if attrs["samples"] else None
-    found = AttackSetting.objects.filter(pk=first) if first is not None else None
+    offered = AttackSetting.objects.filter(offered_to(researcher, editing))
+    found = offered.filter(pk=first) if first is not None else None
     dataset = found.values_list("dataset", flat=True).first() if found is not None else None
-    available = queries.designable_datasets()
+    available = queries.designable_datasets(researcher)
     if dataset is None and len(available) == 1:
         dataset = available[0]
     if dataset is None:

@@ -50,7 +50,9 @@ def study_create(request: HttpRequest) -> HttpResponse:
     dataset = _chosen_dataset(request, copied)
     if dataset is None:
         return render(
-            request, "study/choose_dataset.html", {"datasets": queries.designable_datasets()}
+            request,
+            "study/choose_dataset.html",
+            {"datasets": queries.designable_datasets(request.user)},
         )
     form = StudyDesignForm(dataset, request.POST or None, initial=copied, researcher=request.user)
     if request.method == "GET" or not form.is_valid():
@@ -73,7 +75,7 @@ def _copied_design_initial(request: HttpRequest) -> dict[str, Any] | None:
 
 
 def _chosen_dataset(request: HttpRequest, copied: dict[str, Any] | None) -> str | None:
-    available = queries.designable_datasets()
+    available = queries.designable_datasets(request.user)
     asked = request.POST.get("dataset") or request.GET.get("dataset")
     asked = asked or (copied or {}).get("dataset")
     if asked in available:
