@@ -19,13 +19,12 @@ for example to declare another budget, and the report names the earlier imports.
 from __future__ import annotations
 
 import hashlib
-import io
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
@@ -110,9 +109,9 @@ def import_examples(
     claimed = (None, None) if budget is None else (budget.norm, budget.eps)
     family = services.check_family(family, dataset=dataset, norm=claimed[0], eps=claimed[1])
     clean_set = configured_dataset(dataset, split)
-    file_name, sha256, payload = _fingerprint(source)
+    file_name, sha256 = _fingerprint(source)
     _check_name_free(name, sha256)
-    source_file = _parse(source, file_name, sha256, payload, dataset, pixel_scale)
+    source_file = _parse(source, file_name, sha256, dataset, pixel_scale)
     prepared = prepare_examples(source_file.example_set, clean_set)
     config = _config(source_file, prepared, clean_set, budget, citation, created_by)
     with _files_removed_on_failure() as saved_files:
@@ -138,48 +137,58 @@ def _budget(norm: str | None, eps: float | None) -> Budget | None:
 # --- reading ------------------------------------------------------------------------------
 
 
-def _fingerprint(source: Path | UploadedFile) -> tuple[str, str, bytes | None]:
-    """File name, SHA-256 and bytes; a folder's digest covers its files' names and digests."""
+def _fingerprint(source: Path | UploadedFile) -> tuple[str, str]:
+    """Name and SHA-256, read in blocks; a folder's digest covers its files' names and digests."""
     if isinstance(source, Path) and source.is_dir():
         listing = "".join(
             f"{path.name}\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n"
             for path in sorted(source.iterdir())
             if path.is_file()
         )
-        return source.name, hashlib.sha256(listing.encode()).hexdigest(), None
+        return source.name, hashlib.sha256(listing.encode()).hexdigest()
+    digest = hashlib.sha256()
     if isinstance(source, Path):
         if not source.is_file():
             raise ValidationError(f"{source} is neither a file nor a folder")
-        payload = source.read_bytes()
+        with source.open("rb") as stream:
+            digest = hashlib.file_digest(stream, "sha256")
     else:
-        payload = b"".join(source.chunks())
-    return Path(source.name or "upload").name, hashlib.sha256(payload).hexdigest(), payload
+        for chunk in source.chunks():
+            digest.update(chunk)
+    return Path(source.name or "upload").name, digest.hexdigest()
 
 
 def _parse(
     source: Path | UploadedFile,
     file_name: str,
     sha256: str,
-    payload: bytes | None,
     dataset: str,
     pixel_scale: int | None,
 ) -> SourceFile:
+    """The example set, read from the file itself: never a second copy of it in memory."""
     spec = DATASETS[dataset]
     try:
-        if payload is None:
-            assert isinstance(source, Path)  # only a folder has no payload of its own
+        if isinstance(source, Path) and source.is_dir():
             example_set = read_png_folder(source, spec.channels, spec.size)
             return SourceFile(file_name, sha256, "png-csv-folder", example_set)
+        stream = source if isinstance(source, Path) else _rewound(source)
         file_format = FILE_FORMATS.get(Path(file_name).suffix.lower())
         if file_format == "npz":
-            example_set = read_npz(io.BytesIO(payload), spec.channels, spec.size, pixel_scale)
+            example_set = read_npz(stream, spec.channels, spec.size, pixel_scale)
         elif file_format == "png-csv-zip":
-            example_set = read_png_zip(io.BytesIO(payload), spec.channels, spec.size)
+            example_set = read_png_zip(stream, spec.channels, spec.size)
         else:
             raise ExampleSetError(f"{file_name}: import an .npz, a .zip or a folder")
     except ExampleSetError as error:
         raise ValidationError(str(error)) from error
     return SourceFile(file_name, sha256, file_format, example_set)
+
+
+def _rewound(upload: UploadedFile) -> IO[bytes]:
+    """The upload's own file (on disk beyond FILE_UPLOAD_MAX_MEMORY_SIZE), from its start."""
+    upload.seek(0)
+    assert upload.file is not None
+    return cast(IO[bytes], upload.file)
 
 
 def _check_name_free(name: str, sha256: str) -> None:
@@ -213,23 +222,33 @@ def prepare_examples(example_set: ExampleSet, clean_set: ImageDataset) -> Prepar
     labels = _source_labels(example_set, clean_set)
     targets = _target_labels(example_set, labels, len(clean_set.classes))
     indices = example_set.source_indices
-    clean = None if indices is None else clean_set.images[torch.from_numpy(indices)]
-    stored = to_uint8(example_set.pixels, clean)
+    # Only float input is rounded toward its clean image; it holds a quarter of the images
+    # that uint8 input may, so its clean images are gathered at once, uint8's a batch at a time.
+    rounds = indices is not None and example_set.pixels.dtype != np.uint8
+    stored = to_uint8(example_set.pixels, _clean(clean_set, indices) if rounds else None)
     return PreparedSet(
         stored=stored,
         source_indices=None if indices is None else indices.tolist(),
         source_labels=labels.tolist(),
         target_labels=[None if target == NO_TARGET else int(target) for target in targets],
-        measured=None if clean is None else _measure(clean, stored),
+        measured=None if indices is None else _measure(clean_set, indices, stored),
     )
 
 
-def _measure(clean: torch.Tensor, stored: torch.Tensor) -> list[Distances]:
+def _clean(clean_set: ImageDataset, indices: np.ndarray | None) -> torch.Tensor:
+    assert indices is not None
+    return clean_set.images[torch.from_numpy(indices)]
+
+
+def _measure(clean_set: ImageDataset, indices: np.ndarray, stored: torch.Tensor) -> list[Distances]:
     """Distances a batch at a time, as their float64 temporaries take 40 bytes per value."""
     return [
         item
         for start in range(0, len(stored), BATCH_SIZE)
-        for item in distances(clean[start : start + BATCH_SIZE], stored[start : start + BATCH_SIZE])
+        for item in distances(
+            _clean(clean_set, indices[start : start + BATCH_SIZE]),
+            stored[start : start + BATCH_SIZE],
+        )
     ]
 
 
@@ -348,16 +367,14 @@ def duplicate_positions(stored: torch.Tensor) -> list[list[int]]:
     """Groups of positions whose stored images are pixel-identical, in file order.
 
     Two copies of one image in a set would be labelled as two examples and counted
-    twice; the report names them so that the researcher decides.
+    twice; the report names them so that the researcher decides. Grouped by a 128-bit
+    digest per image: np.unique would sort two copies of the whole set.
     """
-    flat = np.ascontiguousarray(stored.flatten(1).numpy())
-    rows = flat.view(np.dtype((np.void, flat.shape[1]))).ravel()
-    _, group, sizes = np.unique(rows, return_inverse=True, return_counts=True)
-    repeated = sizes[group.ravel()] > 1
-    groups: dict[int, list[int]] = {}
-    for position in np.flatnonzero(repeated).tolist():
-        groups.setdefault(int(group.ravel()[position]), []).append(position)
-    return sorted(groups.values())
+    groups: dict[bytes, list[int]] = {}
+    for position, image in enumerate(stored.flatten(1).numpy()):
+        digest = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+        groups.setdefault(digest, []).append(position)
+    return sorted(group for group in groups.values() if len(group) > 1)
 
 
 def _distance_summary(measured: Sequence[Distances]) -> dict[str, float | int]:

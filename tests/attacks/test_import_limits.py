@@ -218,3 +218,33 @@ def test_a_zip_with_too_many_files_is_refused_before_its_directory_is_read(tmp_p
         imports.import_examples(path, name="many", dataset="mnist", split="test")
 
     assert not AttackSetting.objects.exists()
+
+
+def largest_uint8_npz(folder: Path) -> Path:
+    """As many 8-bit MNIST images as the byte budget takes (63,000, 48 MiB unpacked)."""
+    path = folder / "uint8.npz"
+    count = 63_000
+    np.savez(path, images=mnist_images(count), source_indices=np.arange(count) % 10_000)
+    return path
+
+
+def largest_float_npz(folder: Path) -> Path:
+    """As many float32 images on the 0-1 scale as the byte budget takes (16,000)."""
+    path = folder / "float32.npz"
+    count = 16_000
+    images = mnist_images(count).astype(np.float32) / 255
+    np.savez(path, images=images, source_indices=np.arange(count) % 10_000)
+    return path
+
+
+@pytest.mark.parametrize("write_file", [largest_uint8_npz, largest_float_npz])
+def test_the_largest_set_the_limits_allow_imports_within_the_memory_bound(
+    tmp_path, transactional_db, write_file
+) -> None:
+    path = write_file(tmp_path)
+
+    measured = import_in_a_child(path)
+
+    assert measured["refusal"] is None
+    assert float(str(measured["growth_mb"])) < MEMORY_BOUND_MB, measured
+    assert AttackSetting.objects.get().examples.count() in (63_000, 16_000)
