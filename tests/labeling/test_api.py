@@ -291,3 +291,22 @@ def test_the_way_in_makes_a_bounded_number_of_queries(
             response = getattr(open_client, method)(way_in + step, data)
         assert response.status_code == (302 if method == "post" or not step else 200)
     assert "annotator-config" in response.content.decode()
+
+
+def test_the_last_answer_ends_the_list_in_a_bounded_number_of_queries(
+    make_study, open_client: Client, django_assert_max_num_queries
+) -> None:
+    study = make_study(count=2, labels_per_item=1, items_per_participant=2)
+    start_open(open_client, study)
+    trial = api_answer(open_client, study, answer_body(api_next(open_client, study), 1))
+    last = trial.json()["next"]
+    assert last["progress"] == {"done": 1, "total": 2}
+
+    # The answer's transaction finds the list over and the participation completes at once:
+    # the session's participant, the tests' sweep, the answer's locked statements and the
+    # completion's UPDATE; no second locked look, no forced sweep.
+    with django_assert_max_num_queries(15):
+        reply = api_answer(open_client, study, answer_body(last, 1)).json()
+
+    assert reply["next"] == {"done": True, "redirect": f"/s/{study.join_token}/done/"}
+    assert Participant.objects.get().completed_at is not None
