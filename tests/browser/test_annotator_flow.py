@@ -214,6 +214,30 @@ def test_a_reload_mid_study_resumes_the_same_item_and_phase(
     assert Assignment.objects.get(public_id=before).status == Assignment.Status.LABELLED
 
 
+def test_enter_on_a_focused_link_during_feedback_follows_the_link(
+    live_server, page: Page, make_study
+) -> None:
+    """Enter continues after practice feedback, but not from a link or button that has focus."""
+    study = make_study(count=3, labels_per_item=1, items_per_participant=3)
+    add_items(study, StudyItem.Kind.PRACTICE, 2)
+    start(page, live_server, study)
+    press_digit_when_ready(page, "1")
+    expect(page.locator("#continue")).to_be_focused()
+    page.evaluate("document.activeElement.blur()")  # focus on nothing: Enter still continues
+    page.keyboard.press("Enter")
+    expect(page.locator("#progress-text")).to_have_text("Practice image 2 of 2")
+    press_digit_when_ready(page, "2")
+    expect(page.locator("#continue")).to_be_visible()
+
+    page.locator("#withdraw-link").focus()
+    page.keyboard.press("Enter")
+
+    page.wait_for_url(f"**/s/{study.join_token}/withdraw/")
+    expect(page.get_by_role("heading", name="Withdraw from this study")).to_be_visible()
+    assert Label.objects.count() == 2  # both practice answers; nothing withdrawn yet
+    assert Participant.objects.get().withdrawn_at is None
+
+
 def test_a_double_click_makes_one_label(live_server, page: Page, make_study) -> None:
     study = make_study(count=2, labels_per_item=1, items_per_participant=2)
     start(page, live_server, study)

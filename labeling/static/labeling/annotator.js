@@ -367,11 +367,17 @@
     if (button && button.name === "value") answer(Number(button.value));
   });
 
+  // Elements that act on Enter or Space themselves (the Continue button among them).
+  const CONTROLS =
+    "a[href], button, input, select, textarea, summary, [contenteditable], [role=button], [role=link]";
+  const focusedControl = (target) => target instanceof Element && target.closest(CONTROLS) !== null;
+
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
     if (!continueButton.hidden) {
-      // Enter (or Space) continues after feedback, wherever the focus is.
-      if ((event.key === "Enter" || event.key === " ") && event.target !== continueButton) {
+      // Enter (or Space) continues after feedback, unless the focus is on a link or control:
+      // that one does what it does (the "Withdraw" link must withdraw, not continue).
+      if ((event.key === "Enter" || event.key === " ") && !focusedControl(event.target)) {
         event.preventDefault();
         continueButton.click();
       }
