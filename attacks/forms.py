@@ -7,8 +7,7 @@ from typing import Any
 from django import forms
 
 from attacks.engine.architectures import architecture_names
-from attacks.engine.attacks import attack_names, get_attack_class
-from attacks.engine.attacks.base import OptionDoc, describe_options
+from attacks.engine.attacks import OptionDoc, attack_names, describe_options, get_attack_class
 from attacks.engine.datasets import DATASET_NAMES, DATASETS, SPLITS
 from attacks.engine.example_sets import NORMS
 from attacks.engine.training import RECIPES

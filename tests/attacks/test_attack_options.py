@@ -13,8 +13,7 @@ from django.test import Client
 
 from analysis.report.families import family_key
 from attacks import services, tasks
-from attacks.engine.attacks import attack_names, build_attack, get_attack_class
-from attacks.engine.attacks.base import describe_options
+from attacks.engine.attacks import attack_names, build_attack, describe_options, get_attack_class
 from attacks.engine.datasets import load_dataset
 from attacks.engine.zoo import load_zoo_model
 from attacks.models import AttackSetting, ClassifierModel, Example, GenerationJob, Prediction
@@ -259,3 +258,29 @@ def test_settings_stored_without_a_step_size_keep_the_old_fixed_default(db) -> N
         assert setting.config["step_size"] == step
         attack = build_attack(setting.attack_name, setting.config)
         assert attack.config.effective_step_size == step
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        name
+        for name in attack_names()
+        if "target_class"
+        in {option.name for option in describe_options(get_attack_class(name).config_class)}
+    ],
+)
+def test_every_attack_with_a_target_class_aims_every_example_at_it(name: str) -> None:
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    data = load_dataset("mnist", "test")
+    x, y = data.as_float(slice(0, 4)), data.labels[:4]
+    steps = {} if name == "fgsm" else {"steps": 2}
+
+    output = build_attack(name, {"targeted": True, "target_class": 7, **steps})(
+        model, x, y, generator=torch.Generator()
+    )
+    beyond = build_attack(name, {"targeted": True, "target_class": 10, **steps})
+
+    assert output.target.tolist() == [7, 7, 7, 7]
+    with pytest.raises(ValueError, match="target_class 10 is not a class"):
+        beyond(model, x, y, generator=torch.Generator())
