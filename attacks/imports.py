@@ -33,6 +33,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from attacks import jobs, progress, services
@@ -62,6 +63,7 @@ from attacks.models import (
     Prediction,
 )
 from attacks.provenance import code_version
+from attacks.queries import settings_for
 
 BATCH_SIZE = 256
 FILE_FORMATS = {".npz": "npz", ".zip": "png-csv-zip"}
@@ -107,10 +109,12 @@ def import_examples(
     """
     budget = _budget(norm, eps)
     claimed = (None, None) if budget is None else (budget.norm, budget.eps)
-    family = services.check_family(family, dataset=dataset, norm=claimed[0], eps=claimed[1])
+    family = services.check_family(
+        family, dataset=dataset, norm=claimed[0], eps=claimed[1], seen_by=created_by
+    )
     clean_set = configured_dataset(dataset, split)
     file_name, sha256 = _fingerprint(source)
-    _check_name_free(name, sha256)
+    _check_name_free(name, sha256, created_by)
     source_file = _parse(source, file_name, sha256, dataset, pixel_scale)
     prepared = prepare_examples(source_file.example_set, clean_set)
     config = _config(source_file, prepared, clean_set, budget, citation, created_by)
@@ -191,14 +195,21 @@ def _rewound(upload: UploadedFile) -> IO[bytes]:
     return cast(IO[bytes], upload.file)
 
 
-def _check_name_free(name: str, sha256: str) -> None:
+def _visible_to(importer: User | None) -> QuerySet[AttackSetting]:
+    """The settings an import may tell its maker of: every one on the command line (None)."""
+    return AttackSetting.objects.all() if importer is None else settings_for(importer)
+
+
+def _check_name_free(name: str, sha256: str, importer: User | None) -> None:
+    """Names are unique among all settings, so a taken one is refused whoever holds it, but
+    only a setting the importer may see is described (its file and when it was imported)."""
     longest = AttackSetting._meta.get_field("name").max_length or 0
     if not name.strip() or len(name) > longest:
         raise ValidationError(f"the example set needs a name of 1 to {longest} characters")
-    existing = AttackSetting.objects.filter(name=name).first()
-    if existing is None:
+    if not AttackSetting.objects.filter(name=name).exists():
         return
-    provenance = existing.config.get("provenance", {})
+    existing = _visible_to(importer).filter(name=name).first()
+    provenance = {} if existing is None else existing.config.get("provenance", {})
     if provenance.get("file_sha256") == sha256:
         raise ValidationError(
             f"{name!r} was already imported from this file ({provenance['file_name']}, "
@@ -332,12 +343,16 @@ def _config(
             "code_version": code_version(),
         },
         "budget": None if budget is None else {"norm": budget.norm, "eps": budget.eps},
-        "import_report": _report(source_file, prepared, clean_set, budget),
+        "import_report": _report(source_file, prepared, clean_set, budget, created_by),
     }
 
 
 def _report(
-    source_file: SourceFile, prepared: PreparedSet, clean_set: ImageDataset, budget: Budget | None
+    source_file: SourceFile,
+    prepared: PreparedSet,
+    clean_set: ImageDataset,
+    budget: Budget | None,
+    importer: User | None,
 ) -> dict[str, Any]:
     measured = prepared.measured
     report: dict[str, Any] = {
@@ -348,9 +363,9 @@ def _report(
         "distances": None if measured is None else _distance_summary(measured),
         "budget": None,
         "same_file_as": list(
-            AttackSetting.objects.filter(
-                config__provenance__file_sha256=source_file.sha256
-            ).values_list("name", flat=True)
+            _visible_to(importer)
+            .filter(config__provenance__file_sha256=source_file.sha256)
+            .values_list("name", flat=True)
         ),
         "duplicates": duplicate_positions(prepared.stored),
         "predictions": [],

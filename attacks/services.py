@@ -26,6 +26,7 @@ from attacks.engine.training import Evaluation, EvaluationConfig, TrainingConfig
 from attacks.jobs import finish_training
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob, JobStatus
 from attacks.provenance import code_version
+from attacks.queries import settings_for
 
 logger = logging.getLogger(__name__)
 
@@ -242,12 +243,21 @@ def retry_generation_job(job: GenerationJob, *, by: User) -> GenerationJob:
 
 
 def check_family(
-    family: str, *, dataset: str, norm: str | None, eps: float | None, setting_id: int | None = None
+    family: str,
+    *,
+    dataset: str,
+    norm: str | None,
+    eps: float | None,
+    seen_by: User | None,
+    setting_id: int | None = None,
 ) -> str:
     """The family name of an imported set, stripped; refused where its curve would mean nothing.
 
     A family is one curve in eps (analysis/report/families.py): its sets need an eps
-    and must all measure it in the same norm on the same dataset.
+    and must all measure it in the same norm on the same dataset. Only the sets that
+    ``seen_by`` may see count (every set for None, the command line): a refusal must
+    not name a set that does not exist for its caller, and a curve never mixes datasets
+    or norms anyway, since the analysis groups a family's sets by both.
     """
     name = family.strip()
     longest = AttackSetting._meta.get_field("family").max_length or 0
@@ -260,7 +270,8 @@ def check_family(
             "a set that claims no budget has no eps to place on a family's curve; "
             "claim a norm and eps to put it in a family"
         )
-    others = AttackSetting.objects.filter(family=name)
+    visible = AttackSetting.objects.all() if seen_by is None else settings_for(seen_by)
+    others = visible.filter(family=name)
     if setting_id is not None:
         others = others.exclude(pk=setting_id)
     member = others.exclude(dataset=dataset, norm=norm).first()
@@ -282,7 +293,12 @@ def set_setting_family(setting: AttackSetting, family: str, *, by: User) -> Atta
             "in eps, found from its attack and config; only imported sets are named by hand"
         )
     locked.family = check_family(
-        family, dataset=locked.dataset, norm=locked.norm, eps=locked.eps, setting_id=locked.pk
+        family,
+        dataset=locked.dataset,
+        norm=locked.norm,
+        eps=locked.eps,
+        seen_by=by,
+        setting_id=locked.pk,
     )
     locked.save(update_fields=["family"])
     logger.info("setting %s put in family %r by user %s", locked.pk, locked.family, by.pk)
