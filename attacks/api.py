@@ -11,10 +11,11 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from attacks import services, sharing
+from attacks import registration, services, sharing
 from attacks.forms import setting_arguments
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from attacks.queries import (
@@ -33,6 +34,7 @@ from attacks.serializers import (
     ClassifierModelSerializer,
     GenerationJobInputSerializer,
     GenerationJobSerializer,
+    ModelRegistrationInputSerializer,
     ShareInputSerializer,
     ShareSerializer,
 )
@@ -90,6 +92,27 @@ class ClassifierModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, S
 
     def shared(self, request: Request, pk: int, need: Access) -> ClassifierModel:
         return model_for(request.user, pk, need)
+
+    def get_parsers(self) -> list[BaseParser]:
+        # The list route's POST takes a file; the sharing actions keep taking JSON.
+        if (
+            getattr(self, "action", None) == "create"
+            or "create" in getattr(self, "action_map", {}).values()
+        ):
+            return [MultiPartParser(), FormParser()]
+        return super().get_parsers()
+
+    @extend_schema(
+        request={"multipart/form-data": ModelRegistrationInputSerializer},
+        responses={201: ClassifierModelSerializer},
+    )
+    def create(self, request: Request) -> Response:
+        """Register a model from a file (torch.export, TorchScript or safetensors); it is
+        the caller's. A file that needs pickle, or whose logits do not fit the dataset,
+        is a 400 with a sentence and nothing is stored."""
+        data = validated(ModelRegistrationInputSerializer, request)
+        model = registration.register_model(data.pop("file"), **data, created_by=api_user(request))
+        return Response(ClassifierModelSerializer(model).data, status=status.HTTP_201_CREATED)
 
 
 class AttackSettingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, SharingActions):

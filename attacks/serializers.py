@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.utils.datastructures import MultiValueDict
 from rest_framework import serializers
 
 from attacks.engine.attacks import attack_names
@@ -21,6 +22,13 @@ from attacks.forms import (
     GenerationJobForm,
     SettingFamilyForm,
     too_large,
+)
+from attacks.model_forms import (
+    ARCHITECTURE_HELP,
+    FILE_HELP,
+    NORMALIZE_HELP,
+    RegisterModelForm,
+    registration_arguments,
 )
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob, SharingRole
 from attacks.queries import Access, Researcher, settings_for
@@ -68,6 +76,9 @@ class ClassifierModelSerializer(serializers.ModelSerializer):
             "evaluation_stop",
             "evaluation_config",
             "weights_sha256",
+            "weights_format",
+            "architecture_source",
+            "normalization",
             "clean_accuracy",
             "robust_accuracy",
             "certified_accuracy",
@@ -78,6 +89,22 @@ class ClassifierModelSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
         read_only_fields = fields
+
+
+class ModelRegistrationInputSerializer(serializers.Serializer):
+    """A model registered from a file (multipart), checked by the "Register a model" form."""
+
+    file = serializers.FileField(help_text=FILE_HELP)
+    name = serializers.CharField()
+    dataset = serializers.ChoiceField(choices=DATASET_NAMES)
+    architecture = serializers.CharField(default="", allow_blank=True, help_text=ARCHITECTURE_HELP)
+    normalize = serializers.CharField(default="", allow_blank=True, help_text=NORMALIZE_HELP)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        fields = {key: value for key, value in attrs.items() if key != "file"}
+        files = MultiValueDict({"file": [attrs["file"]]})
+        data = form_data(RegisterModelForm(fields, files))
+        return {"file": data["file"], **registration_arguments(data)}
 
 
 class AttackSettingSerializer(serializers.ModelSerializer):

@@ -4,6 +4,7 @@ from attacks import views
 
 urlpatterns = [
     path("models/new/", views.model_create, name="model-create"),
+    path("models/register/", views.model_register, name="model-register"),
     path("models/<int:model_id>/", views.model_detail, name="model-detail"),
     path("models/<int:model_id>/status.json", views.model_status, name="model-status"),
     path("models/<int:model_id>/share/", views.model_share, name="model-share"),

@@ -10,7 +10,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from attacks import imports, services, sharing
+from attacks import imports, registration, services, sharing
 from attacks.forms import (
     AttackSettingForm,
     GenerationJobForm,
@@ -21,6 +21,7 @@ from attacks.forms import (
     setting_arguments,
 )
 from attacks.import_report import describe_import
+from attacks.model_forms import RegisterModelForm, registration_arguments
 from attacks.models import AttackSetting, ClassifierModel
 from attacks.queries import (
     Access,
@@ -61,6 +62,23 @@ def model_create(request: HttpRequest) -> HttpResponse:
         )
     except ValidationError as error:
         return render_service_error(request, "attacks/model_form.html", form, error)
+    return redirect("model-detail", model_id=model.pk)
+
+
+@researcher_required
+@require_http_methods(["GET", "POST"])
+def model_register(request: HttpRequest) -> HttpResponse:
+    form = RegisterModelForm(request.POST or None, request.FILES or None)
+    if request.method == "GET" or not form.is_valid():
+        return render_form(request, "attacks/model_register_form.html", form)
+    try:
+        model = registration.register_model(
+            form.cleaned_data["file"],
+            **registration_arguments(form.cleaned_data),
+            created_by=signed_in_user(request),
+        )
+    except ValidationError as error:
+        return render_service_error(request, "attacks/model_register_form.html", form, error)
     return redirect("model-detail", model_id=model.pk)
 
 

@@ -57,7 +57,9 @@ def test_the_models_are_listed_with_their_checksums(api: APIClient, zoo_model) -
     assert [row["name"] for row in listed["results"]] == [ZOO_MODEL]
     assert one["weights_sha256"] == zoo_entry(ZOO_MODEL)["weights_sha256"]
     assert one["clean_accuracy"] == pytest.approx(zoo_entry(ZOO_MODEL)["clean_accuracy"])
-    assert api.post("/api/v1/models/", {"name": "x"}, format="json").status_code == 405
+    # A model is registered from a file (tests/attacks/test_model_registration.py): multipart.
+    assert api.post("/api/v1/models/", {"name": "x"}, format="json").status_code == 415
+    assert api.post("/api/v1/models/", {"name": "x"}, format="multipart").status_code == 400
     assert api.get("/api/v1/models/999999/").status_code == 404
 
 

@@ -42,7 +42,7 @@ from study.services import SettingSample
 VIEW, EDIT, OWN = Access.VIEW, Access.EDIT, Access.OWN
 LIST = "list"  # a list: 200 for every researcher, holding only what each may see
 # Pages that make something new and so name no row: every researcher may open them.
-CREATION_PAGES = {"model-create", "setting-create", "examples-import"}
+CREATION_PAGES = {"model-create", "model-register", "setting-create", "examples-import"}
 # URL name -> (method, access it needs, the row its id names).
 NEED: dict[str, tuple[str, Access | str, str]] = {
     "model-detail": ("get", VIEW, "model"),
