@@ -13,6 +13,7 @@ start when it becomes current (see ``start_next_trial``).
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import random
@@ -96,6 +97,24 @@ def study_shape(study: Study) -> StudyShape:
 def forget_study_shape(study: Study) -> None:
     """For code that changes a non-draft study's items (tests that add items to a live one)."""
     _shapes.pop((study.pk, study.join_token), None)
+    _practice.pop((study.pk, study.join_token), None)
+
+
+# Per web process, as the shapes: each study's practice items (with their images' names),
+# which every participant is leased in turn; loading the item with each lease cost a
+# statement per practice trial.
+_practice: dict[tuple[int, str], dict[int, StudyItem]] = {}
+
+
+def _practice_item(study: Study, item_id: int) -> StudyItem:
+    """A copy of the study's practice item ``item_id``, its example's image name loaded."""
+    key = (study.pk, study.join_token)
+    items = _practice.get(key)
+    if items is None or item_id not in items:
+        items = statements.practice_items(study)
+        if study.status != Study.Status.DRAFT:
+            _practice[key] = items
+    return copy.copy(items[item_id])  # each request's own instance of the shared one
 
 
 def _count_shape(study: Study) -> StudyShape:
@@ -361,7 +380,7 @@ def _claim_up_to_held(
 def _claim_next(participant: Participant, counts: TrialCounts, attempts: int) -> Assignment | None:
     study = participant.study
     if counts.practice < study_shape(study).practice_items:
-        practice = _lease(participant, statements.lease_practice_item)
+        practice = _lease(participant, _lease_next_practice)
         if practice is not None:
             return practice
     checks = planned_attention_checks(study)
@@ -550,6 +569,15 @@ def _lease(
         lease_expires_at=claim.expires_at,
     )
     return statements.mark_stored(assignment)
+
+
+def _lease_next_practice(claim: statements.Claim) -> statements.Claimed | None:
+    """Lease the participant's next practice item, if they have not had every one."""
+    leased = statements.lease_next_practice(claim)
+    if leased is None:
+        return None
+    assignment_id, item_id = leased
+    return statements.Claimed(_practice_item(claim.study, item_id), assignment_id)
 
 
 def take_slot_again(assignment: Assignment) -> bool:

@@ -449,15 +449,19 @@ RETURNING {_updated_item.sql}, (
     ],
 )
 
-# The first practice item (in the study's shuffled order) that this participant has
-# not had. Practice items hold no slot (every participant sees them), so nothing is
+# Lease the first practice item (in the study's shuffled order) that this participant
+# has not had, in one statement: the item's columns come from the caller's per-process
+# copy of the study's practice items (``practice_items``), which never change once the
+# study is live. Practice items hold no slot (every participant sees them), so nothing is
 # counted or locked but the participant, whom the caller has locked.
-_NEXT_PRACTICE = Statement(
-    "next_practice",
+# $1 study, $2 participant, $3 public id, $4 served at, $5 lease expires at.
+_LEASE_NEXT_PRACTICE = Statement(
+    "lease_next_practice",
     lambda d: (
         f"""
-SELECT {_item.sql}, {_example_image.sql} FROM {table(StudyItem)} item
-JOIN {table(Example)} example ON example.id = item.example_id
+INSERT INTO {table(Assignment)} (participant_id, item_id, public_id, status, served_at,
+    lease_expires_at, image_sent_at, answered_at, exposure_ms)
+SELECT $2, item.id, $3, '{_ACTIVE}', $4, $5, NULL, NULL, NULL FROM {table(StudyItem)} item
 WHERE item.study_id = $1 AND item.kind = '{StudyItem.Kind.PRACTICE.value}'
   AND NOT EXISTS (
       SELECT 1 FROM {table(Assignment)} had
@@ -465,10 +469,37 @@ WHERE item.study_id = $1 AND item.kind = '{StudyItem.Kind.PRACTICE.value}'
   )
 ORDER BY item.shuffle_key, item.id
 LIMIT 1
+RETURNING id, item_id
 """
     ),
-    [_field(StudyItem, "study"), _field(Assignment, "participant")],
+    [
+        _field(StudyItem, "study"),
+        _field(Assignment, "participant"),
+        _field(Assignment, "public_id"),
+        _field(Assignment, "served_at"),
+        _field(Assignment, "lease_expires_at"),
+    ],
 )
+_PRACTICE_ITEMS = Statement(
+    "practice_items",
+    lambda d: (
+        f"SELECT {_item.sql}, {_example_image.sql} FROM {table(StudyItem)} item "
+        f"JOIN {table(Example)} example ON example.id = item.example_id "
+        f"WHERE item.study_id = $1 AND item.kind = '{StudyItem.Kind.PRACTICE.value}'"
+    ),
+    [_field(StudyItem, "study")],
+)
+
+
+def practice_items(study: Study) -> dict[int, StudyItem]:
+    """The study's practice items by id, each with its example's id and image."""
+    items = {}
+    for row in _PRACTICE_ITEMS.fetch(study.pk):
+        item = _item.load(row)
+        item.example = _example_image.load(row, len(_item))
+        items[item.pk] = item
+    return items
+
 
 # How many practice items this participant has not answered (nor timed out) yet: asked
 # after each practice answer, to note when the practice is over.
@@ -542,15 +573,13 @@ def claim_free_item(claim: Claim) -> Claimed | None:
     return Claimed(item, _lease(claim, item))
 
 
-@transaction.atomic(savepoint=False)
-def lease_practice_item(claim: Claim) -> Claimed | None:
-    """Lease the participant's next practice item (``claim.stratum`` unused)."""
-    rows = _NEXT_PRACTICE.fetch(claim.study.pk, claim.participant.pk)
-    if not rows:
-        return None
-    item = _item.load(rows[0])
-    item.example = _example_image.load(rows[0], len(_item))
-    return Claimed(item, _lease(claim, item))
+def lease_next_practice(claim: Claim) -> tuple[int, int] | None:
+    """Lease the participant's next practice item: (assignment id, item id); None if they
+    have had every one (``claim.stratum`` unused)."""
+    rows = _LEASE_NEXT_PRACTICE.fetch(
+        claim.study.pk, claim.participant.pk, claim.public_id, claim.served_at, claim.expires_at
+    )
+    return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
 
 def _lease(claim: Claim, item: StudyItem) -> int:

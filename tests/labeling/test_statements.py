@@ -71,6 +71,7 @@ def test_a_column_type_changed_under_a_prepared_statement_fails_one_call_only(
     [
         (statements._STORE_LABEL, Label),
         (statements._LEASE, Assignment),
+        (statements._LEASE_NEXT_PRACTICE, Assignment),
     ],
 )
 def test_the_inserts_name_every_column_of_their_table(statement, model) -> None:
