@@ -7,9 +7,10 @@ researcher pages (attacks.queries); anything else is a 404.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -110,9 +111,33 @@ class ClassifierModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, S
         """Register a model from a file (torch.export, TorchScript or safetensors); it is
         the caller's. A file that needs pickle, or whose logits do not fit the dataset,
         is a 400 with a sentence and nothing is stored."""
+        _refuse_oversized_body(request)
         data = validated(ModelRegistrationInputSerializer, request)
         model = registration.register_model(data.pop("file"), **data, created_by=api_user(request))
         return Response(ClassifierModelSerializer(model).data, status=status.HTTP_201_CREATED)
+
+
+# Room for the multipart request's other fields and boundaries besides the file.
+_FORM_OVERHEAD_BYTES = 1024 * 1024
+
+
+def _refuse_oversized_body(request: Request) -> None:
+    """A body declared larger than any model file allowed is refused before it is read, so
+    it is never spooled to disk first (the form checks the file's own size after)."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    limit = settings.ADVSTUDY_MAX_MODEL_BYTES
+    if declared > limit + _FORM_OVERHEAD_BYTES:
+        raise serializers.ValidationError(
+            {
+                "file": [
+                    f"files of at most {limit:,} bytes (ADVSTUDY_MAX_MODEL_BYTES); this "
+                    f"request has {declared:,}"
+                ]
+            }
+        )
 
 
 class AttackSettingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, SharingActions):

@@ -220,7 +220,7 @@ ADVSTUDY_DOWNLOAD_DATASETS = env_bool("ADVSTUDY_DOWNLOAD_DATASETS", False)
 # stops measuring after this many seconds (the accuracy is then over the images measured).
 ADVSTUDY_MAX_MODEL_BYTES = env_int("ADVSTUDY_MAX_MODEL_BYTES", 500 * 1000 * 1000, minimum=1)
 ADVSTUDY_MODEL_CHECK_IMAGES = env_int("ADVSTUDY_MODEL_CHECK_IMAGES", 1000, minimum=1)
-ADVSTUDY_MODEL_CHECK_SECONDS = env_int("ADVSTUDY_MODEL_CHECK_SECONDS", 120, minimum=1)
+ADVSTUDY_MODEL_CHECK_SECONDS = env_int("ADVSTUDY_MODEL_CHECK_SECONDS", 30, minimum=1)
 # Minutes an annotator holds a claimed item before it returns to the pool.
 ADVSTUDY_LEASE_MINUTES = env_int("ADVSTUDY_LEASE_MINUTES", 10, minimum=1)
 # How often one web process sweeps a study's expired leases back into the pool (0: on

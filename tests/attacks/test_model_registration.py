@@ -272,6 +272,20 @@ def test_an_oversized_upload_is_refused(db, researcher, tmp_path, settings) -> N
     assert not ClassifierModel.objects.filter(name="big").exists()
 
 
+def test_an_upload_declared_too_large_is_refused_before_it_is_read(
+    db, researcher, tmp_path, settings
+) -> None:
+    settings.ADVSTUDY_MAX_MODEL_BYTES = 1000
+    path = tmp_path / "huge.pt2"
+    path.write_bytes(b"\0" * (2 * 1024 * 1024))
+
+    answer = upload(token_client(researcher), path, name="huge", dataset="mnist")
+
+    assert answer.status_code == 400
+    assert answer.json()["file"][0].startswith("files of at most 1,000 bytes")
+    assert not ClassifierModel.objects.filter(name="huge").exists()
+
+
 def test_wrong_logits_or_a_fixed_batch_are_refused_with_a_sentence(
     db, researcher, tmp_path
 ) -> None:
