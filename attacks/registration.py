@@ -50,7 +50,9 @@ from attacks.engine.model_files import (
     parse_normalization,
     read_in_chunks,
 )
-from attacks.model_loading import input_shape
+from attacks.engine.training import EvaluationConfig, evaluate
+from attacks.jobs import compute_device
+from attacks.model_loading import input_shape, load_stored_classifier
 from attacks.models import ClassifierModel, JobStatus
 from attacks.provenance import code_version
 
@@ -116,6 +118,22 @@ def register_model(
         )
     report(1.0)
     logger.info("model %s registered from a %s file by %s", model.pk, model_format, created_by)
+    return model
+
+
+def evaluate_registered(model: ClassifierModel, config: EvaluationConfig) -> ClassifierModel:
+    """PGD (L-inf, with restarts) accuracy on the model's accuracy sample, as a trained
+    model is evaluated; the model is loaded as the workers load it."""
+    network = load_stored_classifier(model).to(compute_device())
+    test = configured_dataset(model.dataset, model.evaluation_split)
+    span = slice(model.evaluation_start, model.evaluation_stop)
+    result = evaluate(network, test.as_float(span), test.labels[span], config)
+    ClassifierModel.objects.filter(pk=model.pk).update(
+        robust_accuracy=result.robust_accuracy,
+        certified_accuracy=result.certified_accuracy,
+        evaluation_config=vars(config),
+    )
+    model.refresh_from_db()
     return model
 
 

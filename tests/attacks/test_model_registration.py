@@ -223,6 +223,32 @@ def test_a_file_registered_by_the_command_and_the_api_is_attacked(
         assert Prediction.objects.filter(example__job=job, model=by_api).count() == 4
 
 
+def test_the_command_evaluates_a_registered_model_under_pgd(db, tmp_path) -> None:
+    path = write_torchscript(tmp_path / "model.pt")
+    output = io.StringIO()
+
+    call_command(
+        "register_model",
+        "evaluated",
+        file=path,
+        dataset="mnist",
+        evaluate_eps=0.3,
+        evaluate_steps=3,
+        evaluate_restarts=2,
+        stdout=output,
+        stderr=io.StringIO(),
+    )
+
+    model = ClassifierModel.objects.get(name="evaluated")
+    assert model.robust_accuracy is not None
+    assert model.robust_accuracy <= model.clean_accuracy
+    assert model.evaluation_config["restarts"] == 2
+    assert model.evaluation_config["step_size"] == pytest.approx(0.25)
+    assert f"PGD-3 accuracy at L-inf 0.3 (2 restart(s)): {model.robust_accuracy:.4f}" in (
+        output.getvalue()
+    )
+
+
 def test_a_torchvision_architecture_registers_on_grey_images(db, tmp_path) -> None:
     import torchvision
 

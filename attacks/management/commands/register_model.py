@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from attacks import registration
 from attacks.engine.datasets import DATASET_NAMES
+from attacks.engine.training import EvaluationConfig
 from attacks.management.progress import progress_bar
 from attacks.model_loading import input_shape
 from attacks.models import ClassifierModel
@@ -38,6 +39,13 @@ class Command(BaseCommand):
             "images stay in [0, 1]",
         )
         parser.add_argument("--user", help="the researcher who owns it (default: public)")
+        parser.add_argument(
+            "--evaluate-eps",
+            type=float,
+            help="then measure L-inf PGD accuracy at this eps on the accuracy sample",
+        )
+        parser.add_argument("--evaluate-steps", type=int, default=100)
+        parser.add_argument("--evaluate-restarts", type=int, default=1)
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
@@ -57,6 +65,20 @@ class Command(BaseCommand):
             raise CommandError("; ".join(error.messages)) from error
         for line in summary(model):
             self.stdout.write(line)
+        if options["evaluate_eps"] is not None:
+            self._evaluate(model, options)
+
+    def _evaluate(self, model: ClassifierModel, options: dict[str, Any]) -> None:
+        eps, steps = options["evaluate_eps"], options["evaluate_steps"]
+        config = EvaluationConfig(
+            eps=eps, steps=steps, step_size=2.5 * eps / steps, restarts=options["evaluate_restarts"]
+        )
+        self.stderr.write(f"Evaluating: PGD-{steps} L-inf {eps}, {config.restarts} restart(s)")
+        model = registration.evaluate_registered(model, config)
+        self.stdout.write(
+            f"  PGD-{steps} accuracy at L-inf {eps} ({config.restarts} restart(s)): "
+            f"{model.robust_accuracy:.4f} over the same images"
+        )
 
 
 def summary(model: ClassifierModel) -> list[str]:
