@@ -468,7 +468,7 @@ def _store(
         created_by=created_by,
         started_at=timezone.now(),
     )
-    models = jobs.models_to_predict(clean_set.name)
+    models = jobs.models_to_predict(clean_set.name, for_user=created_by)
     agree = _store_batches(prepared, setting, job, models, device, saved_files)
     _finish(setting, job, models, agree)
     return setting

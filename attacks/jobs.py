@@ -21,6 +21,7 @@ from datetime import datetime
 from functools import lru_cache
 
 import torch
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F, Q
@@ -51,6 +52,7 @@ from attacks.models import (
     JobStatus,
     Prediction,
 )
+from attacks.queries import models_seen_by_maker
 
 logger = logging.getLogger(__name__)
 _PROGRESS_INTERVAL_S = 1.0
@@ -86,9 +88,13 @@ def load_classifier(row: ClassifierModel, device: torch.device) -> nn.Module:
     return _load_classifier(row.pk, row.weights_sha256, str(device))
 
 
-def models_to_predict(dataset: str) -> list[ClassifierModel]:
-    """Every trained model of the dataset: each predicts on every stored example."""
-    return list(ClassifierModel.objects.filter(dataset=dataset, status=JobStatus.SUCCEEDED))
+def models_to_predict(dataset: str, *, for_user: User | None) -> list[ClassifierModel]:
+    """The trained models of the dataset that ``for_user``, the setting's maker, may see
+    (public ones only for a setting made by no one): each predicts on every stored example.
+    A prediction names its model to whoever reads the examples, so another researcher's
+    private model never predicts (attacks/queries.py)."""
+    visible = models_seen_by_maker(for_user)
+    return list(visible.filter(dataset=dataset, status=JobStatus.SUCCEEDED))
 
 
 def run_training(model_id: int) -> None:
@@ -271,7 +277,8 @@ def _generate_chunk(job: GenerationJob, run: ChunkRun) -> int | None:
         device=device,
         context=_attack_context(setting, source),
         models_to_predict={
-            row.pk: load_classifier(row, device) for row in models_to_predict(setting.dataset)
+            row.pk: load_classifier(row, device)
+            for row in models_to_predict(setting.dataset, for_user=setting.created_by)
         },
     )
     return record_examples(job, generated, run)

@@ -14,7 +14,7 @@ Whether the user is a researcher at all is the caller's door to check
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Model, Q, QuerySet
@@ -54,6 +54,10 @@ def _is_superuser(user: Researcher) -> bool:
     return bool(getattr(user, "is_superuser", False))
 
 
+# Rows without an owner (the zoo, command-line imports, rows from before owners).
+_PUBLIC = Q(created_by__isnull=True)
+
+
 def _held_by(user: User | AnonymousUser) -> Q:
     """Collaborator rows that give ``user`` a role: theirs, or one of their groups'."""
     return Q(user_id=user.pk) | Q(group__user=user.pk)
@@ -90,7 +94,7 @@ def _reachable(shares: type[Collaborator], field: str, user: Researcher, need: A
     roles = [role for role, access in ACCESS_OF_ROLE.items() if access >= need]
     shared = shares._default_manager.filter(_held_by(user), role__in=roles).values(field)
     mine = Q(created_by_id=user.pk) | Q(pk__in=shared)
-    return mine | Q(created_by__isnull=True) if need == Access.VIEW else mine
+    return mine | _PUBLIC if need == Access.VIEW else mine
 
 
 def models_for(user: Researcher, need: Access = Access.VIEW) -> QuerySet[ClassifierModel]:
@@ -98,6 +102,13 @@ def models_for(user: Researcher, need: Access = Access.VIEW) -> QuerySet[Classif
     if _is_superuser(user):
         return ClassifierModel.objects.all()
     return ClassifierModel.objects.filter(_reachable(ModelCollaborator, "model_id", user, need))
+
+
+def models_seen_by_maker(maker: User | None) -> QuerySet[ClassifierModel]:
+    """Models a setting's maker may see; a setting made by no one (a command's) sees the
+    public ones only. Only these predict on the setting's examples, so that no prediction
+    carries a model to researchers its owner did not share it with."""
+    return models_for(maker) if maker is not None else ClassifierModel.objects.filter(_PUBLIC)
 
 
 def settings_for(user: Researcher, need: Access = Access.VIEW) -> QuerySet[AttackSetting]:
@@ -150,3 +161,18 @@ def example_for(user: Researcher, example_id: int) -> Example:
     example = Example.objects.filter(pk=example_id).select_related("setting").first()
     access = setting_access(example.setting, user) if example is not None else None
     return _checked(example, access, Access.VIEW, "example")
+
+
+def config_for(user: Researcher, setting: AttackSetting) -> dict[str, Any]:
+    """The setting's config as ``user`` may read it: an import report lists the predictions
+    of only the models ``user`` may see (a viewer of the setting need not see every model
+    its maker sees). A copy: the stored config is left as it is."""
+    config = dict(setting.config)
+    report = config.get("import_report")
+    if not isinstance(report, dict) or "predictions" not in report:
+        return config
+    named = [item["model_id"] for item in report["predictions"]]
+    visible = set(models_for(user).filter(pk__in=named).values_list("pk", flat=True))
+    predictions = [item for item in report["predictions"] if item["model_id"] in visible]
+    config["import_report"] = {**report, "predictions": predictions}
+    return config
