@@ -158,7 +158,10 @@ class AttackSettingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Sha
         setting = services.create_attack_setting(
             **setting_arguments(data), created_by=api_user(request)
         )
-        return Response(AttackSettingSerializer(setting).data, status=status.HTTP_201_CREATED)
+        return Response(
+            AttackSettingSerializer(setting, context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED,
+        )
 
     @extend_schema(request=AttackSettingFamilySerializer, responses={200: AttackSettingSerializer})
     def partial_update(self, request: Request, pk: int) -> Response:
@@ -166,7 +169,9 @@ class AttackSettingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Sha
         setting = setting_for(request.user, pk, Access.EDIT)
         data = validated(AttackSettingFamilySerializer, request)
         setting = services.set_setting_family(setting, data["family"], by=api_user(request))
-        return Response(AttackSettingSerializer(setting).data)
+        return Response(
+            AttackSettingSerializer(setting, context=self.get_serializer_context()).data
+        )
 
 
 class GenerationJobViewSet(

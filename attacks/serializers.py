@@ -31,7 +31,7 @@ from attacks.model_forms import (
     registration_arguments,
 )
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob, SharingRole
-from attacks.queries import Access, Researcher, settings_for
+from attacks.queries import Access, Researcher, config_for, settings_for
 from config.api import form_data
 
 
@@ -133,6 +133,12 @@ class AttackSettingSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: AttackSetting) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        # An import report names only models the caller may see (no request: none).
+        data["config"] = config_for(_researcher(self), instance)
+        return data
 
 
 class AttackSettingInputSerializer(serializers.Serializer):

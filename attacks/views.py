@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db.models import Prefetch
 from django.forms import Form
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -22,13 +24,16 @@ from attacks.forms import (
 )
 from attacks.import_report import describe_import
 from attacks.model_forms import RegisterModelForm, registration_arguments
-from attacks.models import AttackSetting, ClassifierModel
+from attacks.models import AttackSetting, ClassifierModel, Prediction
 from attacks.queries import (
     Access,
+    Researcher,
+    config_for,
     example_for,
     job_for,
     model_access,
     model_for,
+    models_for,
     setting_access,
     setting_for,
 )
@@ -171,7 +176,10 @@ def examples_import(request: HttpRequest) -> HttpResponse:
 def setting_detail(request: HttpRequest, setting_id: int) -> HttpResponse:
     setting = setting_for(request.user, setting_id)
     context = _detail_context(request, setting)
-    context["examples"] = setting.examples.prefetch_related("predictions__model")[:48]
+    # A viewer of the setting need not see every model that predicted on it.
+    seen = Prediction.objects.filter(model__in=models_for(request.user)).select_related("model")
+    examples = setting.examples.prefetch_related(Prefetch("predictions", queryset=seen))
+    context["examples"] = examples[:48]
     return render(request, "attacks/setting_detail.html", context)
 
 
@@ -184,16 +192,19 @@ def _detail_context(request: HttpRequest, setting: AttackSetting, **forms: Form)
         "examples": [],
         "job_form": GenerationJobForm(),
         "family_form": SettingFamilyForm(initial={"family": setting.family}),
-        "import_summary": _import_summary(setting),
+        "import_summary": _import_summary(setting, request.user),
         "achieved": achieved_distance(setting),
         "first_chunk_warnings": first_chunk_warnings(setting),
         **forms,
     }
 
 
-def _import_summary(setting: AttackSetting) -> list[str]:
-    imported = setting.kind == AttackSetting.Kind.IMPORTED
-    return describe_import(setting) if imported else []
+def _import_summary(setting: AttackSetting, reader: Researcher) -> list[str]:
+    if setting.kind != AttackSetting.Kind.IMPORTED:
+        return []
+    shown = copy.copy(setting)  # worded from the reader's copy of the config, never saved
+    shown.config = config_for(reader, setting)
+    return describe_import(shown)
 
 
 @researcher_required
