@@ -157,6 +157,9 @@ def parse_normalization(text: str) -> Normalization | None:
     return Normalization(tuple(mean), tuple(std))
 
 
+_UNPACK_SLACK_BYTES = 64 * 1024 * 1024
+
+
 def detect_format(path: Path) -> ModelFormat:
     """The file's format from its bytes, never its name; refuses pickles with a sentence."""
     with path.open("rb") as handle:
@@ -167,6 +170,14 @@ def detect_format(path: Path) -> ModelFormat:
         raise ModelFileError(f"This file is not a model advstudy can read. {FORMATS_SENTENCE}")
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
+        unpacked = sum(entry.file_size for entry in archive.infolist())
+    # PyTorch stores tensors uncompressed; only small code files are deflated. An archive
+    # that would unpack to far more than its size is refused before a loader inflates it.
+    if unpacked > 2 * path.stat().st_size + _UNPACK_SLACK_BYTES:
+        raise ModelFileError(
+            f"This archive unpacks to {unpacked:,} bytes, far more than its size: "
+            "PyTorch writes its tensors uncompressed."
+        )
     if any(name.endswith("/archive_format") for name in names) or any(
         "/models/" in name and name.endswith(".json") for name in names
     ):

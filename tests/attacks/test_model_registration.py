@@ -144,6 +144,16 @@ def test_a_pickled_file_is_refused_naming_the_formats_that_work(tmp_path) -> Non
             detect_format(path)
 
 
+def test_an_archive_that_inflates_far_beyond_its_size_is_refused(tmp_path) -> None:
+    path = tmp_path / "bomb.pt2"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb/archive_format", "pt2")
+        archive.writestr("bomb/data/weights/weight_0", b"\0" * (80 * 1024 * 1024))
+
+    with pytest.raises(ModelFileError, match="unpacks to"):
+        detect_format(path)
+
+
 def _rewrite_program(source: Path, target: Path, change: Callable[[dict], None]) -> Path:
     """The archive with its program's JSON changed, as a hostile writer could."""
     with zipfile.ZipFile(source) as archive, zipfile.ZipFile(target, "w") as out:
