@@ -368,16 +368,16 @@
   });
 
   // Elements that act on Enter or Space themselves (the Continue button among them).
-  const CONTROLS =
+  const INTERACTIVE =
     "a[href], button, input, select, textarea, summary, [contenteditable], [role=button], [role=link]";
-  const focusedControl = (target) => target instanceof Element && target.closest(CONTROLS) !== null;
+  const focusedInteractive = (target) => target instanceof Element && target.closest(INTERACTIVE) !== null;
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
     if (!continueButton.hidden) {
-      // Enter (or Space) continues after feedback, unless the focus is on a link or control:
+      // Enter (or Space) continues after feedback, unless the focus is on a link, button or field:
       // that one does what it does (the "Withdraw" link must withdraw, not continue).
-      if ((event.key === "Enter" || event.key === " ") && !focusedControl(event.target)) {
+      if ((event.key === "Enter" || event.key === " ") && !focusedInteractive(event.target)) {
         event.preventDefault();
         continueButton.click();
       }
