@@ -164,15 +164,21 @@ def example_for(user: Researcher, example_id: int) -> Example:
 
 
 def config_for(user: Researcher, setting: AttackSetting) -> dict[str, Any]:
-    """The setting's config as ``user`` may read it: an import report lists the predictions
-    of only the models ``user`` may see (a viewer of the setting need not see every model
-    its maker sees). A copy: the stored config is left as it is."""
+    """The setting's config as ``user`` may read it: an import report names only the models
+    and settings ``user`` may see (a viewer of the setting need not see all that its maker
+    sees). A copy: the stored config is left as it is."""
     config = dict(setting.config)
     report = config.get("import_report")
-    if not isinstance(report, dict) or "predictions" not in report:
+    if not isinstance(report, dict):
         return config
-    named = [item["model_id"] for item in report["predictions"]]
-    visible = set(models_for(user).filter(pk__in=named).values_list("pk", flat=True))
-    predictions = [item for item in report["predictions"] if item["model_id"] in visible]
-    config["import_report"] = {**report, "predictions": predictions}
+    report = dict(report)
+    if "predictions" in report:
+        named = [item["model_id"] for item in report["predictions"]]
+        seen = set(models_for(user).filter(pk__in=named).values_list("pk", flat=True))
+        report["predictions"] = [item for item in report["predictions"] if item["model_id"] in seen]
+    if "same_file_as" in report:  # setting names are unique
+        shown = settings_for(user).filter(name__in=report["same_file_as"])
+        names = set(shown.values_list("name", flat=True))
+        report["same_file_as"] = [name for name in report["same_file_as"] if name in names]
+    config["import_report"] = report
     return config

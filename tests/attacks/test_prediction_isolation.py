@@ -147,18 +147,22 @@ def test_a_viewer_of_a_setting_sees_only_the_predictions_of_models_they_may_see(
     assert "bobs-private-cnn: " in _page_and_api(bob, setting)[0]
 
 
-@pytest.fixture
-def bobs_import(models: dict[str, ClassifierModel], bob: User, tmp_path: Path) -> AttackSetting:
-    path = write_npz(tmp_path, "published.npz", **good_arrays())
+def _import(folder: Path, name: str, by: User) -> AttackSetting:
+    path = write_npz(folder, "published.npz", **good_arrays())
     return imports.import_examples(
         path,
-        name="bobs-import",
+        name=name,
         dataset="mnist",
         split="test",
         norm="linf",
         eps=0.4,
-        created_by=bob,
+        created_by=by,
     )
+
+
+@pytest.fixture
+def bobs_import(models: dict[str, ClassifierModel], bob: User, tmp_path: Path) -> AttackSetting:
+    return _import(tmp_path, "bobs-import", bob)
 
 
 def _report_models(answer: str) -> set[str]:
@@ -195,3 +199,19 @@ def test_a_viewer_of_an_import_reads_a_report_of_the_models_they_may_see(
     assert len(bobs_import.config["import_report"]["predictions"]) == 3
     listed = _client(carol).get(reverse("api-setting-list")).content.decode()
     assert "bobs-private-cnn" not in listed
+
+
+def test_a_viewer_of_an_import_is_not_told_of_a_set_they_cannot_see_from_the_same_file(
+    bobs_import: AttackSetting, bob: User, carol: User, tmp_path: Path
+) -> None:
+    again = _import(tmp_path, "bobs-import-again", bob)
+    sharing.share(again, role=SharingRole.VIEW, by=bob, username="carol")
+
+    page, api = _page_and_api(carol, again)
+
+    assert again.config["import_report"]["same_file_as"] == ["bobs-import"]
+    assert json.loads(api)["config"]["import_report"]["same_file_as"] == []
+    assert "bobs-import" not in page.replace("bobs-import-again", "")
+    bobs_page, bobs_api = _page_and_api(bob, again)
+    assert "The same file was imported before as bobs-import." in bobs_page
+    assert json.loads(bobs_api)["config"]["import_report"]["same_file_as"] == ["bobs-import"]
