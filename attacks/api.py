@@ -7,7 +7,6 @@ researcher pages (attacks.queries); anything else is a 404.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -18,6 +17,7 @@ from rest_framework.response import Response
 
 from attacks import registration, services, sharing
 from attacks.forms import setting_arguments
+from attacks.model_forms import oversized_body
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from attacks.queries import (
     Access,
@@ -117,27 +117,10 @@ class ClassifierModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, S
         return Response(ClassifierModelSerializer(model).data, status=status.HTTP_201_CREATED)
 
 
-# Room for the multipart request's other fields and boundaries besides the file.
-_FORM_OVERHEAD_BYTES = 1024 * 1024
-
-
 def _refuse_oversized_body(request: Request) -> None:
-    """A body declared larger than any model file allowed is refused before it is read, so
-    it is never spooled to disk first (the form checks the file's own size after)."""
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    limit = settings.ADVSTUDY_MAX_MODEL_BYTES
-    if declared > limit + _FORM_OVERHEAD_BYTES:
-        raise serializers.ValidationError(
-            {
-                "file": [
-                    f"files of at most {limit:,} bytes (ADVSTUDY_MAX_MODEL_BYTES); this "
-                    f"request has {declared:,}"
-                ]
-            }
-        )
+    refusal = oversized_body(request.META.get("CONTENT_LENGTH"))
+    if refusal is not None:
+        raise serializers.ValidationError({"file": [refusal]})
 
 
 class AttackSettingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, SharingActions):

@@ -56,6 +56,27 @@ class RegisterModelForm(forms.Form):
         return text.strip()
 
 
+# Room for a multipart request's other fields and boundaries besides the file.
+FORM_OVERHEAD_BYTES = 1024 * 1024
+
+
+def oversized_body(content_length: str | None) -> str | None:
+    """Why a request declared this long is refused before its body is read (None: it is
+    not), so that an oversized upload is never spooled to disk first; the form checks the
+    file's own size after."""
+    try:
+        declared = int(content_length or 0)
+    except ValueError:
+        return None
+    limit = settings.ADVSTUDY_MAX_MODEL_BYTES
+    if declared <= limit + FORM_OVERHEAD_BYTES:
+        return None
+    return (
+        f"files of at most {limit:,} bytes (ADVSTUDY_MAX_MODEL_BYTES); this request has "
+        f"{declared:,}"
+    )
+
+
 def registration_arguments(data: dict[str, Any]) -> dict[str, Any]:
     """``registration.register_model``'s arguments (but the file) from the cleaned data."""
     return {

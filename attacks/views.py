@@ -10,6 +10,7 @@ from django.db.models import Prefetch
 from django.forms import Form
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from attacks import imports, registration, services, sharing
@@ -23,7 +24,7 @@ from attacks.forms import (
     setting_arguments,
 )
 from attacks.import_report import describe_import
-from attacks.model_forms import RegisterModelForm, registration_arguments
+from attacks.model_forms import RegisterModelForm, oversized_body, registration_arguments
 from attacks.models import AttackSetting, ClassifierModel, Prediction
 from attacks.queries import (
     Access,
@@ -70,9 +71,21 @@ def model_create(request: HttpRequest) -> HttpResponse:
     return redirect("model-detail", model_id=model.pk)
 
 
+# Django's CSRF check reads the body, so it runs (csrf_protect) only after the declared
+# size is checked: an oversized upload is refused before it is spooled to disk.
+@csrf_exempt
 @researcher_required
 @require_http_methods(["GET", "POST"])
 def model_register(request: HttpRequest) -> HttpResponse:
+    refusal = oversized_body(request.META.get("CONTENT_LENGTH"))
+    if request.method == "POST" and refusal is not None:
+        context = {"form": RegisterModelForm(), "refusal": refusal}
+        return render(request, "attacks/model_register_form.html", context, status=413)
+    return _register_model(request)
+
+
+@csrf_protect
+def _register_model(request: HttpRequest) -> HttpResponse:
     form = RegisterModelForm(request.POST or None, request.FILES or None)
     if request.method == "GET" or not form.is_valid():
         return render_form(request, "attacks/model_register_form.html", form)

@@ -94,7 +94,7 @@ def weights_files() -> set[str]:
     return set(storage.listdir("weights")[1]) if storage.exists("weights") else set()
 
 
-def attack_with_the_worker(model: ClassifierModel, name: str) -> GenerationJob:
+def attack_with_the_worker(model: ClassifierModel, name: str, maker: User) -> GenerationJob:
     setting = services.create_attack_setting(
         name=name,
         attack_name="pgd_linf",
@@ -104,6 +104,7 @@ def attack_with_the_worker(model: ClassifierModel, name: str) -> GenerationJob:
         source_range=(9000, 9100),
         seed=1,
         target_model=model,
+        created_by=maker,
     )
     job = services.create_generation_job(setting, 4, chunk_size=2)
     deadline = time.monotonic() + 120
@@ -226,11 +227,15 @@ def test_a_file_registered_by_the_command_and_the_api_is_attacked(
     assert by_api.clean_accuracy is not None
     assert 0 <= by_api.clean_accuracy <= 1
     for model in (by_command, by_api):
-        job = attack_with_the_worker(model, f"pgd-{model.name}")
+        job = attack_with_the_worker(model, f"pgd-{model.name}", researcher)
         assert job.status == JobStatus.SUCCEEDED, job.error
         assert job.done == 4
-        # Every registered model predicts on every stored example, as a zoo model does.
-        assert Prediction.objects.filter(example__job=job, model=by_api).count() == 4
+        # Both predict on every stored example, as zoo models do: the public one, and the
+        # one the setting's maker owns.
+        predicted = Prediction.objects.filter(example__job=job)
+        assert sorted(predicted.values_list("model_id", flat=True)) == sorted(
+            [by_command.pk, by_api.pk] * 4
+        )
 
 
 def test_the_command_evaluates_a_registered_model_under_pgd(db, tmp_path) -> None:
@@ -320,6 +325,34 @@ def test_an_upload_declared_too_large_is_refused_before_it_is_read(
     assert answer.status_code == 400
     assert answer.json()["file"][0].startswith("files of at most 1,000 bytes")
     assert not ClassifierModel.objects.filter(name="huge").exists()
+
+
+def test_the_page_refuses_an_upload_declared_too_large(db, researcher, tmp_path, settings) -> None:
+    settings.ADVSTUDY_MAX_MODEL_BYTES = 1000
+    path = tmp_path / "huge.pt2"
+    path.write_bytes(b"\0" * (2 * 1024 * 1024))
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(researcher)
+
+    with path.open("rb") as handle:
+        answer = client.post(reverse("model-register"), {"file": handle, "name": "huge"})
+
+    assert answer.status_code == 413
+    assert "files of at most 1,000 bytes" in answer.content.decode()
+    assert not ClassifierModel.objects.filter(name="huge").exists()
+
+
+def test_the_page_still_checks_csrf(db, researcher, tmp_path) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(researcher)
+
+    with write_torchscript(tmp_path / "model.pt").open("rb") as handle:
+        answer = client.post(
+            reverse("model-register"), {"file": handle, "name": "forged", "dataset": "mnist"}
+        )
+
+    assert answer.status_code == 403
+    assert not ClassifierModel.objects.filter(name="forged").exists()
 
 
 def test_wrong_logits_or_a_fixed_batch_are_refused_with_a_sentence(
