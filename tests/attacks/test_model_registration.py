@@ -23,7 +23,7 @@ from rest_framework.test import APIClient
 from safetensors.torch import save_file
 from torch import nn
 
-from attacks import services
+from attacks import services, tasks
 from attacks.engine.model_files import (
     InputShape,
     ModelFileError,
@@ -236,6 +236,42 @@ def test_a_file_registered_by_the_command_and_the_api_is_attacked(
         assert sorted(predicted.values_list("model_id", flat=True)) == sorted(
             [by_command.pk, by_api.pk] * 4
         )
+
+
+def test_a_registered_program_is_the_reference_of_the_l0_invariance_attack(db, tmp_path) -> None:
+    call_command(
+        "register_model",
+        "reference",
+        file=write_export(tmp_path / "model.pt2"),
+        dataset="mnist",
+        stdout=io.StringIO(),
+    )
+    setting = services.create_attack_setting(
+        name="l0-invariance",
+        attack_name="nn_invariance_l0",
+        config={
+            "pool_split": "test",
+            "pool_start": 0,
+            "pool_stop": 2000,
+            "shortlist": 2,
+            "transforms": 8,
+            "refined": 1,
+            "local_rounds": 1,
+            "local_draws": 4,
+        },
+        dataset="mnist",
+        source_split="test",
+        source_range=(9000, 9100),
+        seed=1,
+        target_model=ClassifierModel.objects.get(name="reference"),
+    )
+    job = services.create_generation_job(setting, 2, chunk_size=2)
+
+    tasks.run_generation_job(job.pk)  # in-process: the worker runs the same functions
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.done == 2
 
 
 def test_the_command_evaluates_a_registered_model_under_pgd(db, tmp_path) -> None:
