@@ -410,6 +410,22 @@ def test_wrong_logits_or_a_fixed_batch_are_refused_with_a_sentence(
     assert not ClassifierModel.objects.filter(name__in=["five", "fixed"]).exists()
 
 
+class NaNLogits(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :10] * float("nan")
+
+
+def test_non_finite_logits_are_refused(db, researcher, tmp_path) -> None:
+    path = write_export(tmp_path / "nan.pt2", NaNLogits())
+
+    answer = upload(token_client(researcher), path, name="nan", dataset="mnist")
+
+    assert answer.status_code == 400
+    assert answer.json()["non_field_errors"] == [
+        "The model returns non-finite logits (NaN or infinity)."
+    ]
+
+
 def test_the_page_registers_a_model_for_the_researcher(db, researcher, tmp_path) -> None:
     client = Client()
     client.force_login(researcher)
