@@ -292,6 +292,7 @@ def test_the_command_evaluates_a_registered_model_under_pgd(db, tmp_path) -> Non
 
     model = ClassifierModel.objects.get(name="evaluated")
     assert model.robust_accuracy is not None
+    assert model.clean_accuracy is not None
     assert model.robust_accuracy <= model.clean_accuracy
     assert model.evaluation_config["restarts"] == 2
     assert model.evaluation_config["step_size"] == pytest.approx(0.25)
