@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
+from django.test import Client
 
 from attacks.engine.datasets import load_dataset
 from attacks.engine.images import encode_png
@@ -20,6 +21,19 @@ from attacks.models import AttackSetting, Example, GenerationJob, JobStatus
 from study.design import SettingSample, StudyDesign
 
 MakeSetting = Callable[..., AttackSetting]
+
+
+def owned_by(owner: User, setting: AttackSetting) -> AttackSetting:
+    """``setting``, made by the ``make_setting`` fixture, as if ``owner`` had made it."""
+    AttackSetting.objects.filter(pk=setting.pk).update(created_by=owner)
+    setting.refresh_from_db()
+    return setting
+
+
+def signed_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def mnist_test_label(index: int) -> int:

@@ -8,25 +8,12 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from attacks.models import AttackSetting
 from study.models import Study
-from tests.study.conftest import MakeSetting
-
-
-def _owned(setting: AttackSetting, owner: User) -> AttackSetting:
-    AttackSetting.objects.filter(pk=setting.pk).update(created_by=owner)
-    setting.refresh_from_db()
-    return setting
-
-
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+from tests.study.conftest import MakeSetting, owned_by, signed_in
 
 
 @pytest.fixture
@@ -41,7 +28,7 @@ def outsiders_cifar(make_setting: MakeSetting, outsider: User) -> AttackSetting:
     setting = make_setting(
         "outsiders-cifar", AttackSetting.Kind.SENSITIVITY, range(9000, 9004), dataset="cifar10"
     )
-    return _owned(setting, outsider)
+    return owned_by(outsider, setting)
 
 
 def test_the_designer_offers_only_datasets_of_settings_its_user_may_see(
@@ -49,9 +36,9 @@ def test_the_designer_offers_only_datasets_of_settings_its_user_may_see(
 ) -> None:
     new_study = reverse("study-create")
 
-    chooser = _client(researcher).get(new_study).content.decode()
-    asked = _client(researcher).get(f"{new_study}?dataset=cifar10").content.decode()
-    outsiders_chooser = _client(outsider).get(new_study).content.decode()
+    chooser = signed_in(researcher).get(new_study).content.decode()
+    asked = signed_in(researcher).get(f"{new_study}?dataset=cifar10").content.decode()
+    outsiders_chooser = signed_in(outsider).get(new_study).content.decode()
 
     # One dataset left to the researcher: the designer opens on it, never on cifar10.
     assert "cifar10" not in chooser

@@ -8,25 +8,12 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
 from django.urls import reverse
 
 from attacks.models import AttackSetting
 from study.models import Study
 from study.services import SettingSample, add_collaborator, create_study
-from tests.study.conftest import MakeSetting
-
-
-def _owned(setting: AttackSetting, owner: User) -> AttackSetting:
-    AttackSetting.objects.filter(pk=setting.pk).update(created_by=owner)
-    setting.refresh_from_db()
-    return setting
-
-
-def _client(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+from tests.study.conftest import MakeSetting, owned_by, signed_in
 
 
 def _link(setting: AttackSetting) -> str:
@@ -37,7 +24,7 @@ def _link(setting: AttackSetting) -> str:
 def private(make_setting: MakeSetting, researcher: User) -> AttackSetting:
     """The study owner's own setting, not shared with anyone."""
     setting = make_setting("owners-pgd", AttackSetting.Kind.SENSITIVITY, range(9000, 9006))
-    return _owned(setting, researcher)
+    return owned_by(researcher, setting)
 
 
 @pytest.fixture
@@ -68,21 +55,21 @@ STUDY_PAGES = ("study-detail", "study-analysis", "study-gallery")
 def test_a_study_reader_sees_the_name_of_a_setting_it_cannot_open_but_no_link(
     shared_study: Study, outsider: User, private: AttackSetting, public: AttackSetting, page: str
 ) -> None:
-    response = _client(outsider).get(reverse(page, args=[shared_study.pk]))
+    response = signed_in(outsider).get(reverse(page, args=[shared_study.pk]))
     body = response.content.decode()
 
     assert response.status_code == 200
     assert private.name in body
     assert _link(private) not in body
     assert _link(public) in body
-    assert _client(outsider).get(reverse("setting-detail", args=[private.pk])).status_code == 404
+    assert signed_in(outsider).get(reverse("setting-detail", args=[private.pk])).status_code == 404
 
 
 @pytest.mark.parametrize("page", STUDY_PAGES)
 def test_a_study_reader_who_may_open_a_setting_gets_its_link(
     shared_study: Study, researcher: User, private: AttackSetting, public: AttackSetting, page: str
 ) -> None:
-    body = _client(researcher).get(reverse(page, args=[shared_study.pk])).content.decode()
+    body = signed_in(researcher).get(reverse(page, args=[shared_study.pk])).content.decode()
 
     assert _link(private) in body
     assert _link(public) in body
