@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -14,6 +13,7 @@ from attacks.engine.datasets import DATASET_NAMES, SPLITS
 from attacks.engine.example_sets import NORMS
 from attacks.import_report import describe_import
 from attacks.management.progress import progress_bar
+from attacks.management.users import user_named
 
 
 class Command(BaseCommand):
@@ -55,7 +55,7 @@ class Command(BaseCommand):
                     eps=options["eps"],
                     pixel_scale=options["pixel_scale"],
                     family=options["family"],
-                    created_by=_user(options["user"]),
+                    created_by=user_named(options["user"]),
                 )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from error
@@ -63,12 +63,3 @@ class Command(BaseCommand):
         self.stdout.write(f"Imported {setting.name!r} as setting {setting.pk}{family}.")
         for line in describe_import(setting):
             self.stdout.write(line)
-
-
-def _user(username: str | None) -> User | None:
-    if username is None:
-        return None
-    try:
-        return User.objects.get(username=username)
-    except User.DoesNotExist:
-        raise CommandError(f"no user {username!r}") from None

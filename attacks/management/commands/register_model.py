@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -13,6 +12,7 @@ from attacks import registration
 from attacks.engine.datasets import DATASET_NAMES
 from attacks.engine.training import EvaluationConfig
 from attacks.management.progress import progress_bar
+from attacks.management.users import user_named
 from attacks.model_loading import input_shape
 from attacks.models import ClassifierModel
 
@@ -59,7 +59,7 @@ class Command(BaseCommand):
                     dataset=options["dataset"],
                     architecture=options["architecture"],
                     normalization=options["normalize"],
-                    created_by=_user(options["user"]),
+                    created_by=user_named(options["user"]),
                 )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from error
@@ -99,12 +99,3 @@ def summary(model: ClassifierModel) -> list[str]:
         f"{model.evaluation_split} [{model.evaluation_start}, {model.evaluation_stop})",
         f"  SHA-256: {model.weights_sha256}",
     ]
-
-
-def _user(username: str | None) -> User | None:
-    if username is None:
-        return None
-    try:
-        return User.objects.get(username=username)
-    except User.DoesNotExist:
-        raise CommandError(f"no user {username!r}") from None
