@@ -350,3 +350,64 @@ class GenerationChunk(models.Model):
 
     def __str__(self) -> str:
         return f"chunk {self.first_position} of job {self.job_id} on {self.worker_host}"
+
+
+def dataset_file_name(instance: object, filename: str) -> str:
+    """A new name for every stored split file: a worker caches a split by its path."""
+    return f"datasets/{uuid.uuid4().hex}-{filename}"
+
+
+class RegisteredDataset(models.Model):
+    """A researcher's own images, imported from an ImageFolder (attacks/dataset_imports.py).
+
+    Chosen by ``name`` wherever a built-in dataset is (``AttackSetting.dataset``,
+    ``ClassifierModel.dataset``): ``attacks.datasets`` hands the engine its spec. Images
+    are ``channels`` x ``size`` x ``size``; ``classes`` are the class folders' names,
+    sorted as torchvision's ImageFolder sorts them, so a label is an index into them.
+    """
+
+    name = models.CharField(max_length=50, unique=True)
+    classes = models.JSONField(default=list)
+    channels = models.PositiveSmallIntegerField()
+    size = models.PositiveSmallIntegerField(help_text="Images are size x size pixels")
+    # A row without an owner is public (attacks/queries.py), as a command's import is.
+    created_by = models.ForeignKey(USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetSplit(models.Model):
+    """One split of a registered dataset: its pixels and labels as ``.npy`` files, the
+    files' names in index order, and where they came from (docs/architecture.md, rule 3)."""
+
+    dataset = models.ForeignKey(RegisteredDataset, on_delete=models.CASCADE, related_name="splits")
+    split = models.CharField(max_length=20)
+    images = models.FileField(upload_to=dataset_file_name, help_text="uint8 (N, C, H, W) .npy")
+    labels = models.FileField(upload_to=dataset_file_name, help_text="int64 (N,) .npy")
+    file_names = models.FileField(
+        upload_to=dataset_file_name, help_text="the source file of each index, one a line"
+    )
+    count = models.PositiveIntegerField()
+    class_counts = models.JSONField(default=list, help_text="Images per class, in class order")
+    source_name = models.CharField(max_length=255, help_text="The zip's or folder's name")
+    source_kind = models.CharField(max_length=10, help_text="zip or folder")
+    # For a zip, of the file; for a folder, of its sha256sum listing (attacks/dataset_imports.py).
+    archive_sha256 = models.CharField(max_length=64)
+    resized_to = models.PositiveSmallIntegerField(null=True, blank=True)
+    code_version = models.CharField(max_length=64, blank=True)
+    imported_by = models.ForeignKey(USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    imported_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset_id", "split"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "split"], name="unique_dataset_split"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset}/{self.split}"

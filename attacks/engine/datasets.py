@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -145,6 +145,62 @@ class DatasetSpec:
     channels: int
     size: int
     offline: OfflineLoader
+    # A researcher's registered dataset (attacks/dataset_imports.py): its loader reads its
+    # own stored files, and there is nothing to download.
+    stored: bool = False
+
+
+DatasetResolver = Callable[[str], "DatasetSpec | None"]
+
+
+class DatasetRegistry(Mapping[str, DatasetSpec]):
+    """The built-in datasets, then whatever the resolver knows (the registered datasets).
+
+    The engine never imports Django, so the app installs a resolver that reads its
+    dataset rows (``set_dataset_resolver``); every ``DATASETS[name]`` then finds a
+    registered dataset as it finds MNIST. Iterating lists the built-in ones only: which
+    registered datasets a researcher may choose is the app's question.
+    """
+
+    def __init__(self, builtin: dict[str, DatasetSpec]) -> None:
+        self._builtin = builtin
+        self._resolver: DatasetResolver | None = None
+
+    def __getitem__(self, name: str) -> DatasetSpec:
+        if name in self._builtin:
+            return self._builtin[name]
+        spec = self._resolver(name) if self._resolver is not None else None
+        if spec is None:
+            raise KeyError(name)
+        return spec
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._builtin)
+
+    def __len__(self) -> int:
+        return len(self._builtin)
+
+    def set_resolver(self, resolver: DatasetResolver | None) -> None:
+        self._resolver = resolver
+
+
+@lru_cache(maxsize=8)
+def read_stored_split(
+    name: str, split: str, images: Path, labels: Path, classes: tuple[str, ...]
+) -> ImageDataset:
+    """A registered split: a uint8 (N, C, H, W) ``.npy`` and an int64 (N,) ``.npy``.
+
+    Mapped copy-on-write, so a worker reads only the pages an attack touches, and the
+    tensor is writable as torch wants without copying the file. Cached by path: a stored
+    file never changes (its name is new for every import).
+    """
+    pixels = np.load(images, mmap_mode="c", allow_pickle=False)
+    targets = np.load(labels, allow_pickle=False).astype(np.int64)
+    if pixels.ndim != 4 or pixels.dtype != np.uint8 or pixels.shape[0] != targets.shape[0]:
+        raise ValueError(f"{images}: not the uint8 (N, C, H, W) array of {name}/{split}")
+    return ImageDataset(
+        name, split, torch.from_numpy(pixels), torch.from_numpy(targets), tuple(classes)
+    )
 
 
 FASHION_MNIST_CLASSES = (
@@ -171,7 +227,7 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
-DATASETS: dict[str, DatasetSpec] = {
+BUILTIN_DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         MNIST_CLASSES, 1, 28, _idx_loader("mnist", ("", "MNIST/raw"), MNIST_CLASSES)
     ),
@@ -183,26 +239,39 @@ DATASETS: dict[str, DatasetSpec] = {
     ),
     "cifar10": DatasetSpec(CIFAR10_CLASSES, 3, 32, _load_cifar10),
 }
-DATASET_NAMES = tuple(DATASETS)
+DATASETS = DatasetRegistry(BUILTIN_DATASETS)
+DATASET_NAMES = tuple(BUILTIN_DATASETS)
 SPLITS = tuple(_IDX_FILES)
 
 
-@lru_cache(maxsize=8)
 def load_dataset(
     name: str, split: str, data_dir: str | None = None, download: bool = False
 ) -> ImageDataset:
-    """Load ``name``/``split`` from ``data_dir``, else the shipped sample, else download.
-
-    Cached per process: a GPU worker loads each split once.
-    """
-    if name not in DATASETS:
+    """Load ``name``/``split``: a registered dataset from its stored files; a built-in one
+    from ``data_dir``, else the shipped sample, else a download."""
+    spec = DATASETS.get(name)
+    if spec is None:
         raise DatasetUnavailable(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
     if split not in SPLITS:
         raise DatasetUnavailable(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    if not spec.stored:
+        return _load_builtin(name, split, data_dir, download)
+    stored = spec.offline(Path(data_dir or "."), split)
+    if stored is None:
+        raise DatasetUnavailable(
+            f"{name} has no {split} split; import one with "
+            f"manage.py import_dataset {name} --split {split}"
+        )
+    return stored
+
+
+@lru_cache(maxsize=8)
+def _load_builtin(name: str, split: str, data_dir: str | None, download: bool) -> ImageDataset:
+    """Cached per process: a GPU worker loads each split once."""
     searched = [Path(data_dir)] if data_dir else []
     searched.append(SAMPLE_DIR / name)
     for directory in searched:
-        dataset = DATASETS[name].offline(directory, split)
+        dataset = BUILTIN_DATASETS[name].offline(directory, split)
         if dataset is not None:
             return dataset
     if download and data_dir:
@@ -212,3 +281,8 @@ def load_dataset(
         f"{name}/{split} not found in {where}; set ADVSTUDY_DATA_DIR to a folder with its "
         "files, or ADVSTUDY_DOWNLOAD_DATASETS=1 to download it there"
     )
+
+
+def set_dataset_resolver(resolver: DatasetResolver | None) -> None:
+    """Let ``DATASETS`` find the datasets the app registered (None: built-in ones only)."""
+    DATASETS.set_resolver(resolver)

@@ -1,0 +1,262 @@
+"""Register a researcher's images from an ImageFolder (a folder, or a zip), as a dataset.
+
+The images are read by ``attacks.engine.image_folders`` in bounded memory and stored as
+``.npy`` files through Django's storage; the dataset's row (``RegisteredDataset``) holds
+its class names and image shape, each split's row (``DatasetSplit``) its counts per
+class and the SHA-256 of what was read. From then on the dataset is chosen by its name
+wherever a built-in one is (attacks/dataset_registry.py). On any refusal nothing is
+stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+
+from attacks import progress
+from attacks.engine.datasets import DATASET_NAMES, SPLITS
+from attacks.engine.image_folders import (
+    FolderPlan,
+    FolderSource,
+    ImageFolderError,
+    Limits,
+    Source,
+    open_zip,
+    plan_image_folder,
+    write_images,
+)
+from attacks.models import DatasetSplit, RegisteredDataset
+from attacks.provenance import code_version
+
+logger = logging.getLogger(__name__)
+
+# Dataset names go into file names, URLs and commands: keep them plain.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$")
+PROGRESS = "dataset_import"
+
+
+# Bounds an operator may set in Django's settings; these are the defaults.
+DEFAULT_LIMITS = {
+    "ADVSTUDY_MAX_DATASET_BYTES": 1000 * 1000 * 1000,  # an uploaded zip
+    "ADVSTUDY_MAX_DATASET_IMAGES": 100_000,  # per split
+    "ADVSTUDY_MAX_DATASET_FILE_BYTES": 32 * 1024 * 1024,  # one image file, unpacked
+    "ADVSTUDY_MAX_DATASET_ARRAY_BYTES": 8 * 1024**3,  # a split decoded, on disk
+}
+
+
+def limit(name: str) -> int:
+    return int(getattr(settings, name, DEFAULT_LIMITS[name]))
+
+
+def limits() -> Limits:
+    return Limits(
+        max_images=limit("ADVSTUDY_MAX_DATASET_IMAGES"),
+        max_file_bytes=limit("ADVSTUDY_MAX_DATASET_FILE_BYTES"),
+        max_array_bytes=limit("ADVSTUDY_MAX_DATASET_ARRAY_BYTES"),
+    )
+
+
+def import_dataset(
+    source: Path | UploadedFile,
+    *,
+    name: str,
+    split: str = "test",
+    resize: int | None = None,
+    created_by: User | None = None,
+) -> DatasetSplit:
+    """Import ``source`` (a folder, a zip file, or an uploaded zip) as ``split`` of the
+    dataset ``name``: a new dataset, or one that ``created_by`` owns lacking that split
+    (its classes, channels and size must then match)."""
+    name = name.strip()
+    existing = _check_request(name, split, created_by)
+    with _opened(source) as (opened, sha256):
+        plan = _plan(opened, resize)
+        if existing is not None:
+            _check_matches(existing, plan)
+        with tempfile.TemporaryFile() as images:
+            try:
+                labels, listing_sha256 = write_images(opened, plan, images, _report)
+            except ImageFolderError as error:
+                raise ValidationError(str(error)) from error
+            row = _store(
+                name=name,
+                split=split,
+                plan=plan,
+                images=images,
+                labels=labels,
+                source=opened,
+                sha256=sha256 or listing_sha256,
+                resize=resize,
+                created_by=created_by,
+            )
+    _report(1.0)
+    logger.info("dataset %s/%s imported by %s", name, split, created_by)
+    return row
+
+
+def _report(fraction: float) -> None:
+    progress.report(PROGRESS, 0, fraction)
+
+
+def _check_request(name: str, split: str, user: User | None) -> RegisteredDataset | None:
+    if not NAME_PATTERN.match(name):
+        raise ValidationError(
+            "A dataset's name is 1 to 50 letters, digits, '_', '.' or '-', starting with a "
+            "letter or digit."
+        )
+    if name in DATASET_NAMES:
+        raise ValidationError(f"{name} is a built-in dataset; choose another name.")
+    if split not in SPLITS:
+        raise ValidationError(f"Unknown split {split!r}; known: {', '.join(SPLITS)}.")
+    existing = RegisteredDataset.objects.filter(name=name).first()
+    if existing is None:
+        return None
+    owns = user is not None and (user.is_superuser or existing.created_by_id == user.pk)
+    if existing.created_by_id is None and user is None:
+        owns = True  # a public dataset gets its other split from the command line too
+    if not owns:
+        raise ValidationError(f"A dataset named {name!r} exists already; choose another name.")
+    if existing.splits.filter(split=split).exists():
+        raise ValidationError(f"Dataset {name!r} has a {split} split already.")
+    return existing
+
+
+@contextmanager
+def _opened(source: Path | UploadedFile) -> Iterator[tuple[Source, str | None]]:
+    """The ImageFolder to read, with the zip's SHA-256 (None for a folder: its listing's
+    is taken while reading)."""
+    try:
+        if isinstance(source, Path) and source.is_dir():
+            yield FolderSource(source), None
+            return
+        if isinstance(source, Path):
+            check_archive_size(source.stat().st_size)
+            with source.open("rb") as handle:
+                sha256 = _sha256(handle)
+                with open_zip(handle, source.name) as opened:
+                    yield opened, sha256
+            return
+        check_archive_size(source.size or 0)
+        upload: BinaryIO = source.file  # type: ignore[assignment]
+        sha256 = _sha256(upload)
+        with open_zip(upload, source.name or "the upload") as opened:
+            yield opened, sha256
+    except ImageFolderError as error:
+        raise ValidationError(str(error)) from error
+
+
+def check_archive_size(size: int) -> None:
+    bound = limit("ADVSTUDY_MAX_DATASET_BYTES")
+    if size > bound:
+        raise ValidationError(
+            f"zip files of at most {bound:,} bytes (ADVSTUDY_MAX_DATASET_BYTES); this one has "
+            f"{size:,}"
+        )
+
+
+def _sha256(handle: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    handle.seek(0)
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+    handle.seek(0)
+    return digest.hexdigest()
+
+
+def _plan(source: Source, resize: int | None) -> FolderPlan:
+    try:
+        return plan_image_folder(source, limits(), resize)
+    except ImageFolderError as error:
+        raise ValidationError(str(error)) from error
+
+
+def _check_matches(dataset: RegisteredDataset, plan: FolderPlan) -> None:
+    """A second split must be the same task: same classes, same image shape."""
+    if list(plan.classes) != list(dataset.classes):
+        raise ValidationError(
+            f"The classes differ from {dataset.name}'s: it has {', '.join(dataset.classes)}; "
+            f"this one has {', '.join(plan.classes)}."
+        )
+    if (plan.channels, plan.size) != (dataset.channels, dataset.size):
+        raise ValidationError(
+            f"{dataset.name}'s images are {_shape(dataset.channels, dataset.size)}; these are "
+            f"{_shape(plan.channels, plan.size)} (--resize makes them square of a given side)."
+        )
+
+
+def _shape(channels: int, size: int) -> str:
+    return f"{'colour' if channels == 3 else 'grey'} {size}x{size}"
+
+
+def _store(
+    *,
+    name: str,
+    split: str,
+    plan: FolderPlan,
+    images: BinaryIO,
+    labels: np.ndarray,
+    source: Source,
+    sha256: str,
+    resize: int | None,
+    created_by: User | None,
+) -> DatasetSplit:
+    with tempfile.TemporaryFile() as label_file:
+        np.save(label_file, labels, allow_pickle=False)
+        listing = "".join(f"{entry.path}\n" for entry in plan.entries).encode()
+        row = DatasetSplit(
+            split=split,
+            count=len(plan.entries),
+            class_counts=plan.class_counts,
+            source_name=source.name[:255],
+            source_kind=source.kind,
+            archive_sha256=sha256,
+            resized_to=resize,
+            code_version=code_version(),
+            imported_by=created_by,
+        )
+        images.seek(0)
+        label_file.seek(0)
+        row.images.save(f"{split}-images.npy", File(images), save=False)
+        try:
+            row.labels.save(f"{split}-labels.npy", File(label_file), save=False)
+            row.file_names.save(f"{split}-files.txt", ContentFile(listing), save=False)
+            _save_rows(row, name, plan, created_by)
+        except BaseException:
+            for field in (row.images, row.labels, row.file_names):
+                if field.name:
+                    field.storage.delete(field.name)
+            raise
+    return row
+
+
+@transaction.atomic
+def _save_rows(row: DatasetSplit, name: str, plan: FolderPlan, created_by: User | None) -> None:
+    try:
+        dataset, _ = RegisteredDataset.objects.get_or_create(
+            name=name,
+            defaults={
+                "classes": list(plan.classes),
+                "channels": plan.channels,
+                "size": plan.size,
+                "created_by": created_by,
+            },
+        )
+        row.dataset = dataset
+        row.save()
+    except IntegrityError as error:
+        raise ValidationError(f"Dataset {name!r} has a {row.split} split already.") from error
