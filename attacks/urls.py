@@ -1,6 +1,6 @@
 from django.urls import path
 
-from attacks import views
+from attacks import lists, views
 
 urlpatterns = [
     path("models/new/", views.model_create, name="model-create"),
@@ -27,4 +27,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<int:job_id>/status.json", views.job_status, name="job-status"),
     path("examples/<int:example_id>.png", views.example_image, name="example-image"),
+    path("models/", lists.model_list, name="model-list"),
+    path("settings/", lists.setting_list, name="setting-list"),
+    path("jobs/", lists.job_list, name="job-list"),
 ]

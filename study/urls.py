@@ -1,9 +1,10 @@
 from django.urls import path
 
-from study import views
+from study import lists, views
 
 urlpatterns = [
     path("", views.researcher_home, name="researcher-home"),
+    path("studies/", lists.study_list, name="study-list"),
     path("studies/new/", views.study_create, name="study-create"),
     path("studies/<int:study_id>/", views.study_detail, name="study-detail"),
     path("studies/<int:study_id>/edit/", views.study_edit, name="study-edit"),
