@@ -1,42 +1,16 @@
 """Participants' pseudonyms: what every export and report page shows instead of an id.
 
-A pseudonym is an HMAC-SHA256 of the participant's public id keyed with
-ADVSTUDY_PSEUDONYM_KEY: stable across tables, exports and pages, so rows join, yet it
-reveals neither the recruiter's id (Prolific PID, MTurk worker id, lab code), nor its
-stored hash, nor the public id that the participant's session holds. Its own key, not
-SECRET_KEY: rotating SECRET_KEY (it signs sessions) keeps every published pseudonym.
+The HMAC itself lives in ``study.pseudonyms``, so that the study and participant pages,
+which may not import ``analysis``, show the very pseudonym the exports carry.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import uuid
-from collections.abc import Iterable
-
-from django.conf import settings
-
 from labeling.models import Participant
+from study.pseudonyms import pseudonym_of, pseudonyms_of
 
-_MESSAGE = b"advstudy-export:"
-
-
-def pseudonym_of(public_id: uuid.UUID) -> str:
-    return _pseudonyms([public_id.bytes])[0]
+__all__ = ["pseudonym", "pseudonym_of", "pseudonyms_of"]
 
 
 def pseudonym(participant: Participant) -> str:
     return pseudonym_of(participant.public_id)
-
-
-def pseudonyms_of(public_ids: Iterable[str]) -> list[str]:
-    """``pseudonym_of`` of many public ids, as text (with or without dashes: SQLite
-    stores a UUID as 32 hex digits)."""
-    return _pseudonyms(bytes.fromhex(text.replace("-", "")) for text in public_ids)
-
-
-def _pseudonyms(raw_ids: Iterable[bytes]) -> list[str]:
-    key = settings.ADVSTUDY_PSEUDONYM_KEY.encode()
-    return [
-        "p_" + hmac.new(key, _MESSAGE + raw, hashlib.sha256).hexdigest()[:16] for raw in raw_ids
-    ]
