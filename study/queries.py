@@ -264,8 +264,13 @@ def lab_codes(study: Study) -> QuerySet[LabCode]:
 
 
 def participant_page(study: Study, page_number: str | int | None) -> Page:
-    """A page of participants, each annotated with ``label_count``."""
-    participants = study.participants.annotate(label_count=Count("labels")).order_by("id")
+    """A page of participants, each annotated with ``counted_labels`` (their main and
+    control labels, what the study's progress counts and the participant's page shows)
+    and ``practice_labels``; attention checks have their own column (failures)."""
+    participants = study.participants.annotate(
+        counted_labels=Count("labels", filter=Q(labels__item__kind__in=ANALYSED_KINDS)),
+        practice_labels=Count("labels", filter=Q(labels__item__kind=StudyItem.Kind.PRACTICE)),
+    ).order_by("id")
     return Paginator(participants, PARTICIPANTS_PER_PAGE).get_page(page_number)
 
 

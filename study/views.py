@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -25,6 +26,42 @@ STATUS_BUTTONS: dict[str, str] = {  # the status a button moves to -> its words
     Study.Status.PAUSED: "Pause",
     Study.Status.CLOSED: "Close for good",
 }
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The box a researcher ticks before a change that cannot be undone, and why it matters.
+
+    A box in the button's own form, checked by the view: it works without JavaScript,
+    where a ``confirm()`` dialog is skipped. The REST API asks for none: a script that
+    posts a status means it.
+    """
+
+    box: str  # the words beside the box
+    because: str  # what the change does for good
+
+
+_GO_LIVE = Confirmation(
+    "I have checked the design: go live",
+    "A live study's design can no longer change, and participants can join at once.",
+)
+_CLOSE = Confirmation(
+    "I understand that a closed study never reopens",
+    "A closed study never reopens: no participant joins or labels again.",
+)
+CONFIRMATIONS: dict[tuple[str, str], Confirmation] = {  # (from, to) -> its confirmation
+    (Study.Status.DRAFT, Study.Status.LIVE): _GO_LIVE,
+    (Study.Status.LIVE, Study.Status.CLOSED): _CLOSE,
+    (Study.Status.PAUSED, Study.Status.CLOSED): _CLOSE,
+}
+CONFIRM_FIELD = "confirm"
+
+
+@dataclass(frozen=True)
+class StatusButton:
+    status: str  # the status it moves to
+    words: str
+    confirmation: Confirmation | None
 
 
 @researcher_required
@@ -118,11 +155,25 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
 def study_status(request: HttpRequest, study_id: int) -> HttpResponse:
     study = study_for(request.user, study_id, Access.EDIT)
     new_status = request.POST.get("status", "")
+    unconfirmed = _unconfirmed(study, new_status, request)
+    if unconfirmed is not None:
+        return _detail_page(request, study, status_errors=[unconfirmed], status=400)
     try:
         services.change_status(study, new_status, by=signed_in_user(request))
     except ValidationError as error:
         return _detail_page(request, study, status_errors=error.messages, status=409)
     return redirect("study-detail", study_id=study.pk)
+
+
+def _unconfirmed(study: Study, new_status: str, request: HttpRequest) -> str | None:
+    """Why the change is refused for want of its ticked box; None if it needs none or has it."""
+    confirmation = CONFIRMATIONS.get((study.status, new_status))
+    if confirmation is None or request.POST.get(CONFIRM_FIELD):
+        return None
+    return (
+        f"Nothing changed: tick \u201c{confirmation.box}\u201d beside the button to confirm. "
+        f"{confirmation.because}"
+    )
 
 
 @researcher_required
@@ -261,12 +312,21 @@ def _or_new(refused: Form | None, form_class: type[Form]) -> Form:
     return refused if isinstance(refused, form_class) else form_class()
 
 
-def _status_buttons(study: Study) -> list[tuple[str, str]]:
+def _status_buttons(study: Study) -> list[StatusButton]:
     targets = services.STATUS_TRANSITIONS[study.status]
-    buttons = [(status, words) for status, words in STATUS_BUTTONS.items() if status in targets]
-    if study.status == Study.Status.PAUSED:  # going live again is resuming
-        buttons = [(s, "Resume" if s == Study.Status.LIVE else w) for s, w in buttons]
-    return buttons
+    return [
+        StatusButton(
+            target, _button_words(study, target), CONFIRMATIONS.get((study.status, target))
+        )
+        for target in STATUS_BUTTONS
+        if target in targets
+    ]
+
+
+def _button_words(study: Study, target: str) -> str:
+    if study.status == Study.Status.PAUSED and target == Study.Status.LIVE:
+        return "Resume"  # going live again is resuming
+    return STATUS_BUTTONS[target]
 
 
 def _preview_url(study: Study) -> str | None:

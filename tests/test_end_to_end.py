@@ -185,7 +185,11 @@ def test_whole_loop_over_http(live_server, celery_worker_process, researcher) ->
     # The designer makes a draft; its page's button opens it to participants.
     response = session.post(
         f"{base}/researcher/studies/{study_id}/status/",
-        data={"status": "live", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        data={
+            "status": "live",
+            "confirm": "yes",  # the box "I have checked the design: go live"
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
         headers={"Referer": base},
     )
     study = Study.objects.get(pk=created_id(response, r"/studies/(\d+)/$"))

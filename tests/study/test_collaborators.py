@@ -73,7 +73,9 @@ def test_an_editor_runs_the_study_but_cannot_share_it(draft: Study, outsider: Us
     third = User.objects.create_user("third", password=PASSWORD, is_staff=True)
 
     assert (
-        editor.post(f"/researcher/studies/{draft.pk}/status/", {"status": "live"}).status_code
+        editor.post(
+            f"/researcher/studies/{draft.pk}/status/", {"status": "live", "confirm": "yes"}
+        ).status_code
         == 302
     )
     shared = editor.post(

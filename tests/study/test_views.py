@@ -18,6 +18,7 @@ from attacks.models import AttackSetting
 from labeling.models import Assignment, Label, Participant
 from study import services
 from study.models import LabCode, Study, StudyItem
+from study.pseudonyms import pseudonym_of
 from tests.fixtures import PASSWORD
 
 MTURK_NAMESPACE = (
@@ -217,7 +218,7 @@ def test_the_buttons_move_a_study_along(researcher_client: Client, draft: Study)
     for target in ("live", "paused", "live", "closed"):
         page = body(researcher_client.get(url))
         seen.append(re.findall(r'data-status="(\w+)"', page))
-        response = researcher_client.post(f"{url}status/", {"status": target})
+        response = researcher_client.post(f"{url}status/", {"status": target, "confirm": "yes"})
         assert response.status_code == 302
         draft.refresh_from_db()
         assert draft.status == target
@@ -346,16 +347,17 @@ def test_the_participants_table(researcher_client: Client, draft: Study) -> None
     row = re.search(rf'data-participant="{excluded.pk}">(.*?)</tr>', page, re.S).group(1)
     shown = dict(re.findall(r'data-measure="(\w+)">([^<]*)<', row))
     assert shown == {
-        "labels": "3",
+        "counted_labels": "3",
+        "practice_labels": "0",
         "attention_failures": "2",
         "fast_responses": "4",
         "excluded": "yes: failed 2 of 2 attention checks; 4 answers under 250 ms",
     }
-    assert "<code>ab12cd34</code>" in row
+    assert f"<code data-pseudonym>{pseudonym_of(excluded.public_id)}</code>" in row
     assert "<td>prolific</td>" in row
-    assert hashed not in page  # only the pseudonym
+    assert hashed[:8] not in page  # only the pseudonym, not the recruiter id's hash
     other = re.search(rf'data-participant="{finished.pk}">(.*?)</tr>', page, re.S).group(1)
-    assert 'data-measure="labels">2<' in other
+    assert 'data-measure="counted_labels">2<' in other
     assert 'data-measure="excluded">no<' in other
 
 
