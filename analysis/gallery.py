@@ -56,6 +56,28 @@ class GalleryExample:
     majority: str | None  # None for a tie or no label
     outcome: str  # a key of OUTCOMES, or "unlabelled"
     predictions: list[tuple[str, int]]  # (model name, predicted class)
+    source: str  # the source class, named as the study's answers name it
+    target: str | None
+
+    @property
+    def votes_text(self) -> str:
+        """ "2 votes for 3, 1 for 5": the unit once, then each answer's count."""
+        if not self.votes:
+            return "no vote yet"
+        (answer, count), *others = self.votes
+        first = f"{count} vote{'s' if count != 1 else ''} for {answer}"
+        return ", ".join([first, *(f"{n} for {other}" for other, n in others)])
+
+    @property
+    def majority_text(self) -> str:
+        """The majority and what it rests on; one vote is marked, since it is no vote at all.
+        A tie or no vote is "none" (the outcome beside it says which)."""
+        if self.majority is None:
+            return "none"
+        top = self.votes[0][1]
+        if top == 1:
+            return f"{self.majority} (1 vote only)"
+        return f"{self.majority} ({top} of {sum(n for _, n in self.votes)} votes)"
 
 
 @dataclass(frozen=True)
@@ -169,13 +191,26 @@ def _gallery_example(
     predictions = sorted(
         (prediction.model.name, prediction.label) for prediction in example.predictions.all()
     )
+    target = example.target_label
     return GalleryExample(
-        example, votes, names[majority] if majority >= 0 else None, outcome, predictions
+        example,
+        votes,
+        names[majority] if majority >= 0 else None,
+        outcome,
+        predictions,
+        source=names[example.source_label],
+        target=None if target is None else names[target],
     )
 
 
 def _answer_names(study: Study, classes: int) -> list[str]:
+    """Each class as the study's answers name it ("cat (3)"; a digit is its own name), then
+    "none / can't tell"; a class the answers leave out by its number."""
     texts = {int(choice["value"]): str(choice["text"]) for choice in study.label_choices}
-    return [texts.get(value, str(value)) for value in range(classes)] + [
+    return [_named(value, texts.get(value)) for value in range(classes)] + [
         texts.get(CANT_TELL, "none / can't tell")
     ]
+
+
+def _named(value: int, text: str | None) -> str:
+    return str(value) if text is None or text == str(value) else f"{text} ({value})"

@@ -255,7 +255,7 @@ def test_gallery_shows_votes_predictions_and_the_researchers_image_url(
     ).group(1)
     image = f"/researcher/studies/{hand.study.pk}/examples/{hand.examples['b1'].pk}.png"
     assert f'src="{image}"' in card
-    assert "votes: 7 \u00d7 2, 1 \u00d7 1" in card
+    assert "2 votes for 7, 1 for 1" in card
     assert "attacked predicts 7; robust predicts 1" in card
 
 
