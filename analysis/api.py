@@ -14,7 +14,10 @@ from rest_framework.views import APIView
 
 from analysis.export_views import export_response
 from analysis.exports import CONTENT_TYPES, FORMATS, TABLE_NAMES
+from analysis.paper_views import paper_provenance, paper_table_response
 from analysis.report import study_report
+from analysis.report.paper_table import FORMATS as PAPER_FORMATS
+from analysis.report.paper_table import UnknownFormat, paper_table
 from analysis.report.plain import report_as_json
 from config.api import IgnoreAccept, api_user, validated_query
 from study.queries import study_for
@@ -84,3 +87,42 @@ class StudyExportView(APIView):
         return export_response(
             study, table, export_format, include_excluded=include_excluded, by=api_user(request)
         )
+
+
+class PaperTableQuerySerializer(ResultsQuerySerializer):
+    # A CharField, not a ChoiceField: an unknown format is answered with the page's sentence.
+    format = serializers.CharField(
+        default="", allow_blank=True, help_text=" or ".join(PAPER_FORMATS)
+    )
+
+
+class StudyPaperTableView(APIView):
+    """The per-setting table a paper prints, as Markdown or LaTeX (booktabs), with its caption."""
+
+    # DRF reads ?format= as a renderer's name; here it names the table's language.
+    content_negotiation_class = IgnoreAccept
+
+    @extend_schema(
+        parameters=[
+            PaperTableQuerySerializer,
+            OpenApiParameter("format", str, enum=list(PAPER_FORMATS), required=True),
+        ],
+        responses={
+            (200, content_type.split(";")[0]): OpenApiTypes.STR
+            for content_type, _ in PAPER_FORMATS.values()
+        },
+    )
+    def get(self, request: Request, study_id: int) -> HttpResponse:
+        study = study_for(request.user, study_id)
+        query = validated_query(PaperTableQuerySerializer, request)
+        if query["format"] not in PAPER_FORMATS:
+            raise serializers.ValidationError({"format": [str(UnknownFormat.of(query["format"]))]})
+        report = study_report(
+            study,
+            include_excluded=query["include_excluded"],
+            exposure_within_ms=query["exposure_within_ms"],
+            bootstrap_replicates=query["bootstrap_replicates"],
+            seed=query["seed"],
+        )
+        text = paper_table(report, paper_provenance(study), query["format"])
+        return paper_table_response(text, study, query["format"])

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from analysis import export_views, views
+from analysis import export_views, paper_views, views
 
 urlpatterns = [
     path("studies/<int:study_id>/analysis/", views.study_analysis, name="study-analysis"),
@@ -25,5 +25,15 @@ urlpatterns = [
         "studies/<int:study_id>/exports/<slug:table>.<slug:export_format>",
         export_views.study_export,
         name="study-export",
+    ),
+    path(
+        "studies/<int:study_id>/analysis/paper-table/",
+        paper_views.study_paper_table,
+        name="study-paper-table",
+    ),
+    path(
+        "studies/<int:study_id>/analysis/paper-table/download",
+        paper_views.study_paper_table_download,
+        name="study-paper-table-download",
     ),
 ]

@@ -4,7 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
-from analysis.api import StudyExportView, StudyResultsView
+from analysis.api import StudyExportView, StudyPaperTableView, StudyResultsView
 from attacks.api import AttackSettingViewSet, ClassifierModelViewSet, GenerationJobViewSet
 from labeling.researcher_api import (
     ParticipantDeletionView,
@@ -54,5 +54,10 @@ urlpatterns = [
         "studies/<int:study_id>/participants/<int:participant_id>/delete/",
         ParticipantDeletionView.as_view(),
         name="api-participant-delete",
+    ),
+    path(
+        "studies/<int:study_id>/paper-table/",
+        StudyPaperTableView.as_view(),
+        name="api-study-paper-table",
     ),
 ]
