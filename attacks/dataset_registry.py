@@ -16,6 +16,7 @@ from pathlib import Path
 
 from django.db.models import Q, QuerySet
 from django.db.models.fields.files import FieldFile
+from django.forms import ChoiceField, Form
 from django.http import Http404
 
 from attacks.engine.datasets import (
@@ -94,3 +95,35 @@ def datasets_without_train(user: Researcher) -> list[str]:
     invariance attacks draw their neighbours from it, so they cannot run there."""
     rows = datasets_for(user).exclude(splits__split="train")
     return list(rows.values_list("name", flat=True))
+
+
+def offer_datasets(form: Form, researcher: Researcher) -> None:
+    """Let ``form``'s dataset field offer the registered datasets ``researcher`` may use
+    (another's is "not one of the choices"), and say which lack a train split."""
+    field = form.fields["dataset"]
+    assert isinstance(field, ChoiceField)
+    titles = dict(field.choices)  # type: ignore[arg-type]
+    field.choices = [(name, titles.get(name, title)) for name, title in dataset_choices(researcher)]
+    without = datasets_without_train(researcher)
+    if without:
+        note = (
+            f"{', '.join(without)} {'has' if len(without) == 1 else 'have'} no train split: "
+            "the invariance attacks draw their neighbours from one"
+        )
+        field.help_text = f"{field.help_text}; {note}" if field.help_text else note
+
+
+def missing_neighbour_pool(dataset: str, attack_name: str | None) -> str | None:
+    """Why an invariance attack cannot run on ``dataset`` (None: it can, or is no
+    invariance attack, or the dataset is a built-in one, checked elsewhere)."""
+    from attacks.engine.attacks import get_attack_class
+
+    if not attack_name or get_attack_class(attack_name).kind != "invariance":
+        return None
+    row = RegisteredDataset.objects.filter(name=dataset).first()
+    if row is None or row.splits.filter(split="train").exists():
+        return None
+    return (
+        f"{dataset} has no train split, and {attack_name} draws its neighbours from it: "
+        "register the train split on the Register a dataset page first."
+    )

@@ -36,7 +36,7 @@ from torch import nn
 
 from attacks import progress
 from attacks.datasets import configured_dataset
-from attacks.engine.datasets import DATASET_NAMES
+from attacks.engine.datasets import DATASET_NAMES, DATASETS
 from attacks.engine.model_files import (
     ArchitectureSource,
     InputShape,
@@ -154,7 +154,7 @@ def _check_request(name: str, dataset: str, size: int) -> None:
         raise ValidationError("A model needs a name.")
     if ClassifierModel.objects.filter(name=name).exists():
         raise ValidationError(f"A model is already called {name!r}.")
-    if dataset not in DATASET_NAMES:
+    if dataset not in DATASETS:  # a registered dataset too
         raise ValidationError(f"Unknown dataset {dataset!r}; known: {', '.join(DATASET_NAMES)}.")
     limit = settings.ADVSTUDY_MAX_MODEL_BYTES
     if size > limit:

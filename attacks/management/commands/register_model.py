@@ -28,7 +28,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument("--file", type=Path, required=True)
-        parser.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+        parser.add_argument(
+            "--dataset",
+            required=True,
+            help=f"{', '.join(DATASET_NAMES)} or a registered dataset's name",
+        )
         parser.add_argument(
             "--architecture", default="", help="safetensors only: the architecture's name"
         )
