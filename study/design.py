@@ -53,6 +53,11 @@ class StudyDesign:
     recruitment: str = Study.Recruitment.OPEN
     lab_code_count: int = 0  # lab recruitment only: one-time codes to generate
     consent_text: str = ""
+    # What annotators read as the study's name, its expected length and whom to contact:
+    # the consent page shows them (the internal title never reaches an annotator).
+    public_title: str = ""
+    expected_minutes: int | None = None
+    contact: str = ""
     # What becomes of a participant's answers when they withdraw; the consent page says.
     withdrawal_policy: str = Study.WithdrawalPolicy.DELETE
     max_attention_failures: int = 0

@@ -30,7 +30,15 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "Study",
         "What participants read.",
-        ("title", "consent_text", "withdrawal_policy", "instructions"),
+        (
+            "title",
+            "public_title",
+            "expected_minutes",
+            "contact",
+            "consent_text",
+            "withdrawal_policy",
+            "instructions",
+        ),
     ),
     (
         "Examples under study",
@@ -177,7 +185,30 @@ class FormSection:
 class StudyDesignForm(forms.Form):
     # Which dataset the page was built for; a POST without it means the only one there is.
     dataset = forms.CharField(widget=forms.HiddenInput, required=False)
-    title = forms.CharField(max_length=200)
+    title = forms.CharField(
+        max_length=200, help_text="For researchers only: participants never see it"
+    )
+    public_title = forms.CharField(
+        max_length=200,
+        required=False,
+        label="Title participants see",
+        help_text="On the consent and labelling pages; left empty, “Image study”. "
+        "Name no attack, model or budget here",
+    )
+    expected_minutes = forms.IntegerField(
+        min_value=1,
+        max_value=24 * 60,
+        required=False,
+        label="Expected duration (minutes)",
+        help_text="The consent page says how long taking part takes",
+    )
+    contact = forms.CharField(
+        max_length=300,
+        required=False,
+        label="Contact",
+        help_text="Whom participants may ask about the study, e.g. "
+        "“A. Researcher, Some University, a.researcher@example.org”",
+    )
     consent_text = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}),
         required=False,
@@ -357,6 +388,9 @@ class StudyDesignForm(forms.Form):
             title=data["title"],
             instructions=data["instructions"],
             consent_text=data["consent_text"],
+            public_title=data["public_title"],
+            expected_minutes=data["expected_minutes"],
+            contact=data["contact"],
             withdrawal_policy=data["withdrawal_policy"] or Study.WithdrawalPolicy.DELETE,
             samples=tuple(
                 SettingSample(setting, data[count_field(setting)])
@@ -406,6 +440,9 @@ def initial_from_design(design: StudyDesign, *, title: str | None = None) -> dic
         "title": design.title if title is None else title,
         "instructions": design.instructions,
         "consent_text": design.consent_text,
+        "public_title": design.public_title,
+        "expected_minutes": design.expected_minutes,
+        "contact": design.contact,
         "withdrawal_policy": design.withdrawal_policy,
         "attention_checks_per_participant": design.attention_checks_per_participant,
         "tells_of_known_answers": design.tells_of_known_answers,

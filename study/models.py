@@ -66,6 +66,12 @@ class Study(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     consent_text = models.TextField(blank=True)
+    # What the annotator pages call the study: never ``title``, which researchers name after
+    # their attacks (docs/architecture.md, rule 2). Empty: "Image study".
+    public_title = models.CharField(max_length=200, blank=True, db_default="", default="")
+    # Shown on the consent page: how long taking part takes, and whom to ask about the study.
+    expected_minutes = models.PositiveIntegerField(null=True, blank=True)
+    contact = models.CharField(max_length=300, blank=True, db_default="", default="")
     presentation = models.CharField(
         max_length=20, choices=Presentation.choices, default=Presentation.UNLIMITED
     )

@@ -41,6 +41,18 @@ class StudyDesignSerializer(serializers.Serializer):
     title = serializers.CharField()
     instructions = serializers.CharField()
     consent_text = serializers.CharField(default="", allow_blank=True)
+    public_title = serializers.CharField(
+        default="",
+        allow_blank=True,
+        help_text="what annotators read as the study's name (never the title); empty: "
+        "\u201cImage study\u201d",
+    )
+    expected_minutes = stored_integer(
+        required=False, allow_null=True, help_text="how long taking part takes, in minutes"
+    )
+    contact = serializers.CharField(
+        default="", allow_blank=True, help_text="whom participants may ask about the study"
+    )
     withdrawal_policy = serializers.ChoiceField(
         choices=Study.WithdrawalPolicy.choices,
         default=Study.WithdrawalPolicy.DELETE,

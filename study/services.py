@@ -49,6 +49,9 @@ DESIGN_FIELDS = [
     "title",
     "instructions",
     "consent_text",
+    "public_title",
+    "expected_minutes",
+    "contact",
     "withdrawal_policy",
     "label_choices",
     "items_per_participant",
@@ -281,6 +284,9 @@ def _set_design_fields(study: Study, design: StudyDesign, plan: DesignPlan) -> N
     study.title = design.title.strip()
     study.instructions = design.instructions
     study.consent_text = design.consent_text
+    study.public_title = design.public_title.strip()
+    study.expected_minutes = design.expected_minutes
+    study.contact = design.contact.strip()
     study.withdrawal_policy = design.withdrawal_policy
     study.label_choices = plan.label_choices
     study.items_per_participant = design.items_per_participant
