@@ -22,6 +22,7 @@ from functools import lru_cache
 
 import torch
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F, Q
@@ -31,9 +32,10 @@ from torch import nn
 from attacks import progress
 from attacks.datasets import configured_dataset
 from attacks.engine.architectures import build_architecture
-from attacks.engine.attacks import AttackContext, build_attack
+from attacks.engine.attacks import AttackConfigError, AttackContext, build_attack
 from attacks.engine.datasets import DATASETS, ImageDataset
 from attacks.engine.generation import GeneratedExample, generate_examples, source_order
+from attacks.engine.model_files import ModelFileError
 from attacks.engine.training import (
     Evaluation,
     EvaluationConfig,
@@ -97,6 +99,21 @@ def models_to_predict(dataset: str, *, for_user: User | None) -> list[Classifier
     return list(visible.filter(dataset=dataset, status=JobStatus.SUCCEEDED))
 
 
+def failure_message(error: Exception) -> str:
+    """What the job's page says stopped it: a refusal's own sentence, never a class name or
+    a server path; anything unforeseen points to the worker's log, which has the traceback."""
+    if isinstance(error, ValidationError):
+        return " ".join(error.messages)
+    if isinstance(error, AttackConfigError | ModelFileError):
+        return str(error)
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return "The GPU ran out of memory: try a smaller chunk size or batch size."
+    return (
+        "The job stopped on an error that advstudy did not foresee; the worker's log has "
+        "the details."
+    )
+
+
 def run_training(model_id: int) -> None:
     """Train and evaluate a queued model; a failure is recorded on its row."""
     row = claim_training(model_id)
@@ -107,7 +124,7 @@ def run_training(model_id: int) -> None:
         _train(row)
     except Exception as error:
         logger.exception("training %s failed", model_id)
-        fail_training(model_id, f"{type(error).__name__}: {error}")
+        fail_training(model_id, failure_message(error))
 
 
 def _train(row: ClassifierModel) -> None:
@@ -244,7 +261,7 @@ def run_chunk(job_id: int, first: int, worker_host: str) -> None:
         return
     except Exception as error:
         logger.exception("generation job %s failed in chunk %s", job_id, first)
-        fail_generation_job(job_id, f"{type(error).__name__}: {error}")
+        fail_generation_job(job_id, failure_message(error))
         return
     if done is not None:
         progress.report("generation", job_id, done / job.count)

@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
+from attacks.datasets import dataset_title
 from attacks.engine.datasets import DATASET_NAMES
 from attacks.engine.model_files import ModelFileError, parse_normalization
 
@@ -31,7 +32,7 @@ class RegisterModelForm(forms.Form):
     file = forms.FileField(help_text=FILE_HELP)
     name = forms.CharField(max_length=100)
     dataset = forms.ChoiceField(
-        choices=[(name, name) for name in DATASET_NAMES],
+        choices=[(name, dataset_title(name)) for name in DATASET_NAMES],
         help_text="the images it classifies: shapes and accuracy are checked on its test split",
     )
     architecture = forms.CharField(max_length=50, required=False, help_text=ARCHITECTURE_HELP)
@@ -42,8 +43,8 @@ class RegisterModelForm(forms.Form):
         limit = settings.ADVSTUDY_MAX_MODEL_BYTES
         if upload.size > limit:
             raise forms.ValidationError(
-                f"files of at most {limit:,} bytes (ADVSTUDY_MAX_MODEL_BYTES); this one has "
-                f"{upload.size:,}"
+                f"Model files of at most {limit:,} bytes are registered here; this one has "
+                f"{upload.size:,} (an administrator sets the limit)."
             )
         return upload
 
@@ -72,8 +73,8 @@ def oversized_body(content_length: str | None) -> str | None:
     if declared <= limit + FORM_OVERHEAD_BYTES:
         return None
     return (
-        f"files of at most {limit:,} bytes (ADVSTUDY_MAX_MODEL_BYTES); this request has "
-        f"{declared:,}"
+        f"Model files of at most {limit:,} bytes are registered here; this upload has "
+        f"{declared:,} (an administrator sets the limit)."
     )
 
 

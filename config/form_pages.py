@@ -1,4 +1,9 @@
-"""Rendering a researcher's form page: 200 when shown, 400 when a submission is refused."""
+"""Rendering a researcher's form page: 200 when shown, 400 when a submission is refused.
+
+Every error is shown once (templates/form_fields.html): a field's beside its field, the
+form's own at the top. A service that knows which field it refuses raises a
+``ValidationError`` keyed by that field's name, and the error is shown there.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +21,22 @@ def render_form(request: HttpRequest, template: str, form: Form) -> HttpResponse
 
 
 def add_service_error(form: Form, error: ValidationError) -> None:
-    """Show what a service refused as the form's own errors."""
+    """Show what a service refused as the form's own errors, each once, beside its field
+    where the service named a field this form has."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            target = field if field in form.fields else None
+            for message in ValidationError(errors).messages:
+                _add_once(form, target, message)
+        return
     for message in error.messages:
-        form.add_error(None, message)
+        _add_once(form, None, message)
+
+
+def _add_once(form: Form, field: str | None, message: str) -> None:
+    shown = list(form.errors.get(field or "__all__", []))
+    if message not in shown:
+        form.add_error(field, message)
 
 
 def render_service_error(

@@ -529,7 +529,7 @@ def _is_sym_function(target: object) -> bool:
 def check_logits(logits: torch.Tensor, count: int, classes: int) -> None:
     """The model's answer to ``count`` images: (count, classes) finite logits."""
     if not isinstance(logits, torch.Tensor):
-        raise ModelFileError(f"The model returns {type(logits).__name__}, not a tensor of logits.")
+        raise ModelFileError(f"The model returns {_kind_of(logits)}, not a tensor of logits.")
     if tuple(logits.shape) != (count, classes):
         raise ModelFileError(
             f"The model returns logits of shape {tuple(logits.shape)} for {count} images; "
@@ -537,6 +537,15 @@ def check_logits(logits: torch.Tensor, count: int, classes: int) -> None:
         )
     if not torch.isfinite(logits).all():
         raise ModelFileError("The model returns non-finite logits (NaN or infinity).")
+
+
+def _kind_of(value: object) -> str:
+    """A model's output in words, for a researcher who never named Python's classes."""
+    if isinstance(value, tuple | list):
+        return f"a sequence of {len(value)} outputs"
+    if isinstance(value, dict):
+        return f"a mapping of {len(value)} outputs"
+    return "something else"
 
 
 def read_in_chunks(handle: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[bytes]:

@@ -139,7 +139,7 @@ def test_the_large_eps_attack_reaches_a_chosen_target_class_on_a_robust_model(zo
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ('{"targeted": true, "target_class": 10}', "target_class 10 is not a class of mnist"),
+        ('{"targeted": true, "target_class": 10}', "target_class 10 is not a class of MNIST"),
         ('{"target_class": 3}', "target_class needs targeted: true"),
         ('{"targeted": true, "target_class": "3"}', "must be a class index"),
     ],

@@ -111,8 +111,8 @@ def test_job_for_more_sources_than_the_setting_has_is_refused(trained_model) -> 
     ("changes", "message"),
     [
         ({"source_range": (9000, 20000)}, "inside mnist/test"),
-        ({"attack_name": "nope"}, "unknown attack"),
-        ({"config": {"eps": "big"}}, "eps must be a number, got 'big'"),
+        ({"attack_name": "nope"}, 'There is no attack "nope"'),
+        ({"config": {"eps": "big"}}, 'PGD \\(L∞\\): eps must be a number, not "big"'),
         ({"target_model": None}, "needs a target model"),
     ],
 )

@@ -632,7 +632,7 @@ def test_researcher_uploads_a_zip_of_pngs(
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"eps": ""}, "a claimed budget needs both a norm and an eps"),
+        ({"eps": ""}, "Give the eps the set claims in its norm, or no norm."),
         (
             {"file": npz_upload({**good_arrays(), "source_indices": INDICES[:4]})},
             "source_indices has 4 entries",

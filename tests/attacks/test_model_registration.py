@@ -360,7 +360,7 @@ def test_an_upload_declared_too_large_is_refused_before_it_is_read(
     answer = upload(token_client(researcher), path, name="huge", dataset="mnist")
 
     assert answer.status_code == 400
-    assert answer.json()["file"][0].startswith("files of at most 1,000 bytes")
+    assert answer.json()["file"][0].startswith("Model files of at most 1,000 bytes")
     assert not ClassifierModel.objects.filter(name="huge").exists()
 
 
@@ -375,7 +375,7 @@ def test_the_page_refuses_an_upload_declared_too_large(db, researcher, tmp_path,
         answer = client.post(reverse("model-register"), {"file": handle, "name": "huge"})
 
     assert answer.status_code == 413
-    assert "files of at most 1,000 bytes" in answer.content.decode()
+    assert "Model files of at most 1,000 bytes" in answer.content.decode()
     assert not ClassifierModel.objects.filter(name="huge").exists()
 
 

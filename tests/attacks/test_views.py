@@ -41,8 +41,8 @@ def test_researcher_creates_a_setting(researcher_client: Client, trained_model) 
     [
         ({"config": "{not json"}, "not valid JSON"),
         ({"config": "[1]"}, "must be a JSON object"),
-        ({"config": '{"eps": 0.3, "foo": 1}'}, "unknown option"),
-        ({"source_stop": 99999}, "must be non-empty and inside"),
+        ({"config": '{"eps": 0.3, "foo": 1}'}, "PGD (L∞) has no option &quot;foo&quot;"),
+        ({"source_stop": 99999}, "MNIST&#x27;s test split has 10,000 images"),
         ({"attack_name": "evil"}, "Select a valid choice"),
     ],
 )
@@ -93,7 +93,7 @@ def test_bad_training_request_is_a_400(researcher_client: Client) -> None:
     )
 
     assert response.status_code == 400
-    assert "overlaps the training range" in response.content.decode()
+    assert "overlap the training images" in response.content.decode()
     assert not ClassifierModel.objects.exists()
 
 

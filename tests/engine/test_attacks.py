@@ -250,7 +250,7 @@ def test_registry_refuses_a_second_attack_with_a_taken_name() -> None:
 @pytest.mark.parametrize(
     ("name", "config", "message"),
     [
-        ("pgd_linf", {"epsilon": 0.3}, "unknown option"),
+        ("pgd_linf", {"epsilon": 0.3}, 'has no option "epsilon"'),
         ("pgd_linf", {"eps": -1}, "eps must be positive"),
         ("pgd_linf", {"steps": 0}, "at least 1"),
         ("pgd_l0", {"pixels": 0}, "at least 1"),
@@ -260,7 +260,7 @@ def test_registry_refuses_a_second_attack_with_a_taken_name() -> None:
         ("nn_invariance_l0", {"transforms": 0}, "at least 1"),
         ("nn_invariance_l0", {"scale_range": (1.2, 0.8)}, "scale_range"),
         ("nn_invariance_l0", {"max_ink_lost": 1.0}, "max_ink_lost"),
-        ("no_such_attack", {}, "unknown attack"),
+        ("no_such_attack", {}, "There is no attack"),
     ],
 )
 def test_bad_configs_are_refused_with_a_clear_error(name: str, config: dict, message: str) -> None:

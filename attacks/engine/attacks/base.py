@@ -9,6 +9,7 @@ attacks, the small per-norm hooks of ``GradientAttack``).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -108,6 +109,8 @@ def frozen_for_attack(model: nn.Module | None) -> Iterator[bool]:
 
 class Attack(ABC, Generic[ConfigT]):
     name: ClassVar[str]
+    # The attack as pages and messages name it, e.g. "PGD (L∞)"; ``name`` is its registry key.
+    title: ClassVar[str]
     kind: ClassVar[str]
     config_class: ClassVar[type[Any]]
     needs_model: ClassVar[bool] = True
@@ -189,43 +192,80 @@ def attack_names() -> list[str]:
     return sorted(_ATTACKS)
 
 
+def attack_title(name: str) -> str:
+    """The attack as pages name it ("PGD (L∞)"); the name itself if no attack has it."""
+    cls = _ATTACKS.get(name)
+    return getattr(cls, "title", name) if cls is not None else name
+
+
 def get_attack_class(name: str) -> type[Attack[Any]]:
     try:
         return _ATTACKS[name]
     except KeyError:
         raise AttackConfigError(
-            f"unknown attack {name!r}; known: {', '.join(attack_names())}"
+            f'There is no attack "{name}"; the attacks are {", ".join(attack_names())}.'
         ) from None
 
 
 def build_attack(name: str, config: Mapping[str, Any] | None = None) -> Attack[Any]:
     """The attack ``name`` with ``config`` (missing keys take their defaults)."""
     cls = get_attack_class(name)
-    return cls(make_config(cls.config_class, config or {}))
+    return cls(make_config(cls.config_class, config or {}, title=attack_title(name)))
 
 
-def make_config(config_class: type[ConfigT], values: Mapping[str, Any]) -> ConfigT:
-    """The config from ``values``; derived entries (a stored config's) must match their options."""
+def make_config(
+    config_class: type[ConfigT], values: Mapping[str, Any], *, title: str = "The attack"
+) -> ConfigT:
+    """The config from ``values``; derived entries (a stored config's) must match their options.
+
+    Refusals are sentences for the researcher who typed the config: they name the attack
+    by ``title``, as the pages do, and its options, never the config's class.
+    """
     fields = dataclasses.fields(config_class)  # type: ignore[arg-type]
-    known = {field.name for field in fields if field.init}
+    options = [field.name for field in fields if field.init]
     derived = {field.name for field in fields if not field.init}
-    unknown = sorted(set(values) - known - derived)
+    unknown = sorted(set(values) - set(options) - derived)
     if unknown:
-        raise AttackConfigError(
-            f"unknown option(s) {', '.join(unknown)} for {config_class.__name__}; "
-            f"known: {', '.join(sorted(known))}"
-        )
+        raise AttackConfigError(unknown_options_message(title, unknown, options))
     try:
-        config = config_class(**{key: value for key, value in values.items() if key in known})
-    except (TypeError, ValueError) as error:
-        raise AttackConfigError(f"{config_class.__name__}: {error}") from error
+        config = config_class(**{key: value for key, value in values.items() if key in options})
+    except ValueError as error:
+        raise AttackConfigError(f"{title}: {error}.") from error
+    except TypeError as error:
+        # A value of the wrong kind (a number where a list belongs) fails inside the
+        # config's own checks; Python's wording names its types, so say it plainly.
+        raise AttackConfigError(
+            f"{title}: an option has a value of the wrong kind (a number, a list, true or "
+            "false); the defaults listed with its options show the kind each takes."
+        ) from error
     for name in sorted(derived & set(values)):
         if values[name] != getattr(config, name):
             raise AttackConfigError(
-                f"{name} is derived from the other options: {getattr(config, name)!r}, "
-                f"not {values[name]!r}"
+                f"{title}: {name} is derived from the other options: it is "
+                f"{shown(getattr(config, name))}, not {shown(values[name])}."
             )
     return config
+
+
+def unknown_options_message(title: str, unknown: list[str], options: list[str]) -> str:
+    """'PGD (L∞) has no option "epsilon" (did you mean "eps"?); its options are eps, ...'."""
+    named = ", ".join(f'"{name}"' for name in unknown)
+    message = f"{title} has no option{'s' if len(unknown) > 1 else ''} {named}"
+    guesses = [match for name in unknown for match in difflib.get_close_matches(name, options, n=1)]
+    if guesses:
+        quoted = ", ".join(f'"{guess}"' for guess in guesses)
+        message += f" (did you mean {quoted}?)"
+    if not options:
+        return f"{message}; it takes no options."
+    return f"{message}; its options are {', '.join(options)}."
+
+
+def shown(value: Any) -> str:
+    """A config value as the researcher typed it (JSON), not as Python prints it."""
+    try:
+        return json.dumps(json_ready(value))
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def option(default: Any, help_text: str, *, default_text: str | None = None) -> Any:
@@ -297,12 +337,14 @@ def json_ready(value: Any) -> Any:
 def require_positive(**values: float) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{name} must be a number, got {value!r}")
+            raise ValueError(f"{name} must be a number, not {shown(value)}")
         if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value}")
+            raise ValueError(f"{name} must be positive, not {value}")
 
 
 def require_integer_at_least(minimum: int, **values: int) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+            raise ValueError(
+                f"{name} must be a whole number of at least {minimum}, not {shown(value)}"
+            )

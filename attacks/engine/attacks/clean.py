@@ -25,6 +25,7 @@ class CleanConfig:
 @register_attack
 class Clean(Attack[CleanConfig]):
     name = "clean"
+    title = "Clean images (no attack)"
     kind = CLEAN
     config_class = CleanConfig
     needs_model = False

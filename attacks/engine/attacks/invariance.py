@@ -278,6 +278,7 @@ class _NearestNeighbourAttack(Attack[NearestNeighbourConfig]):
 @register_attack
 class NearestNeighbourInvariance(_NearestNeighbourAttack):
     name = "nn_invariance_linf"
+    title = "Nearest-neighbour invariance (L∞)"
     norm = "linf"
 
     def _project(self, source: torch.Tensor, neighbour: torch.Tensor) -> torch.Tensor:
@@ -294,6 +295,7 @@ class NearestNeighbourInvarianceL2(_NearestNeighbourAttack):
     """The same neighbours, projected onto the L2 ball (eps on [0, 1] pixels) and the box."""
 
     name = "nn_invariance_l2"
+    title = "Nearest-neighbour invariance (L2)"
     norm = "l2"
     config_class = NearestNeighbourL2Config
 

@@ -412,6 +412,7 @@ def flip_clusters(
 @register_attack
 class L0Invariance(Attack[L0InvarianceConfig]):
     name = "nn_invariance_l0"
+    title = "Nearest-neighbour invariance (L0)"
     kind = INVARIANCE
     config_class = L0InvarianceConfig
 

@@ -34,6 +34,7 @@ from attacks.engine.threats import (
 @register_attack
 class LinfPGD(GradientAttack):
     name = "pgd_linf"
+    title = "PGD (L∞)"
     norm = "linf"
 
     def random_start(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
@@ -70,12 +71,14 @@ class FGSMConfig:
 @register_attack
 class FGSM(LinfPGD):
     name = "fgsm"
+    title = "FGSM (L∞)"
     config_class = FGSMConfig
 
 
 @register_attack
 class L2PGD(GradientAttack):
     name = "pgd_l2"
+    title = "PGD (L2)"
     norm = "l2"
 
     def random_start(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
@@ -111,6 +114,7 @@ class LargeEpsilonConfig(GradientAttackConfig):
 @register_attack
 class LargeEpsilonTargetedPGD(L2PGD):
     name = "pgd_l2_large_targeted"
+    title = "Large-ε targeted PGD (L2)"
     config_class = LargeEpsilonConfig
 
 
@@ -146,6 +150,7 @@ class L0PGDConfig:
 @register_attack
 class L0PGD(GradientAttack):
     name = "pgd_l0"
+    title = "PGD (L0)"
     norm = "l0"
     config_class = L0PGDConfig
 
