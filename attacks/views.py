@@ -26,6 +26,7 @@ from attacks.forms import (
 from attacks.import_report import describe_import
 from attacks.model_forms import RegisterModelForm, oversized_body, registration_arguments
 from attacks.models import AttackSetting, ClassifierModel, Prediction
+from attacks.progress import job_progress, model_time_left
 from attacks.queries import (
     Access,
     Researcher,
@@ -136,6 +137,7 @@ def model_status(request: HttpRequest, model_id: int) -> JsonResponse:
         {
             "status": model.status,
             "progress": model.progress,
+            "detail": model_time_left(model),
             "error": model.error,
             "clean_accuracy": model.clean_accuracy,
             "weights_sha256": model.weights_sha256,
@@ -263,7 +265,7 @@ def job_create(request: HttpRequest, setting_id: int) -> HttpResponse:
 @require_GET
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = job_for(request.user, job_id)
-    context = {"job": job, "fooled": fooled_on_first_chunk(job)}
+    context = {"job": job, "fooled": fooled_on_first_chunk(job), "summary": job_progress(job)}
     return render(request, "attacks/job_detail.html", context)
 
 
@@ -274,8 +276,7 @@ def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
     return JsonResponse(
         {
             "status": job.status,
-            "done": job.done,
-            "count": job.count,
+            **job_progress(job).as_json(),
             "progress": job.progress,
             "error": job.error,
             "worker_host": job.worker_host,
