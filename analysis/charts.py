@@ -8,6 +8,7 @@ CSV), and the figure is drawn from that table, so the two cannot disagree.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import math
@@ -209,10 +210,16 @@ def _grouped_points(axes: Axes, table: ChartTable, columns: tuple[int, int, int,
     axes.legend(loc="best", fontsize="small")
 
 
+_NO_RATES = "No labels yet for the change rates: no example has a majority label."
+_NO_AGREEMENT = (
+    "No labels yet for the models' agreement: no model predicts an example with a majority label."
+)
+
+
 def rates_figure(report: StudyReport) -> Figure:
     return _points_figure(
         rates_table(report),
-        "No example has a majority label yet.",
+        _NO_RATES,
         "share of examples with a majority",
         "Human majority changed / reached the target (Wilson 95%)",
     )
@@ -221,7 +228,7 @@ def rates_figure(report: StudyReport) -> Figure:
 def agreement_figure(report: StudyReport) -> Figure:
     return _points_figure(
         agreement_table(report),
-        "No model prediction on an example with a majority yet.",
+        _NO_AGREEMENT,
         "agreement with the human majority",
         "Model vs human majority (bootstrap over examples, 95%)",
     )
@@ -229,7 +236,7 @@ def agreement_figure(report: StudyReport) -> Figure:
 
 def _points_figure(table: ChartTable, empty: str, ylabel: str, title: str) -> Figure:
     figure = Figure(figsize=(8, 4.5), layout="constrained")
-    if not any(row[4] is not None for row in table.rows):
+    if not _has_points(table):
         return _empty(figure, empty)
     axes = figure.add_subplot()
     _grouped_points(axes, table, (0, 1, 4, 5, 6))
@@ -276,13 +283,19 @@ def _draw_fit(axes: Axes, family: PsychometricFamily, right: float) -> None:
         )
 
 
+def _labelled(family: PsychometricFamily) -> bool:
+    return any(point.changed.trials for point in family.points)
+
+
 def psychometric_figure(report: StudyReport) -> Figure:
-    families = report.families
+    """A panel per family with labels; a family without any is named in words instead
+    (``chart_notes``), not drawn as empty axes."""
+    families = [family for family in report.families if _labelled(family)]
     columns = min(len(families), 2) or 1
     rows = max(math.ceil(len(families) / columns), 1)
     figure = Figure(figsize=(4.5 * columns, 3.8 * rows), layout="constrained")
     if not families:
-        return _empty(figure, "No settings that differ only in eps.")
+        return _empty(figure, " ".join(_psychometric_notes(report)))
     for index, family in enumerate(families):
         _draw_family(figure.add_subplot(rows, columns, index + 1), family)
     return figure
@@ -299,6 +312,54 @@ CHART_FIGURES: dict[str, Callable[[StudyReport], Figure]] = {
     "agreement": agreement_figure,
     "psychometric": psychometric_figure,
 }
+
+
+def _has_points(table: ChartTable) -> bool:
+    return any(row[4] is not None for row in table.rows)  # the share or agreement
+
+
+def _psychometric_notes(report: StudyReport) -> tuple[str, ...]:
+    if not report.families:
+        return ("No psychometric curve: no settings of this study differ only in eps.",)
+    return tuple(
+        f"No labels yet for {family.title}." for family in report.families if not _labelled(family)
+    )
+
+
+def chart_notes(name: str, report: StudyReport) -> tuple[str, ...]:
+    """Sentences for what the chart leaves out for want of data (all of it where it has none)."""
+    if name == "psychometric":
+        return _psychometric_notes(report)
+    empty = {"rates": (rates_table, _NO_RATES), "agreement": (agreement_table, _NO_AGREEMENT)}
+    table, sentence = empty[name]
+    return () if _has_points(table(report)) else (sentence,)
+
+
+def chart_has_data(name: str, report: StudyReport) -> bool:
+    if name == "psychometric":
+        return any(_labelled(family) for family in report.families)
+    return not chart_notes(name, report)
+
+
+@dataclass(frozen=True)
+class ChartPanel:
+    """A chart as the dashboard shows it: its SVG (base64), or None where it has no data,
+    and the sentences that say what is missing."""
+
+    name: str
+    svg_base64: str | None
+    notes: tuple[str, ...]
+
+
+def dashboard_panels(report: StudyReport) -> tuple[ChartPanel, ...]:
+    """Every chart of the dashboard, drawn only where it has data."""
+    panels = []
+    for name, draw in CHART_FIGURES.items():
+        svg = None
+        if chart_has_data(name, report):
+            svg = base64.b64encode(figure_bytes(draw(report), "svg")).decode()
+        panels.append(ChartPanel(name, svg, chart_notes(name, report)))
+    return tuple(panels)
 
 
 def figure_bytes(figure: Figure, image_format: str) -> bytes:

@@ -9,7 +9,6 @@ measured exposure missed the target by more than N ms.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -29,7 +28,8 @@ from django.views.decorators.http import require_GET
 
 from analysis.gallery import OUTCOMES, GalleryFilters, gallery_page
 from analysis.queries import analysed_settings
-from analysis.report import StudyReport, study_report
+from analysis.report import StudyReport
+from analysis.report.cache import CachedReport, ReportOptions, cached_report
 from config.auth import researcher_required
 from study.models import Study, StudyItem
 from study.queries import study_for, study_progress
@@ -67,12 +67,14 @@ def _exposure_within(request: HttpRequest) -> int | None:
     return int(value)
 
 
-def _report(request: HttpRequest, study: Study) -> StudyReport:
-    return study_report(
-        study,
+def _report(request: HttpRequest, study: Study) -> CachedReport:
+    """The report the query string asks for, from the cache while no label, exclusion or
+    prediction changed since it was computed (analysis/report/cache.py)."""
+    options = ReportOptions(
         include_excluded=_include_excluded(request),
         exposure_within_ms=_exposure_within(request),
     )
+    return cached_report(study, options)
 
 
 def _context(request: HttpRequest, study: Study) -> dict[str, Any]:
@@ -95,7 +97,7 @@ def study_analysis(request: HttpRequest, study_id: int) -> HttpResponse:
     """Every measure of the report, in tables."""
     study = study_for(request.user, study_id)
     context = _context(request, study)
-    context.update(report=_report(request, study), progress=study_progress(study))
+    context.update(report=_report(request, study).report, progress=study_progress(study))
     return render(request, "analysis/study_analysis.html", context)
 
 
@@ -104,16 +106,13 @@ def study_analysis(request: HttpRequest, study_id: int) -> HttpResponse:
 @_bad_query_is_400
 def study_dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
     """Live progress, the per-setting table and the charts, drawn from one report."""
-    from analysis.charts import CHART_FIGURES, figure_bytes  # lazily: see study_chart
+    from analysis.charts import dashboard_panels  # lazily: see study_chart
 
     study = study_for(request.user, study_id)
     context = _context(request, study)
-    report = _report(request, study)
-    charts = {
-        name: base64.b64encode(figure_bytes(draw(report), "svg")).decode()
-        for name, draw in CHART_FIGURES.items()
-    }
-    context.update(report=report, progress=study_progress(study), charts=charts)
+    cached = _report(request, study)
+    charts = cached.derived("dashboard-charts", dashboard_panels)
+    context.update(report=cached.report, progress=study_progress(study), charts=charts)
     return render(request, "analysis/dashboard.html", context)
 
 
@@ -137,11 +136,13 @@ def study_chart(request: HttpRequest, study_id: int, chart: str, chart_format: s
     drawable = chart in CHART_FIGURES or (chart in CHART_TABLES and chart_format == "csv")
     if not drawable or chart_format not in FORMATS:
         raise Http404("no such chart")
-    report = _report(request, study)
-    if chart_format == "csv":
-        body: bytes | str = table_csv(CHART_TABLES[chart](report))
-    else:
-        body = figure_bytes(CHART_FIGURES[chart](report), chart_format)
+
+    def draw(report: StudyReport) -> bytes | str:
+        if chart_format == "csv":
+            return table_csv(CHART_TABLES[chart](report))
+        return figure_bytes(CHART_FIGURES[chart](report), chart_format)
+
+    body = _report(request, study).derived(f"chart:{chart}.{chart_format}", draw)
     response = HttpResponse(body, content_type=FORMATS[chart_format])
     response["Content-Disposition"] = content_disposition_header(
         as_attachment=True, filename=f"study-{study.pk}-{chart}.{chart_format}"

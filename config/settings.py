@@ -255,6 +255,16 @@ CACHES = {
     "ratelimit": _SHARED_CACHE
     if _CACHE_REDIS_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "limits"},
+    # Study reports and the charts drawn from them (analysis/report/cache.py), served while
+    # the rows they read are unchanged: shared by every web process through Redis; without
+    # it (the demo's one process), in memory, a few dozen reports at most.
+    "reports": _SHARED_CACHE
+    if _CACHE_REDIS_URL
+    else {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "reports",
+        "OPTIONS": {"MAX_ENTRIES": 200},
+    },
 }
 if _CACHE_REDIS_URL:
     # Sessions read from Redis, written through to the database: an annotator's every
