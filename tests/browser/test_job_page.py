@@ -86,6 +86,7 @@ def test_a_refused_setting_shows_each_error_beside_its_field(
     assert page.locator(".errorlist.nonfield").count() == 0
     # Beside its field: the message starts within a line of the box's bottom edge.
     box, under = config.bounding_box(), message.bounding_box()
-    assert box is not None and under is not None
+    assert box is not None
+    assert under is not None
     assert 0 <= under["y"] - (box["y"] + box["height"]) < 40
     screenshot(page, "form-error")
