@@ -22,6 +22,8 @@ from attacks.engine.certify import UnsupportedLayer, certified, worst_case_logit
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps in all)
 RECIPES = ("standard", "pgd_at", "fgsm_rs", "ibp")
+SCHEDULES = ("constant", "cyclic")
+PGD_NORMS = ("linf", "l2")
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,26 @@ class TrainingConfig:
     fgsm_step_ratio: float = 1.25  # Wong et al.: alpha = 1.25 eps
     ibp_ramp_fraction: float = 0.5  # share of training over which eps and kappa ramp
     ibp_final_kappa: float = 0.5
+    # Wong et al.'s cyclic schedule: the rate rises linearly to learning_rate over the
+    # first 2/5 of training, then falls linearly to 0.
+    lr_schedule: str = "constant"
+    pgd_norm: str = "linf"  # pgd_at's threat model; "l2" trains an L2-robust model
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; known: {', '.join(RECIPES)}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown lr_schedule {self.lr_schedule!r}; known: {', '.join(SCHEDULES)}"
+            )
+        if self.pgd_norm not in PGD_NORMS:
+            raise ValueError(f"unknown pgd_norm {self.pgd_norm!r}; known: {', '.join(PGD_NORMS)}")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("epochs and batch_size must be >= 1 and learning_rate > 0")
-        if not 0 < self.eps <= 1 or not 0 <= self.ibp_ramp_fraction <= 1:
-            raise ValueError("eps must be in (0, 1] and ibp_ramp_fraction in [0, 1]")
+        if self.eps <= 0 or (self.eps > 1 and self.pgd_norm == "linf"):
+            raise ValueError("eps must be in (0, 1] (L-inf) or above 0 (L2)")
+        if not 0 <= self.ibp_ramp_fraction <= 1:
+            raise ValueError("ibp_ramp_fraction must be in [0, 1]")
 
 
 class _Recipe:
@@ -53,7 +67,7 @@ class _Recipe:
     def __init__(self, config: TrainingConfig, total_steps: int, generator: torch.Generator):
         self.config, self.total_steps, self.generator = config, total_steps, generator
         self.pgd = build_attack(
-            "pgd_linf",
+            f"pgd_{config.pgd_norm}",
             {
                 "eps": config.eps,
                 "steps": config.pgd_steps,
@@ -114,6 +128,10 @@ def train(
     step = 0
     for _ in range(config.epochs):
         for batch in torch.randperm(len(labels), generator=generator).split(config.batch_size):
+            if config.lr_schedule == "cyclic":
+                optimizer.param_groups[0]["lr"] = cyclic_rate(
+                    config.learning_rate, step + 1, total_steps
+                )
             x, y = images[batch].to(device), labels[batch].to(device)
             loss = recipe.loss(model, x, y, step)
             optimizer.zero_grad(set_to_none=True)
@@ -123,6 +141,13 @@ def train(
             if on_progress is not None:
                 on_progress(step, total_steps)
     return model.eval()
+
+
+def cyclic_rate(peak: float, step: int, total_steps: int) -> float:
+    rise = 0.4 * total_steps
+    if step <= rise:
+        return peak * step / rise
+    return peak * max(0.0, (total_steps - step) / (total_steps - rise))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from attacks.engine.training import (
     RECIPES,
     EvaluationConfig,
     TrainingConfig,
+    cyclic_rate,
     evaluate,
     serialize_weights,
     train,
@@ -138,8 +139,40 @@ def test_evaluation_reports_no_certified_accuracy_for_a_resnet() -> None:
 
 @pytest.mark.parametrize(
     ("changes", "message"),
-    [({"recipe": "magic"}, "unknown recipe"), ({"eps": 2.0}, "eps must be in")],
+    [
+        ({"recipe": "magic"}, "unknown recipe"),
+        ({"eps": 2.0}, "eps must be in"),
+        ({"lr_schedule": "warm"}, "unknown lr_schedule"),
+        ({"pgd_norm": "l1"}, "unknown pgd_norm"),
+    ],
 )
 def test_bad_training_configs_are_refused(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainingConfig(**changes)
+
+
+def test_thecyclic_rate_rises_to_its_peak_at_two_fifths_then_falls_to_zero() -> None:
+    rates = [cyclic_rate(0.005, step, 100) for step in range(1, 101)]
+    assert rates[39] == pytest.approx(0.005)  # step 40 of 100
+    assert rates[:40] == sorted(rates[:40])
+    assert rates[39:] == sorted(rates[39:], reverse=True)
+    assert rates[-1] == 0.0
+
+
+def test_l2_adversarial_training_takes_an_l2_budget_above_one(data) -> None:
+    images, labels = data
+    torch.manual_seed(0)
+    model = build_architecture("wong2020_cnn")
+    config = TrainingConfig(
+        recipe="pgd_at",
+        pgd_norm="l2",
+        eps=2.0,
+        pgd_steps=2,
+        pgd_step_size=1.0,
+        epochs=1,
+        batch_size=64,
+        lr_schedule="cyclic",
+    )
+    before, _ = serialize_weights(model)
+    train(model, images[:128], labels[:128], config, device=CPU)
+    assert serialize_weights(model)[0] != before
