@@ -21,6 +21,8 @@ from study.forms import CollaboratorForm, LabCodesForm, StudyDesignForm, initial
 from study.models import PaymentFileDownload, Study
 from study.queries import Access, study_for, study_progress
 
+HOME_ROWS = 10  # rows of each kind on the researcher home
+
 STATUS_BUTTONS: dict[str, str] = {  # the status a button moves to -> its words
     Study.Status.LIVE: "Go live",
     Study.Status.PAUSED: "Pause",
@@ -71,10 +73,15 @@ def researcher_home(request: HttpRequest) -> HttpResponse:
         request,
         "study/home.html",
         {
-            "models": models_for(request.user),
-            "settings": settings_for(request.user).select_related("target_model"),
-            "jobs": jobs_for(request.user).select_related("setting").order_by("-id")[:20],
-            "studies": queries.studies_for(signed_in_user(request)).select_related("owner"),
+            # The newest of each; the list pages (study/lists.py, attacks/lists.py) hold all.
+            "models": models_for(request.user).order_by("-id")[:HOME_ROWS],
+            "settings": settings_for(request.user)
+            .select_related("target_model")
+            .order_by("-id")[:HOME_ROWS],
+            "jobs": jobs_for(request.user).select_related("setting").order_by("-id")[:HOME_ROWS],
+            "studies": queries.studies_for(signed_in_user(request))
+            .select_related("owner")
+            .order_by("-id")[:HOME_ROWS],
         },
     )
 

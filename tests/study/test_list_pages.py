@@ -328,3 +328,13 @@ def test_a_superuser_sees_the_invite_page_in_the_navigation() -> None:
 
     assert 'href="/admin/"' in page
     assert 'href="/accounts/invite/"' in page
+
+
+def test_the_home_page_shows_the_newest_ten_studies_and_links_to_all(researcher: User) -> None:
+    studies = sorted(study.pk for study in _bare_studies(researcher, 12))
+
+    home = signed_in(researcher).get("/researcher/").content.decode()
+
+    shown = {int(pk) for pk in re.findall(r'href="/researcher/studies/(\d+)/"', home)}
+    assert shown == set(studies[2:])
+    assert 'href="/researcher/studies/">All studies</a>' in home
