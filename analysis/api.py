@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from analysis.export_views import export_response
 from analysis.exports import CONTENT_TYPES, FORMATS, TABLE_NAMES
 from analysis.paper_views import paper_provenance, paper_table_response
-from analysis.report import study_report
+from analysis.report.cache import cached_study_report
 from analysis.report.paper_table import FORMATS as PAPER_FORMATS
 from analysis.report.paper_table import UnknownFormat, paper_table
 from analysis.report.plain import report_as_json
@@ -53,7 +53,7 @@ class StudyResultsView(APIView):
     def get(self, request: Request, study_id: int) -> Response:
         study = study_for(request.user, study_id)
         query = validated_query(ResultsQuerySerializer, request)
-        report = study_report(
+        report = cached_study_report(
             study,
             include_excluded=query["include_excluded"],
             exposure_within_ms=query["exposure_within_ms"],
@@ -117,7 +117,7 @@ class StudyPaperTableView(APIView):
         query = validated_query(PaperTableQuerySerializer, request)
         if query["format"] not in PAPER_FORMATS:
             raise serializers.ValidationError({"format": [str(UnknownFormat.of(query["format"]))]})
-        report = study_report(
+        report = cached_study_report(
             study,
             include_excluded=query["include_excluded"],
             exposure_within_ms=query["exposure_within_ms"],

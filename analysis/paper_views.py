@@ -15,7 +15,8 @@ from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
-from analysis.report import StudyReport, study_report
+from analysis.report import StudyReport
+from analysis.report.cache import cached_study_report
 from analysis.report.paper_table import FORMATS, Provenance, UnknownFormat, paper_table
 from analysis.views import _bad_query_is_400, _context, _exposure_within, _include_excluded
 from attacks.provenance import code_version
@@ -37,7 +38,7 @@ def paper_provenance(study: Study) -> Provenance:
 
 def _report(request: HttpRequest, study: Study) -> StudyReport:
     """The report the analysis page shows for the same query string."""
-    return study_report(
+    return cached_study_report(
         study,
         include_excluded=_include_excluded(request),
         exposure_within_ms=_exposure_within(request),

@@ -208,3 +208,24 @@ def test_charts_with_data_are_drawn_with_their_downloads(
     for name in ("rates", "agreement", "psychometric"):
         assert f'<figure id="chart-{name}">' in html
         assert f'data-download="{name}.svg"' in html
+
+
+def test_the_apis_report_is_the_cached_one_and_follows_a_new_label(
+    hand: HandStudy, researcher_client, computed
+) -> None:
+    url = f"/api/v1/studies/{hand.study.pk}/results/"
+    dashboard(researcher_client, hand.study.pk)
+
+    before = researcher_client.get(url).json()
+    assert computed == [hand.study.pk]  # the dashboard's report, read again
+    newcomer = services.join_study(hand.study)
+    assignment = services.next_assignment(newcomer)
+    assert assignment is not None
+    services.submit_label(newcomer, assignment.public_id, 1, uuid.uuid4(), 900.0)
+    after = researcher_client.get(url).json()
+
+    def labels(results: dict) -> int:
+        return sum(row["summary"]["counts"]["labels"] for row in results["settings"])
+
+    assert (labels(before), labels(after)) == (16, 17)
+    assert len(computed) == 2
