@@ -6,8 +6,9 @@ computes no statistic and runs no query, so the table's numbers are the report's
 rounded. One row per analysed setting: the share of examples whose human majority
 changed from the source label, the share whose majority is the attack's target, the
 upper bound on robust accuracy against human labels, Fleiss' kappa, Krippendorff's
-alpha, then each model's agreement with the humans; every measure with its 95%
-interval, written "0.42 [0.35, 0.49]".
+alpha, then each model's agreement with the humans and its error consistency with them
+(Cohen's kappa, Geirhos et al. 2020); every measure with its 95% interval, written
+"0.42 [0.35, 0.49]".
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ def _cells(row: GroupReport, dialect: _Dialect) -> list[str]:
         _coefficient(row.fleiss_kappa, dialect),
         _coefficient(row.krippendorff_alpha, dialect),
         *(_agreement(model.agreement, dialect) for model in row.models),
+        *(_coefficient(model.error_consistency, dialect) for model in row.models),
     ]
 
 
@@ -181,7 +183,9 @@ def caption(report: StudyReport, provenance: Provenance, dialect: _Dialect) -> s
         "shares with Wilson 95% intervals. "
     )
     measures = escape(
-        "agreement: each model's agreement with the majority; these with 95% intervals "
+        "agreement: each model's agreement with the majority; error consistency: "
+        "Cohen's kappa of the model and the humans being right about the source label "
+        "(Geirhos et al. 2020); these with 95% intervals "
         f"from {report.bootstrap.examples} bootstrap replicates over examples "
         f"(seed {report.bootstrap.seed})."
     )
@@ -213,6 +217,7 @@ def markdown_table(report: StudyReport, provenance: Provenance) -> str:
         f"{KAPPA} (Fleiss)",
         f"{ALPHA} (Krippendorff)",
         *(f"Agreement {_escape_markdown(name)}" for name in model_names(report)),
+        *(f"Error consistency {_escape_markdown(name)}" for name in model_names(report)),
     ]
     lines = [
         "| " + " | ".join(header) + " |",
@@ -239,6 +244,7 @@ def latex_table(report: StudyReport, provenance: Provenance) -> str:
         "$\\kappa$ (Fleiss)",
         "$\\alpha$ (Krippendorff)",
         *(f"Agreement {escape_latex(name)}" for name in names),
+        *(f"Error consistency {escape_latex(name)}" for name in names),
     ]
     columns = "lll" + "r" * (len(header) - 3)
     rows = [" & ".join(_cells(entry.summary, LATEX)) + r" \\" for entry in report.settings]

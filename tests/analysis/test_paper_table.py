@@ -88,6 +88,9 @@ def expected_measures(row: GroupReport) -> list[tuple[float | None, float, float
         (row.krippendorff_alpha.value, *row.krippendorff_alpha.interval),
     ]
     measures += [(model.agreement.value, *model.agreement.by_examples) for model in row.models]
+    measures += [
+        (model.error_consistency.value, *model.error_consistency.interval) for model in row.models
+    ]
     return measures
 
 
@@ -131,7 +134,12 @@ def test_the_markdown_tables_numbers_are_the_reports(report: StudyReport, hand: 
     text = markdown_table(report, provenance_of(hand.study))
 
     header, *rows = markdown_rows(text)
-    assert header[FIXED_COLUMNS:] == ["Agreement attacked", f"Agreement {SPECIAL_MODEL}"]
+    assert header[FIXED_COLUMNS:] == [
+        "Agreement attacked",
+        f"Agreement {SPECIAL_MODEL}",
+        "Error consistency attacked",
+        f"Error consistency {SPECIAL_MODEL}",
+    ]
     assert [row[0] for row in rows] == [SPECIAL_SETTING, "pgd-0.3"]
     assert [row[2] for row in rows] == ["L∞ 0.1", "L∞ 0.3"]
     for cells, entry in zip(rows, report.settings, strict=True):
@@ -149,7 +157,7 @@ def test_the_latex_tables_numbers_are_the_reports(report: StudyReport, hand: Han
     assert [row[0] for row in rows] == [r"pgd\_0.1 \& 50\% \#1", "pgd-0.3"]
     assert [row[2] for row in rows] == [r"$\ell_\infty$ 0.1", r"$\ell_\infty$ 0.3"]
     for cells, entry in zip(rows, report.settings, strict=True):
-        assert len(cells) == FIXED_COLUMNS + 2
+        assert len(cells) == FIXED_COLUMNS + 4
         assert_row_is_the_reports(cells, entry.summary)
 
 
@@ -177,7 +185,7 @@ def test_the_latex_has_the_shape_that_compiles(report: StudyReport, hand: HandSt
     ]
     columns = re.search(r"\\begin\{tabular\}\{(\w+)\}", text)
     assert columns
-    assert len(columns[1]) == FIXED_COLUMNS + 2
+    assert len(columns[1]) == FIXED_COLUMNS + 4
     table_lines = lines[lines.index("\\toprule") + 1 : lines.index("\\bottomrule")]
     for line in (line for line in table_lines if line != "\\midrule"):
         assert line.endswith(r" \\")
@@ -347,4 +355,3 @@ def test_a_viewer_of_the_study_reads_the_table(hand: HandStudy, outsider: User) 
     response = client.get(f"/api/v1/studies/{hand.study.pk}/paper-table/?format=markdown")
 
     assert response.status_code == 200
-
