@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from config.accounts import account_urlpatterns
+from config.favicon import favicon
 from config.health import healthz
 
 urlpatterns = [
@@ -16,4 +17,7 @@ urlpatterns = [
     path("api/v1/", include("config.api_urls")),
     path("s/", include("labeling.urls")),
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon, name="favicon"),
 ]
+# Errors use Django's own handlers, which render templates/400.html, 403.html, 404.html and
+# 500.html: standalone pages in plain words (500.html needs no database).

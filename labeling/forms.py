@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -8,6 +9,9 @@ from labeling import services
 from labeling.models import Label, Participant
 
 _ONE_HOUR_MS = 3_600_000.0
+# What people put between a lab code's characters: spaces, dashes (and their typographic
+# kin that phones substitute), dots, underscores.
+_CODE_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015\u2212._]+")
 
 
 class LabelForm(forms.Form):
@@ -60,7 +64,24 @@ class ConsentForm(forms.Form):
 
 class LabCodeForm(forms.Form):
     code = forms.CharField(
-        max_length=32,
+        max_length=64,  # room for the dashes and spaces a printed code is read with
         label="Your code",
-        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters"}),
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "off",
+                "autocapitalize": "characters",
+                "autofocus": True,
+                "spellcheck": "false",
+                "aria-describedby": "code-help",
+            }
+        ),
     )
+
+    def clean_code(self) -> str:
+        """The code as generated: upper case, no dash or space (study.services makes codes of
+        letters and digits only), however it was copied off the paper."""
+        typed = self.cleaned_data["code"]
+        code = _CODE_SEPARATORS.sub("", typed).upper()
+        if not code:
+            raise forms.ValidationError("Please type the code you were given.")
+        return code

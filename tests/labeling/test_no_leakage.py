@@ -242,6 +242,7 @@ def audit_for(study: Study) -> Audit:
         allowed_urls=[
             re.compile(rf"/s/{token}/(|consent/|instructions/|label/|done/|declined/|withdraw/)"),
             re.compile(rf"/s/{token}/image/{UUID.pattern}/"),
+            re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+"),  # the image, inline
             re.compile(rf"/s/{token}/example\.png"),
             re.compile(rf"/s/{token}/api/(next|labels)"),
             re.compile(

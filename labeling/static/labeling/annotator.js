@@ -151,12 +151,16 @@
   }
 
   function fit() {
-    // The largest whole-number scale that fits: every image pixel stays a crisp square.
+    // The largest whole-number scale that fits: every image pixel stays a crisp square. The
+    // stylesheet gives the stage what the viewport leaves beside the progress bar and the
+    // answers, so that every answer stays on screen (a phone held sideways included).
     const width = image.naturalWidth;
     const height = image.naturalHeight;
     if (!width || !height) return;
-    const room = Math.min(stage.clientWidth || window.innerWidth, 640);
-    const tall = Math.max(window.innerHeight * 0.5, 160);
+    const border = 2;
+    const room = Math.min(stage.clientWidth || window.innerWidth, 640) - border;
+    const laidOut = stage.clientHeight - border;
+    const tall = laidOut >= height ? laidOut : Math.max(window.innerHeight * 0.5, 160);
     const scale = Math.max(1, Math.floor(Math.min(room / width, tall / height)));
     for (const element of [image, mask]) {
       element.style.width = `${width * scale}px`;
@@ -255,9 +259,12 @@
     setProgress(trial);
     image.classList.add("pending");
     mask.hidden = true;
-    // A small image comes inline (a data: URI); a larger one was preloaded or is fetched now.
-    const source = trial.image_data || (await imageSource(trial.image));
-    image.src = source;
+    releaseTappedAnswer();
+    // A small image comes inline (a data: URI); a larger one was preloaded or is fetched now,
+    // but for the first, which the page's own <img> already loads: each image comes once.
+    const preset = image.getAttribute("src");
+    const source = trial.image_data || (preset === trial.image ? preset : await imageSource(trial.image));
+    if (preset !== source) image.src = source;
     try {
       await image.decode();
     } catch (undecodable) {
@@ -280,6 +287,20 @@
   }
 
   // ---- answering ----
+
+  // A tapped or clicked answer keeps the focus, and a touch screen keeps its :hover, onto the
+  // next image, where it looks chosen already: the next trial lets go of it. An answer chosen
+  // by keyboard keeps its focus ring, which says where the keyboard is.
+  let pointerChose = false;
+  form.addEventListener("pointerdown", () => {
+    pointerChose = true;
+  });
+
+  function releaseTappedAnswer() {
+    const focused = document.activeElement;
+    if (pointerChose && focused instanceof HTMLElement && buttons.includes(focused)) focused.blur();
+    pointerChose = false;
+  }
 
   function newKey() {
     if (window.crypto.randomUUID) return window.crypto.randomUUID();
@@ -374,6 +395,7 @@
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    pointerChose = false;
     if (!continueButton.hidden) {
       // Enter (or Space) continues after feedback, unless the focus is on a link, button or field:
       // that one does what it does (the "Withdraw" link must withdraw, not continue).
