@@ -1,12 +1,14 @@
 from django.urls import path
 
 from attacks import lists, views
+from attacks.gradient_views import model_gradients
 
 urlpatterns = [
     path("models/new/", views.model_create, name="model-create"),
     path("models/register/", views.model_register, name="model-register"),
     path("models/<int:model_id>/", views.model_detail, name="model-detail"),
     path("models/<int:model_id>/status.json", views.model_status, name="model-status"),
+    path("models/<int:model_id>/gradients.png", model_gradients, name="model-gradients"),
     path("models/<int:model_id>/share/", views.model_share, name="model-share"),
     path(
         "models/<int:model_id>/share/<int:collaborator_id>/remove/",
