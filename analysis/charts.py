@@ -8,7 +8,6 @@ CSV), and the figure is drawn from that table, so the two cannot disagree.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import math
@@ -343,23 +342,20 @@ def chart_has_data(name: str, report: StudyReport) -> bool:
 
 @dataclass(frozen=True)
 class ChartPanel:
-    """A chart as the dashboard shows it: its SVG (base64), or None where it has no data,
-    and the sentences that say what is missing."""
+    """A chart as the dashboard shows it: drawn (its image is fetched from its own URL, so
+    the page waits for no chart) or not, for want of data, and sentences on what is missing."""
 
     name: str
-    svg_base64: str | None
+    drawn: bool
     notes: tuple[str, ...]
 
 
 def dashboard_panels(report: StudyReport) -> tuple[ChartPanel, ...]:
     """Every chart of the dashboard, drawn only where it has data."""
-    panels = []
-    for name, draw in CHART_FIGURES.items():
-        svg = None
-        if chart_has_data(name, report):
-            svg = base64.b64encode(figure_bytes(draw(report), "svg")).decode()
-        panels.append(ChartPanel(name, svg, chart_notes(name, report)))
-    return tuple(panels)
+    return tuple(
+        ChartPanel(name, chart_has_data(name, report), chart_notes(name, report))
+        for name in CHART_FIGURES
+    )
 
 
 def figure_bytes(figure: Figure, image_format: str) -> bytes:

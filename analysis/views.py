@@ -110,9 +110,9 @@ def study_dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
 
     study = study_for(request.user, study_id)
     context = _context(request, study)
-    cached = _report(request, study)
-    charts = cached.derived("dashboard-charts", dashboard_panels)
-    context.update(report=cached.report, progress=study_progress(study), charts=charts)
+    report = _report(request, study).report
+    charts = dashboard_panels(report)
+    context.update(report=report, progress=study_progress(study), charts=charts)
     return render(request, "analysis/dashboard.html", context)
 
 

@@ -208,6 +208,8 @@ def test_charts_with_data_are_drawn_with_their_downloads(
     for name in ("rates", "agreement", "psychometric"):
         assert f'<figure id="chart-{name}">' in html
         assert f'data-download="{name}.svg"' in html
+        image = f'<img src="/researcher/studies/{hand.study.pk}/dashboard/charts/{name}.svg"'
+        assert image in html
 
 
 def test_the_apis_report_is_the_cached_one_and_follows_a_new_label(

@@ -31,7 +31,11 @@ def test_the_dashboard_fits_desktop_and_phone_widths(live_server, page: Page, re
     for name, (width, height) in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": height})
         page.reload()
-        expect(page.locator("#chart-rates img")).to_be_visible()
+        chart = page.locator("#chart-psychometric img")
+        expect(chart).to_be_visible()
+        page.wait_for_function(
+            "() => [...document.images].every(image => image.complete && image.naturalWidth > 0)"
+        )
 
         assert page_overflow(page) <= 0, name
         box = page.locator(".table-scroll")

@@ -1,12 +1,13 @@
 """The researcher pages work in Chromium under their Content Security Policy
 (config/researcher_headers.py): signing in, the dashboard's inline script and its
-``data:`` charts, with no violation reported."""
+charts, with no violation reported."""
 
 from __future__ import annotations
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.analysis.report_study import build_hand_study
 from tests.fixtures import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,8 +20,8 @@ document.addEventListener("securitypolicyviolation", (event) => {
 """
 
 
-def test_a_researcher_signs_in_and_sees_the_charts(live_server, page: Page, make_study) -> None:
-    study = make_study()
+def test_a_researcher_signs_in_and_sees_the_charts(live_server, page: Page, researcher) -> None:
+    study = build_hand_study(researcher).study  # labelled: a chart is drawn only with data
     page.add_init_script(RECORD_VIOLATIONS)
 
     page.goto(f"{live_server.url}/researcher/studies/{study.pk}/dashboard/")
