@@ -176,3 +176,17 @@ def test_l2_adversarial_training_takes_an_l2_budget_above_one(data) -> None:
     before, _ = serialize_weights(model)
     train(model, images[:128], labels[:128], config, device=CPU)
     assert serialize_weights(model)[0] != before
+
+
+def test_an_l2_evaluation_attacks_in_l2_and_certifies_nothing(data) -> None:
+    images, labels = data
+    torch.manual_seed(0)
+    model = build_architecture("wong2020_cnn").eval()
+    l2 = EvaluationConfig(eps=2.0, steps=5, step_size=0.5, norm="l2")
+
+    result = evaluate(model, images[:64], labels[:64], l2)
+
+    assert result.certified_accuracy is None
+    assert result.robust_accuracy <= result.clean_accuracy
+    with pytest.raises(ValueError, match="unknown norm"):
+        EvaluationConfig(norm="l1")

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from attacks import services
 from attacks.engine.architectures import architecture_names
-from attacks.engine.training import RECIPES
+from attacks.engine.training import PGD_NORMS, RECIPES, SCHEDULES
 from attacks.management.progress import progress_bar, wait_for
 from attacks.models import ClassifierModel, JobStatus
 
@@ -30,10 +30,19 @@ class Command(BaseCommand):
         parser.add_argument("name")
         parser.add_argument("--architecture", default="small_cnn", choices=architecture_names())
         parser.add_argument("--recipe", default="standard", choices=RECIPES)
-        parser.add_argument("--eps", type=float, default=0.3, help="training budget (L-inf)")
+        parser.add_argument("--eps", type=float, default=0.3, help="training budget")
         parser.add_argument("--epochs", type=int, default=2)
         parser.add_argument("--batch-size", type=int, default=128)
-        parser.add_argument("--learning-rate", type=float, default=1e-3)
+        parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak if cyclic")
+        parser.add_argument("--lr-schedule", default="constant", choices=SCHEDULES)
+        parser.add_argument(
+            "--pgd-norm", default="linf", choices=PGD_NORMS, help="pgd_at's threat model"
+        )
+        parser.add_argument("--pgd-steps", type=int, default=40, help="pgd_at's attack steps")
+        parser.add_argument("--pgd-step-size", type=float, default=0.01)
+        parser.add_argument(
+            "--fgsm-step-ratio", type=float, default=1.25, help="fgsm_rs's step / eps"
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--dataset", default="mnist")
         parser.add_argument("--train-split", default="train")
@@ -42,7 +51,9 @@ class Command(BaseCommand):
         parser.add_argument("--eval-range", type=index_range, default=(0, 10000))
         parser.add_argument("--eval-eps", type=float, help="default: the training eps")
         parser.add_argument("--eval-steps", type=int, default=100)
+        parser.add_argument("--eval-step-size", type=float, default=0.01)
         parser.add_argument("--eval-restarts", type=int, default=1)
+        parser.add_argument("--eval-norm", default="linf", choices=PGD_NORMS)
         parser.add_argument("--export", type=Path, help="a zoo folder to copy the weights into")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -53,11 +64,18 @@ class Command(BaseCommand):
             "batch_size": options["batch_size"],
             "seed": options["seed"],
             "learning_rate": options["learning_rate"],
+            "lr_schedule": options["lr_schedule"],
+            "pgd_norm": options["pgd_norm"],
+            "pgd_steps": options["pgd_steps"],
+            "pgd_step_size": options["pgd_step_size"],
+            "fgsm_step_ratio": options["fgsm_step_ratio"],
         }
         evaluation = {
             "eps": options["eval_eps"] or options["eps"],
             "steps": options["eval_steps"],
+            "step_size": options["eval_step_size"],
             "restarts": options["eval_restarts"],
+            "norm": options["eval_norm"],
         }
         with progress_bar("training", f"Training {options['name']}") as show:
             model = services.request_training(
@@ -115,6 +133,10 @@ def export(model: ClassifierModel, folder: Path) -> None:
     (folder / "MODEL_CARD.md").write_text(model_card(manifest))
 
 
+def _norm(config: dict[str, Any], key: str) -> str:
+    return {"linf": "L-inf", "l2": "L2"}[config.get(key, "linf")]
+
+
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
@@ -135,15 +157,20 @@ def model_card(manifest: list[dict[str, Any]]) -> str:
         training, evaluation = entry["training"], entry["evaluation"]
         config, measured = training["config"], evaluation["config"]
         recipe = config["recipe"] + (
-            "" if config["recipe"] == "standard" else f" eps {config['eps']}"
+            ""
+            if config["recipe"] == "standard"
+            else f" {_norm(config, 'pgd_norm')} eps {config['eps']}"
         )
+        if config.get("lr_schedule", "constant") != "constant":
+            recipe += f", {config['lr_schedule']} rate"
         lines.append(
             f"| `{entry['name']}` ({entry['architecture']}) | {recipe}, {config['epochs']} epochs "
             f"| {entry['dataset']} {training['split']} [{training['range'][0]}, "
             f"{training['range'][1]}) | {_percent(entry['clean_accuracy'])} "
             f"| {_percent(entry['robust_accuracy'])} | {_percent(entry['certified_accuracy'])} "
             f"| {entry['dataset']} {evaluation['split']} [{evaluation['range'][0]}, "
-            f"{evaluation['range'][1]}): PGD-{measured['steps']} L-inf eps {measured['eps']}, "
+            f"{evaluation['range'][1]}): PGD-{measured['steps']} {_norm(measured, 'norm')} "
+            f"eps {measured['eps']}, "
             f"step {measured['step_size']}, {measured['restarts']} restarts |"
         )
     lines += ["", "SHA-256 of each weights file:", ""]
