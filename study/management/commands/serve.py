@@ -22,12 +22,17 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=8)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        command = [
-            sys.executable, "-m", "gunicorn", "config.wsgi",
-            "--bind", options["addr"],
-            "--worker-class", "gthread", "--workers", "1", "--threads", str(options["threads"]),
-            "--timeout", "120",
-            "--access-logfile", "-",
-        ]  # fmt: skip
+        command = gunicorn_command(options["addr"], options["threads"])
         sys.stdout.flush()
         os.execv(sys.executable, command)
+
+
+def gunicorn_command(addr: str, threads: int = 8) -> list[str]:
+    """The server's command line; the demo runs it beside its worker."""
+    return [
+        sys.executable, "-m", "gunicorn", "config.wsgi",
+        "--bind", addr,
+        "--worker-class", "gthread", "--workers", "1", "--threads", str(threads),
+        "--timeout", "120",
+        "--access-logfile", "-",
+    ]  # fmt: skip
