@@ -11,6 +11,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config import demo_broker
 from config.env import (
     env_bool,
     env_choice,
@@ -276,8 +277,9 @@ else:
     # django-ratelimit refuses a per-process cache; the demo runs one process.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
-# Celery. With no broker configured every task runs in-process, eagerly: the
-# demo needs neither Redis nor a worker.
+# Celery. With no broker configured every task runs in-process, eagerly (scripts,
+# benchmarks). The demo sets the filesystem broker (config/demo_broker.py): a folder
+# that its worker reads, so it needs no Redis.
 CELERY_TASK_ALWAYS_EAGER = not env_str("CELERY_BROKER_URL")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -295,6 +297,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Must exceed the longest task: an unacknowledged task is redelivered after it.
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600, minimum=60),
 }
+if demo_broker.is_filesystem(CELERY_BROKER_URL):
+    CELERY_BROKER_TRANSPORT_OPTIONS |= demo_broker.transport_options(
+        Path(
+            env_required(
+                demo_broker.FOLDER_VARIABLE, reason="the filesystem broker keeps its messages there"
+            )
+        )
+    )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 LOGGING = {
