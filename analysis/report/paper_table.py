@@ -164,6 +164,10 @@ def _total_labels(report: StudyReport) -> int:
     return sum(entry.summary.counts.labels for entry in report.settings)
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def caption(report: StudyReport, provenance: Provenance, dialect: _Dialect) -> str:
     """The provenance in one line: study, participants, labels, k, time, code, models;
     then what each column is."""
@@ -172,8 +176,9 @@ def caption(report: StudyReport, provenance: Provenance, dialect: _Dialect) -> s
     excluded = "included" if report.include_excluded else "left out"
     models = ", ".join(model_names(report)) or "none"
     source = escape(
-        f" (id {provenance.study_id}): {len(report.annotators)} participants, "
-        f"{_total_labels(report)} labels, {provenance.labels_per_item} labels per item, "
+        f" (id {provenance.study_id}): {_count(len(report.annotators), 'participant')}, "
+        f"{_count(_total_labels(report), 'label')}, "
+        f"{_count(provenance.labels_per_item, 'label')} per item, "
         f"excluded participants {excluded}; analysed {when:%Y-%m-%d %H:%M} "
         f"{when.tzname() or when.strftime('%z')} with advstudy {provenance.code_version}; "
         f"models: {models}. "
@@ -253,19 +258,23 @@ def latex_table(report: StudyReport, provenance: Provenance) -> str:
         rows.append(rf"\multicolumn{{{len(header)}}}{{l}}{{{escape_latex(status)}}} \\")
     return "\n".join(
         [
-            r"% Needs \usepackage{booktabs} (and \usepackage[utf8]{inputenc} on old LaTeX).",
-            r"\begin{table}[t]",
+            r"% Needs \usepackage{booktabs} and \usepackage{graphicx}"
+            r" (and \usepackage[utf8]{inputenc} on old LaTeX).",
+            # Across both columns of a two-column paper, and scaled to the text's width:
+            # ten columns and two per model, each with an interval, are wider than a page.
+            r"\begin{table*}[t]",
             r"\centering",
             rf"\caption{{{caption(report, provenance, LATEX)}}}",
             rf"\label{{tab:study-{provenance.study_id}}}",
+            r"\resizebox{\linewidth}{!}{%",
             rf"\begin{{tabular}}{{{columns}}}",
             r"\toprule",
             " & ".join(header) + r" \\",
             r"\midrule",
             *rows,
             r"\bottomrule",
-            r"\end{tabular}",
-            r"\end{table}",
+            r"\end{tabular}}",
+            r"\end{table*}",
             "",
         ]
     )
