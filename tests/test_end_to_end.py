@@ -88,7 +88,7 @@ def generate(session, base, setting_id, count) -> None:
 
 
 def label_all(base: str, join_token: str, choose) -> str:
-    """Follow the annotator pages to the end; returns the completion code shown."""
+    """Follow the annotator pages to the end; returns the end page's closing sentence."""
     annotator = requests.Session()
     form_post(annotator, f"{base}/s/{join_token}/consent/", {"choice": "agree"})
     page = form_post(annotator, f"{base}/s/{join_token}/instructions/", {})
@@ -111,7 +111,7 @@ def label_all(base: str, join_token: str, choose) -> str:
             },
             headers={"Referer": page.url},
         )
-    return re.search(r'id="completion-code">([^<]+)<', page.text).group(1)
+    return re.search(r'<p id="finished">([^<]+)<', page.text).group(1)
 
 
 def test_whole_loop_over_http(live_server, celery_worker_process, researcher) -> None:
@@ -208,11 +208,12 @@ def test_whole_loop_over_http(live_server, celery_worker_process, researcher) ->
             return (example.source_label + 1) % 10
         return first_annotator(example)
 
-    codes = {
+    endings = {
         label_all(base, study.join_token, first_annotator),
         label_all(base, study.join_token, second_annotator),
     }
-    assert codes == {study.completion_code}
+    # An open link ends with thanks and no code: there is no recruiter to give one to.
+    assert endings == {"You have finished. Thank you for taking part; you may close this page now."}
     assert Label.objects.count() == 32
     assert set(StudyItem.objects.filter(study=study).values_list("labelled_count", flat=True)) == {
         2

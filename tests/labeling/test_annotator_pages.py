@@ -158,6 +158,7 @@ def test_a_mistyped_link_gives_the_friendly_404() -> None:
     assert response.status_code == 404
     assert "This page does not exist" in page
     assert 'id="go-back"' in page
+    assert page.startswith("<!doctype html>")
     assert "URLconf" not in page  # no list of the site's URLs
     assert "researcher/" not in page
 
