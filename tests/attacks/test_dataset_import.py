@@ -7,17 +7,30 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
 from PIL import Image
+from torch import nn
 
+from attacks import services, tasks
 from attacks.datasets import configured_dataset
 from attacks.engine.datasets import DATASETS
-from attacks.models import DatasetSplit, RegisteredDataset
+from attacks.forms import AttackSettingForm, TrainModelForm
+from attacks.model_forms import RegisterModelForm
+from attacks.models import ClassifierModel, DatasetSplit, JobStatus, RegisteredDataset
+from tests.attacks.test_import_limits import REPOSITORY, database_url_of_the_tests
 
 CLASSES = ("apple", "banana", "cherry")
 
@@ -197,3 +210,241 @@ def test_too_many_images_and_a_second_split_of_other_classes_are_refused(
     with pytest.raises(CommandError, match="mnist is a built-in dataset"):
         import_by_command("mnist", folder=folder)
     assert DatasetSplit.objects.count() == 1
+
+
+# The page -----------------------------------------------------------------------------
+
+
+def upload(client: Client, archive: Path, **fields: object):
+    data = SimpleUploadedFile(archive.name, archive.read_bytes(), "application/zip")
+    return client.post(reverse("dataset-import"), {"archive": data, **fields})
+
+
+def test_the_page_registers_a_zip_for_its_researcher_and_says_a_train_split_is_missing(
+    researcher_client, researcher, tmp_path
+) -> None:
+    archive = zipped(image_folder(tmp_path / "fruit"), tmp_path / "fruit.zip", prefix="fruit/")
+
+    response = upload(researcher_client, archive, name="fruit", split="test")
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    dataset = RegisteredDataset.objects.get(name="fruit")
+    assert dataset.created_by == researcher
+    assert dataset.splits.get().archive_sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
+    page = researcher_client.get(response["Location"]).content.decode()
+    assert "No train split" in page
+    assert "0 apple" in page
+    assert "colour, 32x32" in page
+    assert "fruit" in researcher_client.get(reverse("dataset-list")).content.decode()
+
+
+@pytest.mark.parametrize("case", ["mixed sizes", "corrupt", "no class folders"])
+def test_the_page_refuses_a_bad_zip_with_its_sentence_and_stores_nothing(
+    researcher_client, tmp_path, case
+) -> None:
+    write, sentence = REFUSALS[case]
+    archive = zipped(write(tmp_path / "bad"), tmp_path / "bad.zip")
+    files_before = stored_dataset_files()
+
+    response = upload(researcher_client, archive, name="bad", split="test")
+
+    assert response.status_code == 400
+    assert sentence in response.content.decode()
+    assert not RegisteredDataset.objects.exists()
+    assert stored_dataset_files() == files_before
+
+
+def test_the_page_refuses_a_file_that_is_no_zip_and_an_oversized_body(
+    researcher_client, tmp_path, settings
+) -> None:
+    not_zip = tmp_path / "images.zip"
+    not_zip.write_bytes(b"these are not the images you are looking for")
+    response = upload(researcher_client, not_zip, name="nozip", split="test")
+    assert response.status_code == 400
+    assert "images.zip is not a zip file" in response.content.decode()
+
+    settings.ADVSTUDY_MAX_DATASET_BYTES = 1000
+    response = researcher_client.post(
+        reverse("dataset-import"),
+        data=b"x",
+        content_type="multipart/form-data; boundary=x",
+        CONTENT_LENGTH=str(5 * 1024 * 1024),
+    )
+    assert response.status_code == 413
+    assert "zip files of at most 1,000 bytes" in response.content.decode()
+    assert not RegisteredDataset.objects.exists()
+
+
+def test_another_researchers_dataset_is_neither_shown_nor_offered(
+    researcher_client, researcher, outsider, tmp_path
+) -> None:
+    import_by_command("fruit", folder=image_folder(tmp_path / "fruit"), user="researcher")
+    import_by_command("public-fruit", folder=tmp_path / "fruit")
+    dataset = RegisteredDataset.objects.get(name="fruit")
+    other = Client()
+    other.force_login(outsider)
+
+    assert other.get(reverse("dataset-detail", args=[dataset.pk])).status_code == 404
+    assert "fruit</a>" not in other.get(reverse("dataset-list")).content.decode().replace(
+        "public-fruit</a>", ""
+    )
+    for form in (
+        TrainModelForm(researcher=outsider),
+        AttackSettingForm(researcher=outsider),
+        RegisterModelForm(researcher=outsider),
+    ):
+        offered = [name for name, _ in form.fields["dataset"].choices]
+        assert "fruit" not in offered
+        assert "public-fruit" in offered
+        assert "mnist" in offered
+    mine = [name for name, _ in AttackSettingForm(researcher=researcher).fields["dataset"].choices]
+    assert "fruit" in mine
+    # Where there is no train split, the new-setting form says so, and refuses an
+    # invariance attack that would draw its neighbours from it.
+    assert "fruit, public-fruit have no train split" in str(
+        AttackSettingForm(researcher=researcher).fields["dataset"].help_text
+    )
+    form = AttackSettingForm(
+        {
+            "name": "nn",
+            "attack_name": "nn_invariance_linf",
+            "config": "{}",
+            "dataset": "fruit",
+            "source_split": "test",
+            "source_start": 0,
+            "source_stop": 24,
+            "seed": 0,
+        },
+        researcher=researcher,
+    )
+    assert not form.is_valid()
+    assert "fruit has no train split" in str(form.errors["dataset"])
+
+
+# A model and attacks on it -------------------------------------------------------------
+
+
+def tiny_colour_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 3),
+    ).eval()
+
+
+def test_a_torchscript_model_registered_on_it_is_attacked_and_its_invariance_examples_made(
+    db, tmp_path, settings
+) -> None:
+    settings.ADVSTUDY_MODEL_CHECK_IMAGES = 24
+    # Resized to 12x12: the invariance attack's search fits its bound on a pixels x pixels
+    # matrix, slow for 3 x 32 x 32 on a shared CPU.
+    import_by_command("fruit", folder=image_folder(tmp_path / "fruit"), resize=12)
+    train = image_folder(tmp_path / "train", per_class=6, offset=8)
+    import_by_command("fruit", folder=train, split="train", resize=12)
+    model_file = tmp_path / "model.pt"
+    torch.jit.save(torch.jit.trace(tiny_colour_cnn(), torch.rand(2, 3, 12, 12)), model_file)
+    call_command(
+        "register_model", "fruit-net", file=model_file, dataset="fruit", stdout=io.StringIO()
+    )
+    model = ClassifierModel.objects.get(name="fruit-net")
+    assert model.clean_accuracy is not None
+
+    for name, attack, config in (
+        ("fruit-pgd", "pgd_linf", {"eps": 0.03, "steps": 3}),
+        (
+            "fruit-nn",
+            "nn_invariance_linf",
+            {
+                "eps": 0.3,
+                "targets": {"0": [1], "1": [2], "2": [0]},
+                "shifts": [0, 1.5],  # a few transformed copies, not Tramèr et al.'s 775
+                "rotations": [-2, 0, 2],
+            },
+        ),
+    ):
+        setting = services.create_attack_setting(
+            name=name,
+            attack_name=attack,
+            config=config,
+            dataset="fruit",
+            source_split="test",
+            source_range=(0, 24),
+            seed=1,
+            target_model=model,
+        )
+        job = services.create_generation_job(setting, 3, chunk_size=3)
+
+        tasks.run_generation_job(job.pk)  # in-process: the worker runs the same functions
+
+        job.refresh_from_db()
+        assert job.status == JobStatus.SUCCEEDED, job.error
+        for example in setting.examples.all():
+            stored = np.asarray(Image.open(example.image))
+            assert stored.shape == (12, 12, 3)
+            assert example.predictions.get(model=model).label in (0, 1, 2)
+            assert example.linf_distance is not None
+            assert example.linf_distance <= config["eps"] + 1e-6
+
+
+# Memory --------------------------------------------------------------------------------
+
+# Imports the folder in argv[1] in a fresh process, and prints its peak RSS growth.
+IMPORT_AND_MEASURE = """
+import json, sys
+from pathlib import Path
+
+import django
+
+django.setup()
+from attacks import dataset_imports
+
+
+def status_kb(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
+before = status_kb("VmRSS")
+row = dataset_imports.import_dataset(Path(sys.argv[1]), name="many", split="test")
+print(json.dumps({"count": row.count, "growth_mb": (status_kb("VmHWM") - before) / 1024}))
+"""
+
+
+def test_a_folder_of_thousands_of_images_is_imported_in_bounded_memory(db, tmp_path) -> None:
+    """2,400 colour 104x104 images decode to 74 MiB; the import's peak stays far below it,
+    since each image is decoded alone and written straight to the file."""
+    per_class, side = 800, 104
+    for label, name in enumerate(CLASSES):
+        (tmp_path / "many" / name).mkdir(parents=True)
+        encoded = io.BytesIO()
+        colour_image(label, 0, side).save(encoded, "PNG")
+        for index in range(per_class):
+            (tmp_path / "many" / name / f"{index:04d}.png").write_bytes(encoded.getvalue())
+    decoded_mb = 3 * per_class * 3 * side * side / 2**20
+
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_AND_MEASURE, str(tmp_path / "many")],
+        cwd=REPOSITORY,
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url_of_the_tests(),
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.splitlines()[-1])
+    assert measured["count"] == 3 * per_class
+    assert decoded_mb > 70
+    print(f"peak RSS growth {measured['growth_mb']:.1f} MiB for {decoded_mb:.0f} MiB decoded")
+    assert measured["growth_mb"] < 30, measured
+    assert configured_dataset("many", "test").images.shape == (3 * per_class, 3, side, side)
