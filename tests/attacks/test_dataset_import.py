@@ -13,12 +13,14 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.forms import ChoiceField, Form
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
@@ -275,6 +277,12 @@ def test_the_page_refuses_a_file_that_is_no_zip_and_an_oversized_body(
     assert not RegisteredDataset.objects.exists()
 
 
+def offered_datasets(form: Form) -> list[tuple[str, str]]:
+    field = form.fields["dataset"]
+    assert isinstance(field, ChoiceField)
+    return list(field.choices)  # type: ignore[arg-type]
+
+
 def test_another_researchers_dataset_is_neither_shown_nor_offered(
     researcher_client, researcher, outsider, tmp_path
 ) -> None:
@@ -293,11 +301,11 @@ def test_another_researchers_dataset_is_neither_shown_nor_offered(
         AttackSettingForm(researcher=outsider),
         RegisterModelForm(researcher=outsider),
     ):
-        offered = [name for name, _ in form.fields["dataset"].choices]
+        offered = [name for name, _ in offered_datasets(form)]
         assert "fruit" not in offered
         assert "public-fruit" in offered
         assert "mnist" in offered
-    mine = [name for name, _ in AttackSettingForm(researcher=researcher).fields["dataset"].choices]
+    mine = [name for name, _ in offered_datasets(AttackSettingForm(researcher=researcher))]
     assert "fruit" in mine
     # Where there is no train split, the new-setting form says so, and refuses an
     # invariance attack that would draw its neighbours from it.
@@ -352,7 +360,7 @@ def test_a_torchscript_model_registered_on_it_is_attacked_and_its_invariance_exa
     model = ClassifierModel.objects.get(name="fruit-net")
     assert model.clean_accuracy is not None
 
-    for name, attack, config in (
+    configs: tuple[tuple[str, str, dict[str, Any]], ...] = (
         ("fruit-pgd", "pgd_linf", {"eps": 0.03, "steps": 3}),
         (
             "fruit-nn",
@@ -364,7 +372,8 @@ def test_a_torchscript_model_registered_on_it_is_attacked_and_its_invariance_exa
                 "rotations": [-2, 0, 2],
             },
         ),
-    ):
+    )
+    for name, attack, config in configs:
         setting = services.create_attack_setting(
             name=name,
             attack_name=attack,
@@ -386,7 +395,7 @@ def test_a_torchscript_model_registered_on_it_is_attacked_and_its_invariance_exa
             assert stored.shape == (12, 12, 3)
             assert example.predictions.get(model=model).label in (0, 1, 2)
             assert example.linf_distance is not None
-            assert example.linf_distance <= config["eps"] + 1e-6
+            assert example.linf_distance <= float(config["eps"]) + 1e-6
 
 
 # Memory --------------------------------------------------------------------------------
