@@ -38,6 +38,7 @@ def test_the_dashboard_fits_desktop_and_phone_widths(live_server, page: Page, re
         )
 
         assert page_overflow(page) <= 0, name
+        screenshot(page, f"dashboard-{name}")
         box = page.locator(".table-scroll")
         table_width = page.locator("#dashboard-settings").evaluate("table => table.scrollWidth")
         assert box.evaluate("box => box.getBoundingClientRect().right") <= width, name
@@ -46,7 +47,6 @@ def test_the_dashboard_fits_desktop_and_phone_widths(live_server, page: Page, re
             box.evaluate("box => { box.scrollLeft = box.scrollWidth; }")
             assert box.evaluate("box => box.scrollLeft") > 0, name
             assert page.evaluate("window.scrollX") == 0, name
-        screenshot(page, f"dashboard-{name}")
 
     # The phone's table is wider than the phone: what the box is there for.
     assert table_width > 390
