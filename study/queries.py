@@ -82,7 +82,11 @@ def studies_for(user: User | AnonymousUser) -> QuerySet[Study]:
     """Studies the user owns or collaborates on (every study, for a superuser)."""
     if getattr(user, "is_superuser", False):
         return Study.objects.all()
-    return Study.objects.filter(Q(owner_id=user.pk) | Q(collaborators__user_id=user.pk)).distinct()
+    if user.pk is None:
+        return Study.objects.none()
+    # A semi-join, not a join and DISTINCT: a page of a long list reads only its own rows.
+    shared = StudyCollaborator.objects.filter(user_id=user.pk).values("study_id")
+    return Study.objects.filter(Q(owner_id=user.pk) | Q(pk__in=shared))
 
 
 def settings_with_examples(dataset: str | None = None) -> QuerySet[AttackSetting]:
