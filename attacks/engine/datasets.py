@@ -180,6 +180,10 @@ class DatasetRegistry(Mapping[str, DatasetSpec]):
     def __len__(self) -> int:
         return len(self._builtin)
 
+    @property
+    def resolver(self) -> DatasetResolver | None:
+        return self._resolver
+
     def set_resolver(self, resolver: DatasetResolver | None) -> None:
         self._resolver = resolver
 
