@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from attacks.dataset_registry import missing_neighbour_pool, offer_datasets
 from attacks.datasets import available_sizes, configured_dataset, dataset_title
 from attacks.engine.architectures import architecture_names
 from attacks.engine.attacks import (
@@ -139,9 +140,10 @@ class TrainModelForm(forms.Form):
     learning_rate = forms.FloatField(min_value=1e-8, max_value=10.0, initial=1e-3)
     seed = seed_field()
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, researcher: Researcher = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.fields["dataset"].help_text = f"data on this server: {data_present()}"
+        offer_datasets(self, researcher)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -204,6 +206,7 @@ class AttackSettingForm(forms.Form):
         assert isinstance(field, forms.ModelChoiceField)
         # Only models the researcher may see: another's model is "not one of the choices".
         field.queryset = models_for(researcher).filter(status=JobStatus.SUCCEEDED)
+        offer_datasets(self, researcher)
 
     def clean_config(self) -> dict[str, Any]:
         text = self.cleaned_data.get("config") or "{}"
@@ -233,6 +236,8 @@ class AttackSettingForm(forms.Form):
         if not dataset:
             return data
         self._check_target_class(data, dataset)
+        if refusal := missing_neighbour_pool(dataset, data.get("attack_name"), data.get("config")):
+            self.add_error("dataset", refusal)
         check_range(self, dataset, "source", "source")
         self._check_target_model(data, dataset)
         return data

@@ -7,9 +7,11 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
+from attacks.dataset_registry import offer_datasets
 from attacks.datasets import dataset_title
 from attacks.engine.datasets import DATASET_NAMES
 from attacks.engine.model_files import ModelFileError, parse_normalization
+from attacks.queries import Researcher
 
 FILE_HELP = (
     "a torch.export program (.pt2, from torch.export.save with a dynamic batch dimension), "
@@ -37,6 +39,10 @@ class RegisterModelForm(forms.Form):
     )
     architecture = forms.CharField(max_length=50, required=False, help_text=ARCHITECTURE_HELP)
     normalize = forms.CharField(max_length=200, required=False, help_text=NORMALIZE_HELP)
+
+    def __init__(self, *args: Any, researcher: Researcher = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        offer_datasets(self, researcher)
 
     def clean_file(self) -> Any:
         upload = self.cleaned_data["file"]

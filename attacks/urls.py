@@ -1,6 +1,6 @@
 from django.urls import path
 
-from attacks import lists, views
+from attacks import dataset_views, lists, views
 from attacks.gradient_views import model_gradients
 
 urlpatterns = [
@@ -32,4 +32,11 @@ urlpatterns = [
     path("models/", lists.model_list, name="model-list"),
     path("settings/", lists.setting_list, name="setting-list"),
     path("jobs/", lists.job_list, name="job-list"),
+]
+
+# Registered datasets (attacks/dataset_views.py).
+urlpatterns += [
+    path("datasets/", dataset_views.dataset_list, name="dataset-list"),
+    path("datasets/import/", dataset_views.dataset_import, name="dataset-import"),
+    path("datasets/<int:dataset_id>/", dataset_views.dataset_detail, name="dataset-detail"),
 ]

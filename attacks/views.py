@@ -47,7 +47,7 @@ from config.form_pages import add_service_error, render_form, render_service_err
 @researcher_required
 @require_http_methods(["GET", "POST"])
 def model_create(request: HttpRequest) -> HttpResponse:
-    form = TrainModelForm(request.POST or None)
+    form = TrainModelForm(request.POST or None, researcher=request.user)
     if request.method == "GET" or not form.is_valid():
         return render_form(request, "attacks/model_form.html", form)
     data = form.cleaned_data
@@ -87,7 +87,7 @@ def model_register(request: HttpRequest) -> HttpResponse:
 
 @csrf_protect
 def _register_model(request: HttpRequest) -> HttpResponse:
-    form = RegisterModelForm(request.POST or None, request.FILES or None)
+    form = RegisterModelForm(request.POST or None, request.FILES or None, researcher=request.user)
     if request.method == "GET" or not form.is_valid():
         return render_form(request, "attacks/model_register_form.html", form)
     try:
