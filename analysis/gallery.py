@@ -55,7 +55,7 @@ class GalleryExample:
     votes: list[tuple[str, int]]  # (answer, labels), most labels first
     majority: str | None  # None for a tie or no label
     outcome: str  # a key of OUTCOMES, or "unlabelled"
-    predictions: list[tuple[str, int]]  # (model name, predicted class)
+    predictions: list[tuple[str, str]]  # (model name, predicted class named as the answers)
     source: str  # the source class, named as the study's answers name it
     target: str | None
 
@@ -189,7 +189,8 @@ def _gallery_example(
     )
     majority = int(majority_votes(counts).labels)
     predictions = sorted(
-        (prediction.model.name, prediction.label) for prediction in example.predictions.all()
+        (prediction.model.name, _class_name(names, prediction.label))
+        for prediction in example.predictions.all()
     )
     target = example.target_label
     return GalleryExample(
@@ -210,6 +211,11 @@ def _answer_names(study: Study, classes: int) -> list[str]:
     return [_named(value, texts.get(value)) for value in range(classes)] + [
         texts.get(CANT_TELL, "none / can't tell")
     ]
+
+
+def _class_name(names: list[str], value: int) -> str:
+    # A model may predict a class that no answer, source or target reaches ("can't tell" last).
+    return names[value] if 0 <= value < len(names) - 1 else str(value)
 
 
 def _named(value: int, text: str | None) -> str:

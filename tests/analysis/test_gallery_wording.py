@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.test import Client
 
+from attacks.models import ClassifierModel
 from labeling import services
 from labeling.models import Participant
 from study.models import Study, StudyItem
@@ -62,7 +63,10 @@ def test_votes_read_as_a_sentence(researcher_client: Client, voted: Study) -> No
     assert "majority: none (tie)" in tied
 
 
-def test_class_names_from_the_studys_answers(researcher_client: Client, voted: Study) -> None:
+def test_class_names_from_the_studys_answers(
+    researcher_client: Client, trained_model: ClassifierModel, voted: Study
+) -> None:
+    """(The model exists before the study's examples are made: each has its prediction.)"""
     names = {value: f"class-{value}" for value in range(10)}
     choices = [{"value": value, "text": text} for value, text in names.items()]
     Study.objects.filter(pk=voted.pk).update(label_choices=choices)
@@ -74,6 +78,7 @@ def test_class_names_from_the_studys_answers(researcher_client: Client, voted: S
 
     assert f"2 votes for class-{source} ({source}), 1 for class-{other} ({other})" in shown
     assert f"source class-{source} ({source})" in shown
+    assert re.search(rf"{trained_model.name} predicts class-\d \(\d\)", shown)
 
 
 def test_a_majority_of_one_vote_is_marked(researcher_client: Client, make_study) -> None:
