@@ -92,11 +92,11 @@ def test_a_setting_is_created_with_its_full_config_as_the_page_would(
     ("changes", "field"),
     [
         ({"attack_name": "no_such_attack"}, "attack_name"),
-        ({"config": {"eps": 0.3, "no_such_option": 1}}, "non_field_errors"),
+        ({"config": {"eps": 0.3, "no_such_option": 1}}, "config"),
         ({"config": [1, 2]}, "config"),
-        ({"source_stop": 20_000}, "non_field_errors"),  # past the test split
+        ({"source_stop": 20_000}, "source_stop"),  # past the test split
         ({"source_start": -1}, "source_start"),
-        ({"target_model": None}, "non_field_errors"),  # PGD needs a model
+        ({"target_model": None}, "target_model"),  # PGD needs a model
         ({"target_model": 999_999}, "target_model"),
         ({"name": "taken"}, "non_field_errors"),
         ({"dataset": "imagenet"}, "dataset"),
