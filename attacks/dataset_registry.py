@@ -113,17 +113,21 @@ def offer_datasets(form: Form, researcher: Researcher) -> None:
         field.help_text = f"{field.help_text}; {note}" if field.help_text else note
 
 
-def missing_neighbour_pool(dataset: str, attack_name: str | None) -> str | None:
-    """Why an invariance attack cannot run on ``dataset`` (None: it can, or is no
-    invariance attack, or the dataset is a built-in one, checked elsewhere)."""
+def missing_neighbour_pool(
+    dataset: str, attack_name: str | None, config: dict[str, object] | None
+) -> str | None:
+    """Why an invariance attack cannot run on ``dataset``: its pool split (the train
+    split unless the config says otherwise) is not registered. None: it can, or it is no
+    invariance attack, or the dataset is a built-in one (checked with the source range)."""
     from attacks.engine.attacks import get_attack_class
 
     if not attack_name or get_attack_class(attack_name).kind != "invariance":
         return None
+    pool = str((config or {}).get("pool_split", "train"))
     row = RegisteredDataset.objects.filter(name=dataset).first()
-    if row is None or row.splits.filter(split="train").exists():
+    if row is None or row.splits.filter(split=pool).exists():
         return None
     return (
-        f"{dataset} has no train split, and {attack_name} draws its neighbours from it: "
-        "register the train split on the Register a dataset page first."
+        f"{dataset} has no {pool} split, and {attack_name} draws its neighbours from it: "
+        f"register its {pool} split on the Register a dataset page first."
     )
