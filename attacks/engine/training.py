@@ -91,7 +91,10 @@ class _Recipe:
         eps = self.config.eps
         noise = torch.rand(x.shape, generator=self.generator, device=x.device)
         delta = ((2 * noise - 1) * eps).requires_grad_(True)
-        loss = nn.functional.cross_entropy(model((x + delta).clamp(0, 1)), y)
+        # Wong et al. take the gradient at the unclipped start: clipping it first would zero
+        # the gradient of every pixel pushed out of [0, 1], half of MNIST's background, and
+        # the step would leave them alone.
+        loss = nn.functional.cross_entropy(model(x + delta), y)
         (gradient,) = torch.autograd.grad(loss, delta)
         step = self.config.fgsm_step_ratio * eps * gradient.sign()
         return (x + (delta.detach() + step).clamp(-eps, eps)).clamp(0, 1)
