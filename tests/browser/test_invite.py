@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import screenshot
+from tests.browser.test_accessibility import assert_accessible
 from tests.fixtures import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,10 +33,12 @@ def test_an_admin_invites_a_researcher_who_sets_a_password_and_signs_in(
     page.get_by_label("Username").fill("grace")
     page.get_by_label("Email").fill("grace@example.org")
     screenshot(page, "invite-form")
+    assert_accessible(page, "invite-form")
     page.get_by_role("button", name="Invite").click()
     expect(page.locator("#mail-sentence")).to_contain_text("No mail was sent")
     link = page.locator("#set-password-link").input_value()
     screenshot(page, "invite-link")
+    assert_accessible(page, "invite-link")
 
     newcomer = browser.new_context(viewport={"width": 1000, "height": 900}).new_page()
     newcomer.goto(link)
@@ -44,6 +47,7 @@ def test_an_admin_invites_a_researcher_who_sets_a_password_and_signs_in(
     newcomer.locator("#id_new_password1").fill(NEW_PASSWORD)
     newcomer.locator("#id_new_password2").fill(NEW_PASSWORD)
     screenshot(newcomer, "invite-set-password")
+    assert_accessible(newcomer, "invite-set-password")
     newcomer.get_by_role("button", name="Set password").click()
     newcomer.get_by_role("link", name="Sign in").click()
     newcomer.get_by_label("Username").fill("grace")

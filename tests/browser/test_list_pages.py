@@ -1,7 +1,7 @@
 """The researcher's list pages in Chromium: a researcher signs in and opens each list,
 reaching it by the navigation; a signed-out visitor's sign-in page shows no researcher
-navigation. Screenshots: list-studies, list-models, list-settings, list-jobs,
-list-studies-empty, sign-in."""
+navigation. Screenshots (and axe's counts, test-artifacts/axe/): list-studies,
+list-models, list-settings, list-jobs, list-studies-empty, sign-in."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from attacks.models import ClassifierModel, JobStatus
 from tests.browser.conftest import screenshot
+from tests.browser.test_accessibility import assert_accessible
 from tests.fixtures import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,19 +50,23 @@ def test_a_researcher_opens_each_list_from_the_navigation(
     expect(row).to_contain_text("live")
     expect(row).to_contain_text("0 of 8")  # 4 items, 2 labels each
     screenshot(page, "list-studies")
+    assert_accessible(page, "list-studies")
 
     nav.get_by_role("link", name="Models").click()
     expect(page.locator("#model-list")).to_contain_text("tiny-cnn")
     expect(page.locator("#model-list")).to_contain_text("0.9512")
     screenshot(page, "list-models")
+    assert_accessible(page, "list-models")
 
     nav.get_by_role("link", name="Attack settings").click()
     expect(page.locator("#setting-list")).to_contain_text("clean-4-2")
     screenshot(page, "list-settings")
+    assert_accessible(page, "list-settings")
 
     nav.get_by_role("link", name="Jobs").click()
     expect(page.locator("#job-list")).to_contain_text("4 of 4")
     screenshot(page, "list-jobs")
+    assert_accessible(page, "list-jobs")
 
     page.locator("#job-list a", has_text="Job").first.click()
     expect(page).to_have_url(
@@ -77,6 +82,7 @@ def test_an_empty_list_says_what_to_do_next(live_server, page: Page, researcher:
     empty = page.locator("#empty-list")
     expect(empty).to_contain_text("No studies yet")
     screenshot(page, "list-studies-empty")
+    assert_accessible(page, "list-studies-empty")
     empty.get_by_role("link", name="design a study").click()
     expect(page).to_have_url(f"{live_server.url}/researcher/studies/new/")
 
@@ -86,5 +92,6 @@ def test_the_sign_in_page_shows_a_visitor_no_researcher_navigation(live_server, 
 
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     screenshot(page, "sign-in")
+    assert_accessible(page, "sign-in")
     assert page.locator("nav").count() == 0
     assert page.locator('a[href^="/researcher/"]').count() == 0
