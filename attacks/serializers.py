@@ -53,6 +53,10 @@ def row_id(**options: Any) -> serializers.IntegerField:
     return stored_integer(MAX_BIGINT, minimum=1, **options)
 
 
+# The form checks the name: a registered dataset is offered to whom may use it.
+DATASET_HELP = f"{', '.join(DATASET_NAMES)}, or the name of a registered dataset you may use"
+
+
 def _researcher(serializer: serializers.Serializer) -> Researcher:
     """The caller, from the ``request`` in the serializer's context (None: no one)."""
     request = serializer.context.get("request")
@@ -96,14 +100,14 @@ class ModelRegistrationInputSerializer(serializers.Serializer):
 
     file = serializers.FileField(help_text=FILE_HELP)
     name = serializers.CharField()
-    dataset = serializers.ChoiceField(choices=DATASET_NAMES)
+    dataset = serializers.CharField(help_text=DATASET_HELP)
     architecture = serializers.CharField(default="", allow_blank=True, help_text=ARCHITECTURE_HELP)
     normalize = serializers.CharField(default="", allow_blank=True, help_text=NORMALIZE_HELP)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         fields = {key: value for key, value in attrs.items() if key != "file"}
         files = MultiValueDict({"file": [attrs["file"]]})
-        data = form_data(RegisterModelForm(fields, files))
+        data = form_data(RegisterModelForm(fields, files, researcher=_researcher(self)))
         return {"file": data["file"], **registration_arguments(data)}
 
 
@@ -149,7 +153,7 @@ class AttackSettingInputSerializer(serializers.Serializer):
     config = serializers.DictField(
         default=dict, help_text="the attack's options; missing ones take their defaults"
     )
-    dataset = serializers.ChoiceField(choices=DATASET_NAMES)
+    dataset = serializers.CharField(help_text=DATASET_HELP)
     source_split = serializers.ChoiceField(choices=SPLITS, default="test")
     source_start = stored_integer(default=0)
     source_stop = stored_integer()

@@ -32,6 +32,7 @@ from attacks.engine.datasets import DATASETS
 from attacks.forms import AttackSettingForm, TrainModelForm
 from attacks.model_forms import RegisterModelForm
 from attacks.models import ClassifierModel, DatasetSplit, JobStatus, RegisteredDataset
+from tests.api.conftest import token_client
 from tests.attacks.test_import_limits import REPOSITORY, database_url_of_the_tests
 
 CLASSES = ("apple", "banana", "cherry")
@@ -457,3 +458,24 @@ def test_a_folder_of_thousands_of_images_is_imported_in_bounded_memory(db, tmp_p
     print(f"peak RSS growth {measured['growth_mb']:.1f} MiB for {decoded_mb:.0f} MiB decoded")
     assert measured["growth_mb"] < 30, measured
     assert configured_dataset("many", "test").images.shape == (3 * per_class, 3, side, side)
+
+
+def test_the_api_makes_a_setting_on_a_registered_dataset_for_whom_may_use_it(
+    researcher, outsider, tmp_path
+) -> None:
+    import_by_command("fruit", folder=image_folder(tmp_path / "fruit"), user="researcher")
+    setting = {
+        "name": "fruit-clean",
+        "attack_name": "clean",
+        "dataset": "fruit",
+        "source_start": 0,
+        "source_stop": 24,
+    }
+
+    refused = token_client(outsider).post("/api/v1/attack-settings/", setting, format="json")
+    made = token_client(researcher).post("/api/v1/attack-settings/", setting, format="json")
+
+    assert refused.status_code == 400
+    assert "dataset" in refused.json()
+    assert made.status_code == 201, made.json()
+    assert made.json()["dataset"] == "fruit"
