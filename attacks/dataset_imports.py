@@ -46,7 +46,7 @@ from attacks.provenance import code_version
 logger = logging.getLogger(__name__)
 
 # Dataset names go into file names, URLs and commands: keep them plain.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$")
+NAME_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,49}\Z")
 PROGRESS = "dataset_import"
 
 

@@ -19,6 +19,7 @@ from django.db.models.fields.files import FieldFile
 from django.forms import ChoiceField, Form
 from django.http import Http404
 
+from attacks.dataset_imports import NAME_PATTERN
 from attacks.engine.datasets import (
     DATASET_NAMES,
     DatasetSpec,
@@ -31,6 +32,8 @@ from attacks.queries import Researcher
 
 def registered_spec(name: str) -> DatasetSpec | None:
     """The engine's spec of a registered dataset; None where no row has that name."""
+    if not NAME_PATTERN.match(name):  # no query for what no dataset is called (a NUL, say)
+        return None
     row = RegisteredDataset.objects.filter(name=name).prefetch_related("splits").first()
     if row is None:
         return None
