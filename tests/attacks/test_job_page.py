@@ -83,6 +83,9 @@ def test_a_second_job_counts_its_examples_from_where_the_first_ended(
     assert (summary.first_example, summary.last_example) == (11, 17)
     assert f"examples 11{EN_DASH}17 of the setting (7 examples), in chunks of 4" in page
     assert summary.detail == "0 of 7 examples, 0 of 2 chunks"  # queued: no estimate yet
+    listed = researcher_client.get(f"/researcher/settings/{setting.pk}/").content.decode()
+    assert f"<td>1{EN_DASH}10</td>" in listed
+    assert f"<td>11{EN_DASH}17</td>" in listed
 
 
 @pytest.mark.parametrize(
