@@ -179,6 +179,13 @@ def test_the_main_researcher_pages_pass_axe(
         "researcher-setting": reverse("setting-detail", args=[setting.pk]),
         "researcher-model": reverse("model-detail", args=[trained_model.pk]),
         "researcher-job": reverse("job-detail", args=[job.pk]),
+        "researcher-paper-table": reverse("study-paper-table", args=[study.pk]),
+        "researcher-studies": reverse("study-list"),
+        "researcher-models": reverse("model-list"),
+        "researcher-settings": reverse("setting-list"),
+        "researcher-jobs": reverse("job-list"),
+        "researcher-datasets": reverse("dataset-list"),
+        "researcher-import-dataset": reverse("dataset-import"),
     }
     for name, path in pages.items():
         response = page.goto(f"{base}{path}")
