@@ -5,6 +5,7 @@ import hashlib
 from django.core.management import call_command
 
 from attacks.engine.zoo import ZOO_DIR, load_zoo_model, zoo_entries
+from attacks.management.commands.train_model import model_card
 from attacks.models import ClassifierModel, JobStatus
 
 
@@ -31,3 +32,7 @@ def test_import_registers_every_shipped_model_once(db) -> None:
         assert model.robust_accuracy == entry["robust_accuracy"]
         with model.weights.open("rb") as handle:
             assert hashlib.sha256(handle.read()).hexdigest() == model.weights_sha256
+
+
+def test_the_model_card_is_the_one_written_from_the_manifest() -> None:
+    assert (ZOO_DIR / "MODEL_CARD.md").read_text() == model_card(zoo_entries())
