@@ -29,6 +29,7 @@ from labeling.researcher import (
 )
 from labeling.services import deletion, exclusion
 from study.models import ExclusionDecision
+from study.pseudonyms import pseudonym_of
 from study.queries import Access, study_for
 
 
@@ -36,7 +37,8 @@ class ParticipantSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="pk")
     recruitment = serializers.CharField(source="source", help_text="open, prolific, mturk or lab")
     pseudonym = serializers.SerializerMethodField(
-        help_text="the first 8 hex digits of the recruiter id's HMAC; empty for the open link"
+        help_text="the participant's pseudonym, p_ and 16 hex digits, as the study page and "
+        "the exports show it (an HMAC of their public id: it reveals no recruiter id)"
     )
     created_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
@@ -48,7 +50,7 @@ class ParticipantSerializer(serializers.Serializer):
     exclusion_reasons = serializers.ListField(child=serializers.CharField())
 
     def get_pseudonym(self, participant: Participant) -> str:
-        return participant.external_id_hash[:8]
+        return pseudonym_of(participant.public_id)
 
 
 class DecisionSerializer(serializers.Serializer):

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from labeling import services
 from labeling.models import Label, Participant
 from study.models import ExclusionDecision, Study, StudyCollaborator, StudyItem
+from study.pseudonyms import pseudonym_of
 from tests.api.conftest import token_client
 from tests.labeling.conftest import answer_all
 
@@ -116,6 +117,8 @@ def test_readers_list_and_read_but_only_editors_decide(
     assert listed.status_code == 200
     assert [row["id"] for row in listed.json()["results"]] == [participant.pk]
     assert listed.json()["results"][0]["counted_labels"] == 4
+    # the pseudonym the study page and the exports show
+    assert listed.json()["results"][0]["pseudonym"] == pseudonym_of(participant.public_id)
     assert refused.status_code == 404  # short of edit: one rule, study_for's 404
     assert hidden.status_code == 404
     assert decided.status_code == 200
