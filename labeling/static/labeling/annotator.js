@@ -161,10 +161,14 @@
     const room = Math.min(stage.clientWidth || window.innerWidth, 640) - border;
     const laidOut = stage.clientHeight - border;
     const tall = laidOut >= height ? laidOut : Math.max(window.innerHeight * 0.5, 160);
-    const scale = Math.max(1, Math.floor(Math.min(room / width, tall / height)));
+    // An image larger than the room (a 224-pixel photo on a phone held sideways) shrinks
+    // smoothly instead: square pixels only make sense at whole-number scales.
+    const fits = Math.min(room / width, tall / height);
+    const scale = fits >= 1 ? Math.floor(fits) : fits;
     for (const element of [image, mask]) {
-      element.style.width = `${width * scale}px`;
-      element.style.height = `${height * scale}px`;
+      element.style.width = `${Math.floor(width * scale)}px`;
+      element.style.height = `${Math.floor(height * scale)}px`;
+      element.classList.toggle("pixels", fits >= 1);
     }
     mask.width = width;
     mask.height = height;
