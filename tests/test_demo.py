@@ -124,7 +124,8 @@ def annotate_rightly(join_url: str, value: int, database: Path) -> int:
     state, stored = config["state"], 0
     while not state.get("done"):
         with sqlite3.connect(database) as db:
-            kind, expected = db.execute(SHOWN_ITEM, (state["assignment"],)).fetchone()
+            shown = uuid.UUID(state["assignment"]).hex  # how Django stores a UUID in SQLite
+            kind, expected = db.execute(SHOWN_ITEM, (shown,)).fetchone()
         answer_value = value if expected is None else expected
         body = {"assignment": state["assignment"], "value": answer_value,
                 "client_key": str(uuid.uuid4()), "client_response_ms": 900}  # fmt: skip
@@ -141,7 +142,7 @@ def annotate_rightly(join_url: str, value: int, database: Path) -> int:
 
 
 SHOWN_ITEM = """SELECT i.kind, i.expected_label FROM labeling_assignment a
-    JOIN study_studyitem i ON i.id = a.item_id WHERE a.id = ?"""
+    JOIN study_studyitem i ON i.id = a.item_id WHERE a.public_id = ?"""
 
 
 def _alive(pid: int) -> bool:

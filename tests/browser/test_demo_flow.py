@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,8 +154,8 @@ def _shown_item(page: Page, demo: ServedDemo) -> tuple[str, int | None]:
     assignment_id = page.locator("input[name=assignment]").input_value()
     [(kind, expected)] = demo.query(
         "SELECT i.kind, i.expected_label FROM labeling_assignment a "
-        "JOIN study_studyitem i ON i.id = a.item_id WHERE a.id = ?",
-        int(assignment_id),
+        "JOIN study_studyitem i ON i.id = a.item_id WHERE a.public_id = ?",
+        uuid.UUID(assignment_id).hex,  # how Django stores a UUID in SQLite
     )
     return kind, expected
 
