@@ -41,11 +41,18 @@ class Choice:
     key: str  # the keyboard key that gives this answer; "" when it has none
 
 
+# Digit keys answer up to ten classes; beyond, the answers are found by typing their name
+# (labeling/_answers.html's filter), and no answer has a key.
+MAX_KEYED_CLASSES = 10
+
+
 def answer_choices(study: Study) -> list[Choice]:
     """The study's answers in order, each with its key: its digit, or N for "can't tell"."""
+    values = [int(choice["value"]) for choice in study.label_choices]
+    keyed = sum(value != CANT_TELL for value in values) <= MAX_KEYED_CLASSES
     return [
-        Choice(int(choice["value"]), str(choice["text"]), _key_for(int(choice["value"])))
-        for choice in study.label_choices
+        Choice(value, str(choice["text"]), _key_for(value) if keyed else "")
+        for value, choice in zip(values, study.label_choices, strict=True)
     ]
 
 

@@ -16,7 +16,8 @@ from django.contrib.staticfiles import finders
 from django.template.loader import get_template
 from django.utils.safestring import SafeString, mark_safe
 
-from labeling.queries import Choice
+from labeling.queries import MAX_KEYED_CLASSES, Choice
+from study.models import CANT_TELL
 
 register = template.Library()
 
@@ -46,5 +47,7 @@ def answer_buttons(context: template.Context, disabled: bool = False) -> SafeStr
 @lru_cache(maxsize=256)
 def _answer_buttons(choices: tuple[Choice, ...], disabled: bool) -> SafeString:
     # Rendered with autoescaping, as an include would: the study's texts are escaped.
-    html = get_template("labeling/_answers.html").render({"choices": choices, "disabled": disabled})
+    classes = sum(choice.value != CANT_TELL for choice in choices)
+    context = {"choices": choices, "disabled": disabled, "searchable": classes > MAX_KEYED_CLASSES}
+    html = get_template("labeling/_answers.html").render(context)
     return mark_safe(html)  # already escaped by the template

@@ -264,6 +264,10 @@
     image.classList.add("pending");
     mask.hidden = true;
     releaseTappedAnswer();
+    if (filter) {
+      filter.value = "";
+      narrowAnswers();
+    }
     // A small image comes inline (a data: URI); a larger one was preloaded or is fetched now,
     // but for the first, which the page's own <img> already loads: each image comes once.
     const preset = image.getAttribute("src");
@@ -286,6 +290,7 @@
       accepting = true;
       answers.removeAttribute("aria-busy");
       startTimers();
+      if (filter && window.matchMedia("(hover: hover)").matches) filter.focus({ preventScroll: true });
     });
     if (!trial.next_image_data) preload(trial.next_image); // a timed study sends none
   }
@@ -416,6 +421,26 @@
       answer(Number(button.value));
     }
   });
+
+  // Beyond ten classes: a field narrows the answers to the names holding what is typed, and
+  // Enter chooses the one left ("can't tell" stays in view, outside the count).
+  const filter = document.getElementById("answer-filter");
+  const classButtons = buttons.filter((button) => Number(button.value) !== -1);
+  function narrowAnswers() {
+    const typed = filter ? filter.value.trim().toLowerCase() : "";
+    for (const button of classButtons) {
+      button.hidden = typed !== "" && !button.textContent.toLowerCase().includes(typed);
+    }
+  }
+  if (filter) {
+    filter.addEventListener("input", narrowAnswers);
+    filter.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter") return;
+      event.preventDefault(); // the form's own Enter would send the first button, not the answer
+      const left = classButtons.filter((button) => !button.hidden);
+      if (left.length === 1 && continueButton.hidden) answer(Number(left[0].value));
+    });
+  }
 
   window.addEventListener("resize", fit);
   answers.setAttribute("aria-busy", "true"); // until the first image is on screen
