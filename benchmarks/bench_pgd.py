@@ -1,12 +1,14 @@
 """PGD-40 L-inf throughput: advstudy's PGD against torchattacks' and the bound of both.
 
-    .venv/bin/python benchmarks/bench_pgd.py [--device cuda] [--batch-size 1024]
+    .venv/bin/python benchmarks/bench_pgd.py [--device cuda] [--batch-size 1024] [--compile]
 
 The bound is the bare loop every PGD runs: 40 x (forward, input gradient, signed
 step, projection) on a frozen model, in PyTorch's default layout (the plain
 bound) and in the channels-last layout that advstudy's driver uses (its own
 bound). Contenders run interleaved, on the same trained model, inputs and batch;
-the table gives the median of the repeats.
+the table gives the median of the repeats. With --compile, advstudy's PGD also runs
+on the model compiled by torch.compile (inductor; on CUDA also "reduce-overhead",
+which captures CUDA graphs), each against torchattacks on the plain model.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 import torchattacks
@@ -57,13 +60,33 @@ def bound_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
     return x_adv
 
 
-def contenders(model: nn.Module) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
-    ours = build_attack("pgd_linf", {"eps": EPS, "step_size": STEP, "steps": STEPS})
+Contender = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def advstudy_pgd(model: nn.Module, device: torch.device) -> Contender:
+    attack = build_attack("pgd_linf", {"eps": EPS, "step_size": STEP, "steps": STEPS})
+
+    def run(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return attack(model, x, y, generator=torch.Generator(device).manual_seed(0)).x_adv
+
+    return run
+
+
+def compiled_contenders(model: nn.Module) -> dict[str, Contender]:
+    device = next(model.parameters()).device
+    modes = ["default"] + (["reduce-overhead"] if device.type == "cuda" else [])
+    return {
+        f"advstudy compiled ({mode})": advstudy_pgd(
+            cast(nn.Module, torch.compile(model, mode=mode)), device
+        )
+        for mode in modes
+    }
+
+
+def contenders(model: nn.Module) -> dict[str, Contender]:
     theirs = torchattacks.PGD(model, eps=EPS, alpha=STEP, steps=STEPS, random_start=True)
     device = next(model.parameters()).device
-
-    def run_ours(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return ours(model, x, y, generator=torch.Generator(device).manual_seed(0)).x_adv
+    run_ours = advstudy_pgd(model, device)
 
     def run_bound(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with frozen(model, channels_last=False):
@@ -98,12 +121,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(architecture: str, device: torch.device, batch_size: int, repeats: int) -> dict:
+def measure(
+    architecture: str, device: torch.device, batch_size: int, repeats: int, compile: bool
+) -> dict:
     model = trained(architecture, device).eval()
     data = load_dataset("mnist", "test")
     x = data.as_float(slice(0, batch_size)).to(device)
     y = data.labels[:batch_size].to(device)
-    runs = contenders(model)
+    runs = contenders(model) | (compiled_contenders(model) if compile else {})
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     accuracy: dict[str, float] = {}
     for repeat in range(repeats + 1):  # the first round warms up and is not counted
@@ -141,6 +166,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--architectures", default="small_cnn,madry_cnn")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(
@@ -154,12 +180,23 @@ def main() -> None:
         "bound |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    accuracies = []
+    accuracies, compiled = [], []
     for architecture in args.architectures.split(","):
-        result = measure(architecture, device, args.batch_size, args.repeats)
+        result = measure(architecture, device, args.batch_size, args.repeats, args.compile)
         print(table_row(architecture, result["rate"]))
+        rate = result["rate"]
+        compiled += [
+            f"| {architecture} | {name} | {value:.0f} | {value / rate['torchattacks']:.2f}x |"
+            for name, value in rate.items()
+            if name.startswith("advstudy compiled")
+        ]
         accuracy = ", ".join(f"{name} {value:.3f}" for name, value in result["accuracy"].items())
         accuracies.append(f"{architecture}: {accuracy}")
+    if compiled:
+        print()
+        print("| model | contender | ex/s | / torchattacks |")
+        print("|---|---|---|---|")
+        print("\n".join(compiled))
     print()
     print("Accuracy on the attacked batch (the same model and inputs for every contender):")
     for line in accuracies:
