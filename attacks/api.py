@@ -14,9 +14,10 @@ from rest_framework.decorators import action
 from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from attacks import registration, services, sharing
-from attacks.forms import setting_arguments
+from attacks.forms import attack_options, setting_arguments
 from attacks.model_forms import oversized_body
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
 from attacks.queries import (
@@ -201,3 +202,26 @@ class GenerationJobViewSet(
 def _editable_job(request: Request, pk: int) -> GenerationJob:
     """The job if the caller may edit its setting; 404 otherwise, as for a job they cannot see."""
     return job_for(request.user, pk, Access.EDIT)
+
+
+class OptionSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    default = serializers.CharField(help_text="as JSON, or a sentence where it is computed")
+    help = serializers.CharField()
+
+
+class AttackSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="what a setting's attack_name takes")
+    title = serializers.CharField()
+    kind = serializers.CharField(help_text="sensitivity, invariance or clean")
+    norm = serializers.CharField(allow_null=True)
+    options = OptionSerializer(many=True)
+
+
+class AttackListView(APIView):
+    """Every attack a setting may run, with its options' meanings and defaults: what the
+    new-setting page lists, read from the engine's config classes."""
+
+    @extend_schema(responses={200: AttackSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return Response(AttackSerializer(attack_options(), many=True).data)

@@ -5,7 +5,12 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
 from analysis.api import StudyExportView, StudyPaperTableView, StudyResultsView
-from attacks.api import AttackSettingViewSet, ClassifierModelViewSet, GenerationJobViewSet
+from attacks.api import (
+    AttackListView,
+    AttackSettingViewSet,
+    ClassifierModelViewSet,
+    GenerationJobViewSet,
+)
 from labeling.researcher_api import (
     ParticipantDeletionView,
     ParticipantExclusionView,
@@ -23,6 +28,7 @@ router.register("studies", StudyViewSet, basename="api-study")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("attacks/", AttackListView.as_view(), name="api-attacks"),
     *router.urls,
     path("studies/<int:study_id>/results/", StudyResultsView.as_view(), name="api-study-results"),
     path(

@@ -446,3 +446,19 @@ def test_a_bad_edit_of_a_draft_is_a_400_that_keeps_its_design(
     study.refresh_from_db()
     assert (study.title, study.labels_per_item) == ("Which digit?", 3)
     assert sorted(study.items.values_list("example_id", "kind")) == items
+
+
+def test_the_attacks_and_their_options_are_listed_for_researchers_only(api: APIClient) -> None:
+    listed = api.get("/api/v1/attacks/")
+    anonymous = APIClient().get("/api/v1/attacks/")
+
+    assert listed.status_code == 200
+    attacks = {attack["name"]: attack for attack in listed.json()}
+    assert {"pgd_linf", "pgd_l2", "fgsm", "clean"} <= set(attacks)
+    pgd_l2 = attacks["pgd_l2"]
+    assert pgd_l2["norm"] == "l2"
+    options = {option["name"]: option for option in pgd_l2["options"]}
+    assert {"eps", "steps", "step_size", "target_class"} <= set(options)
+    assert "2.5" in options["step_size"]["default"]  # follows eps and steps
+    assert all(option["help"] for option in pgd_l2["options"])
+    assert anonymous.status_code in (401, 403)
