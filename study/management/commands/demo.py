@@ -259,6 +259,9 @@ class Command(BaseCommand):
         trials = PRACTICE_ITEMS + ATTENTION_PER_PARTICIPANT + items
         design = StudyDesign(
             title=TITLE,
+            public_title="Which digit is this?",
+            expected_minutes=max(1, round(trials * 4 / 60)),  # a few seconds an image
+            contact="The advstudy demo, demo@example.org",
             instructions=INSTRUCTIONS,
             consent_text=CONSENT.format(images=trials),
             samples=tuple(SettingSample(setting, count) for setting in attacked),
