@@ -10,6 +10,7 @@ from django.db.models import Prefetch
 from django.forms import Form
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -281,6 +282,11 @@ def job_status(request: HttpRequest, job_id: int) -> JsonResponse:
             "error": job.error,
             "worker_host": job.worker_host,
             "device": job.device,
+            "sections": {
+                "first-chunk": render_to_string(
+                    "attacks/_first_chunk.html", {"fooled": fooled_on_first_chunk(job)}
+                )
+            },
         }
     )
 

@@ -179,11 +179,13 @@ def test_a_job_that_rarely_fools_its_target_warns_after_its_first_chunk(
 
     job_page = researcher_client.get(f"/researcher/jobs/{job.pk}/").content.decode()
     setting_page = researcher_client.get(f"/researcher/settings/{tiny.pk}/").content.decode()
+    polled = researcher_client.get(f"/researcher/jobs/{job.pk}/status.json").json()
 
     fooled = round(share_fooled(tiny) * 8)
     assert fooled < 2
     sentence = f"Only {fooled} of 8 examples fooled the target model on the first chunk"
     assert sentence in job_page
+    assert sentence in polled["sections"]["first-chunk"]  # the live status shows it too
     assert f"{sentence} of job {job.pk}: eps or steps may be too small." in setting_page
 
 
