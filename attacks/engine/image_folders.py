@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -228,11 +230,18 @@ def _common_root(paths: list[tuple[str, ...]]) -> tuple[str, ...]:
     return root
 
 
+# What zipfile raises for a member it cannot give back: encrypted (RuntimeError), an
+# unsupported compression method (NotImplementedError), a corrupt stream (zlib, lzma, EOF).
+UNREADABLE_MEMBER = (RuntimeError, NotImplementedError, zlib.error, lzma.LZMAError, EOFError)
+
+
 def _header(source: Source, path: str) -> tuple[tuple[int, int], str]:
     """(width, height) and mode, from the header only."""
     try:
         with source.open(path) as handle, Image.open(handle) as image:
             return image.size, image.mode
+    except UNREADABLE_MEMBER as error:
+        raise ImageFolderError(f"{path} cannot be read from the zip ({error})") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageFolderError(f"{path} is not an image Pillow can read ({error})") from error
 
@@ -289,8 +298,11 @@ def write_images(
 
 
 def _read(source: Source, path: str) -> bytes:
-    with source.open(path) as handle:
-        return handle.read()
+    try:
+        with source.open(path) as handle:
+            return handle.read()
+    except UNREADABLE_MEMBER as error:
+        raise ImageFolderError(f"{path} cannot be read from the zip ({error})") from error
 
 
 def _decode(path: str, data: bytes, mode: str, size: int) -> np.ndarray:

@@ -479,3 +479,38 @@ def test_the_api_makes_a_setting_on_a_registered_dataset_for_whom_may_use_it(
     assert "dataset" in refused.json()
     assert made.status_code == 201, made.json()
     assert made.json()["dataset"] == "fruit"
+
+
+def _with_member_broken(archive: Path, how: str) -> Path:
+    """The archive with its last member's data made unreadable by zipfile: a corrupt
+    deflate stream, or a compression method zipfile does not know."""
+    payload = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as opened:
+        member = opened.infolist()[-1]
+    start = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra)
+    if how == "corrupt":
+        payload[start : start + 16] = b"\xff" * 16
+    else:  # the method field of the local header and of the central directory
+        payload[member.header_offset + 8 : member.header_offset + 10] = (99).to_bytes(2, "little")
+        central = payload.rfind(b"PK\x01\x02")
+        payload[central + 10 : central + 12] = (99).to_bytes(2, "little")
+    archive.write_bytes(bytes(payload))
+    return archive
+
+
+@pytest.mark.parametrize("how", ["corrupt", "unknown method"])
+def test_a_zip_member_zipfile_cannot_read_is_a_400_naming_it(
+    researcher_client, tmp_path, how
+) -> None:
+    folder = image_folder(tmp_path / "fruit", per_class=2)
+    archive = tmp_path / "fruit.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as writing:
+        for file in sorted(folder.rglob("*.*")):
+            writing.write(file, file.relative_to(folder).as_posix())
+    _with_member_broken(archive, how)
+
+    response = upload(researcher_client, archive, name="broken", split="test")
+
+    assert response.status_code == 400
+    assert "cannot be read from the zip" in response.content.decode()
+    assert not RegisteredDataset.objects.exists()
