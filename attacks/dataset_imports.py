@@ -126,14 +126,22 @@ def _check_request(name: str, split: str, user: User | None) -> RegisteredDatase
     existing = RegisteredDataset.objects.filter(name=name).first()
     if existing is None:
         return None
-    owns = user is not None and (user.is_superuser or existing.created_by_id == user.pk)
-    if existing.created_by_id is None and user is None:
-        owns = True  # a public dataset gets its other split from the command line too
-    if not owns:
-        raise ValidationError(f"A dataset named {name!r} exists already; choose another name.")
+    _check_owner(existing, user)
     if existing.splits.filter(split=split).exists():
         raise ValidationError(f"Dataset {name!r} has a {split} split already.")
     return existing
+
+
+def _check_owner(dataset: RegisteredDataset, user: User | None) -> None:
+    """Only its owner (or a superuser) adds a split to a dataset; the command line, a
+    public one's."""
+    owns = user is not None and (user.is_superuser or dataset.created_by_id == user.pk)
+    if dataset.created_by_id is None and user is None:
+        owns = True
+    if not owns:
+        raise ValidationError(
+            f"A dataset named {dataset.name!r} exists already; choose another name."
+        )
 
 
 @contextmanager
@@ -246,17 +254,30 @@ def _store(
 
 @transaction.atomic
 def _save_rows(row: DatasetSplit, name: str, plan: FolderPlan, created_by: User | None) -> None:
+    # The checks before the decode ran minutes ago, unlocked: a dataset of this name may
+    # have been made since, by someone else or with other classes. Check again, locked.
+    dataset = RegisteredDataset.objects.select_for_update().filter(name=name).first()
+    if dataset is None:
+        try:
+            with transaction.atomic():
+                dataset = RegisteredDataset.objects.create(
+                    name=name,
+                    classes=list(plan.classes),
+                    channels=plan.channels,
+                    size=plan.size,
+                    created_by=created_by,
+                )
+        except IntegrityError as error:  # made by another import at this very moment
+            raise ValidationError(
+                f"A dataset named {name!r} was registered while this one was read; "
+                "import again to add this as its other split."
+            ) from error
+    else:
+        _check_owner(dataset, created_by)
+        _check_matches(dataset, plan)
+    row.dataset = dataset
     try:
-        dataset, _ = RegisteredDataset.objects.get_or_create(
-            name=name,
-            defaults={
-                "classes": list(plan.classes),
-                "channels": plan.channels,
-                "size": plan.size,
-                "created_by": created_by,
-            },
-        )
-        row.dataset = dataset
-        row.save()
+        with transaction.atomic():
+            row.save()
     except IntegrityError as error:
         raise ValidationError(f"Dataset {name!r} has a {row.split} split already.") from error

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.forms import ChoiceField, Form
@@ -425,9 +426,12 @@ print(json.dumps({"count": row.count, "growth_mb": (status_kb("VmHWM") - before)
 """
 
 
-def test_a_folder_of_thousands_of_images_is_imported_in_bounded_memory(db, tmp_path) -> None:
+def test_a_folder_of_thousands_of_images_is_imported_in_bounded_memory(
+    transactional_db, tmp_path
+) -> None:
     """2,400 colour 104x104 images decode to 74 MiB; the import's peak stays far below it,
-    since each image is decoded alone and written straight to the file."""
+    since each image is decoded alone and written straight to the file. (A transactional
+    test: the child process commits its dataset, which the flush afterwards removes.)"""
     per_class, side = 800, 104
     for label, name in enumerate(CLASSES):
         (tmp_path / "many" / name).mkdir(parents=True)
@@ -514,3 +518,25 @@ def test_a_zip_member_zipfile_cannot_read_is_a_400_naming_it(
     assert response.status_code == 400
     assert "cannot be read from the zip" in response.content.decode()
     assert not RegisteredDataset.objects.exists()
+
+
+def test_a_dataset_made_by_someone_else_during_the_decode_takes_no_split(
+    monkeypatch, researcher, outsider, tmp_path
+) -> None:
+    from attacks import dataset_imports
+
+    decode = dataset_imports.write_images
+
+    def someone_else_registers_the_name_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        RegisteredDataset.objects.create(
+            name="fruit", classes=["x", "y"], channels=1, size=8, created_by=outsider
+        )
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(dataset_imports, "write_images", someone_else_registers_the_name_meanwhile)
+    folder = image_folder(tmp_path / "fruit", per_class=2)
+
+    with pytest.raises(ValidationError, match="exists already"):
+        dataset_imports.import_dataset(folder, name="fruit", created_by=researcher)
+
+    assert not DatasetSplit.objects.exists()
