@@ -56,12 +56,13 @@ ATTENTION_PER_PARTICIPANT = 2
 CONSENT = (
     "This is advstudy's demo study. You will see about {images} small images of "
     "handwritten digits and say which digit each one shows. Your answers are stored "
-    "under a random pseudonym on this computer only, and nothing else about you is kept. "
+    "under a random pseudonym on the server running this demo, and nothing else about you "
+    "is kept. "
     "You may stop at any time."
 )
 INSTRUCTIONS = (
-    "Which digit do you see? Answer with a click, or the digit's key on your keyboard. "
-    'If it is none of them, or you cannot tell, choose "None / can\'t tell" (key N). '
+    "Which digit do you see? Choose the digit's answer below each image. "
+    'If it is none of them, or you cannot tell, choose "None / can\'t tell". '
     "A few practice images come first and tell you whether you were right."
 )
 # On SIGTERM the worker finishes its task at hand (a chunk takes seconds), but on the
@@ -282,9 +283,11 @@ class Command(BaseCommand):
     def _researcher(self) -> str:
         user = get_user_model().objects.get(username=RESEARCHER)
         password = secrets.token_urlsafe(9)
-        user.is_staff = True
+        # The demo's one researcher is its lab's admin too: the admin site and the
+        # invitation page are theirs to try.
+        user.is_staff = user.is_superuser = True
         user.set_password(password)
-        user.save(update_fields=["is_staff", "password"])
+        user.save(update_fields=["is_staff", "is_superuser", "password"])
         return password
 
 
