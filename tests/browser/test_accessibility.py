@@ -30,6 +30,11 @@ from tests.labeling.conftest import add_items, configure
 pytestmark = pytest.mark.django_db(transaction=True)
 
 AXE = Axe()
+# The innermost elements that reach past the window's right edge, to say what overflows.
+WIDEST = """() => Array.from(document.querySelectorAll('main *'))
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
+    && !Array.from(e.children).some(c => c.getBoundingClientRect().right > window.innerWidth + 1))
+  .slice(0, 3).map(e => e.tagName + (e.id ? '#' + e.id : '') + ' ' + (e.textContent || '').slice(0, 40))"""
 BLOCKING = ("moderate", "serious", "critical")
 REPORTS = ARTIFACTS.parent / "axe"
 
@@ -146,7 +151,7 @@ def test_the_annotator_pages_around_the_trials_pass_axe(
     assert_accessible(page, "annotator-closed")
 
 
-def test_the_main_researcher_pages_pass_axe(
+def test_the_main_researcher_pages_pass_axe_and_fit_a_phone(
     live_server, page: Page, make_study, trained_model: ClassifierModel
 ) -> None:
     study = make_study(count=3, labels_per_item=1, items_per_participant=3)
@@ -187,9 +192,16 @@ def test_the_main_researcher_pages_pass_axe(
         "researcher-datasets": reverse("dataset-list"),
         "researcher-import-dataset": reverse("dataset-import"),
     }
+    too_wide = []
     for name, path in pages.items():
         response = page.goto(f"{base}{path}")
         assert response is not None
         assert response.ok, f"{name}: {path} answered {response.status}"
         assert_accessible(page, name)
+        for width in (1000, 390):  # a wide table scrolls in its own box, not the page
+            page.set_viewport_size({"width": width, "height": 900})
+            if page.evaluate("document.documentElement.scrollWidth > window.innerWidth"):
+                too_wide.append(f"{name} at {width} px: {page.evaluate(WIDEST)}")
+        page.set_viewport_size({"width": 1000, "height": 900})
+    assert too_wide == []
     screenshot(page, "researcher-job")
