@@ -34,7 +34,8 @@ AXE = Axe()
 WIDEST = """() => Array.from(document.querySelectorAll('main *'))
   .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
     && !Array.from(e.children).some(c => c.getBoundingClientRect().right > window.innerWidth + 1))
-  .slice(0, 3).map(e => e.tagName + (e.id ? '#' + e.id : '') + ' ' + (e.textContent || '').slice(0, 40))"""
+  .slice(0, 3)
+  .map(e => e.tagName + (e.id ? '#' + e.id : '') + ' ' + (e.textContent || '').slice(0, 40))"""
 BLOCKING = ("moderate", "serious", "critical")
 REPORTS = ARTIFACTS.parent / "axe"
 
