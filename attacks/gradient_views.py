@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
@@ -12,6 +15,10 @@ from attacks.model_loading import load_stored_classifier
 from attacks.models import JobStatus
 from attacks.queries import model_for
 from config.auth import researcher_required
+
+logger = logging.getLogger(__name__)
+# config/settings.py's cache for computed figures and reports (Redis, else this process).
+FIGURE_CACHE = "reports"
 
 
 @researcher_required
@@ -24,11 +31,18 @@ def model_gradients(request: HttpRequest, model_id: int) -> HttpResponse:
         data = configured_dataset(model.dataset, "test")
     except ValidationError as error:
         return _plain(error.messages[0])
-    figure = gradient_figure(load_stored_classifier(model), data)
-    response = HttpResponse(figure, content_type="image/png")
-    # The weights never change under a model's id, and the test images are fixed.
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+    # The weights never change under their SHA-256, nor the dataset's test images: the
+    # figure is drawn once, then read from the cache (the researcher pages send no-store).
+    key = f"advstudy:gradients:{model.weights_sha256}:{model.dataset}"
+    figure = caches[FIGURE_CACHE].get(key)
+    if figure is None:
+        try:
+            figure = gradient_figure(load_stored_classifier(model), data)
+        except Exception:  # a registered model may fail in ways of its own: say so, no 500
+            logger.warning("gradient figure of model %s failed", model.pk, exc_info=True)
+            return _plain("This model's gradients could not be computed on its test images.")
+        caches[FIGURE_CACHE].set(key, figure, None)
+    return HttpResponse(figure, content_type="image/png")
 
 
 def _plain(sentence: str) -> HttpResponse:
