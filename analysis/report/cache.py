@@ -30,6 +30,7 @@ from django.db.models import Count, Max, Min
 from analysis.report.build import study_report
 from analysis.report.types import StudyReport
 from attacks.models import AttackSetting, ClassifierModel, Prediction
+from attacks.provenance import code_version
 from labeling.models import Label, Participant
 from study.models import ANALYSED_ITEM_KINDS, Study, StudyItem
 
@@ -37,8 +38,8 @@ logger = logging.getLogger(__name__)
 
 # config/settings.py, CACHES: Redis where CACHE_REDIS_URL is set, else this process's memory.
 CACHE_ALIAS = "reports"
-# Part of every key: a deploy that changes what a report holds never reads an older pickle.
-REPORT_FORMAT = 1
+# The code's version is part of every key: a deploy that changes what a report holds never
+# reads an older pickle.
 # A study nobody views any more gives its memory back after a week.
 TIMEOUT_S = 7 * 24 * 3600
 
@@ -59,7 +60,17 @@ class ReportOptions:
             f"{int(self.include_excluded)}:{self.exposure_within_ms}:"
             f"{self.bootstrap_replicates}:{self.seed}"
         )
-        return f"advstudy:report:v{REPORT_FORMAT}:{study_id}:{options}:{part}"
+        return f"advstudy:report:{code_version()}:{study_id}:{options}:{part}"
+
+    @property
+    def kept(self) -> bool:
+        """Only the pages' own bootstrap is kept: the API lets a caller ask for any seed and
+        replicate count, and each would otherwise hold a report in the cache for a week."""
+        defaults = ReportOptions()
+        return (self.bootstrap_replicates, self.seed) == (
+            defaults.bootstrap_replicates,
+            defaults.seed,
+        )
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,7 @@ def cached_report(study: Study, options: ReportOptions | None = None) -> CachedR
         bootstrap_replicates=options.bootstrap_replicates,
         seed=options.seed,
     )
-    kept = report_fingerprint(study) == before
+    kept = options.kept and report_fingerprint(study) == before
     if kept:
         _write(key, before, report)
     return CachedReport(report, study.pk, options, before, kept)

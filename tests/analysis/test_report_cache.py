@@ -231,3 +231,15 @@ def test_the_apis_report_is_the_cached_one_and_follows_a_new_label(
 
     assert (labels(before), labels(after)) == (16, 17)
     assert len(computed) == 2
+
+
+def test_a_report_with_a_seed_of_the_callers_own_is_computed_not_kept(
+    hand: HandStudy, computed
+) -> None:
+    for _ in range(2):
+        cache.cached_study_report(hand.study, seed=7, bootstrap_replicates=50)
+        cache.cached_study_report(hand.study)
+        cache.cached_study_report(hand.study)
+
+    # the pages' default once; each of the caller's own twice, never kept
+    assert computed == [hand.study.pk] * 3
