@@ -342,3 +342,8 @@ def test_a_conv_models_memory_layout_and_values_are_restored(layout, batch) -> N
     weight = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).weight
     assert weight.is_contiguous(memory_format=layout)
     assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+
+
+def test_a_number_too_large_for_a_float_is_a_sentence() -> None:
+    with pytest.raises(AttackConfigError, match="a number is too large to use"):
+        build_attack("pgd_linf", {"steps": 10**400})

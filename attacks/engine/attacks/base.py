@@ -231,6 +231,8 @@ def make_config(
         config = config_class(**{key: value for key, value in values.items() if key in options})
     except ValueError as error:
         raise AttackConfigError(f"{title}: {error}.") from error
+    except OverflowError as error:  # a number too large for a float, e.g. steps = 10**400
+        raise AttackConfigError(f"{title}: a number is too large to use.") from error
     except TypeError as error:
         # A value of the wrong kind (a number where a list belongs) fails inside the
         # config's own checks; Python's wording names its types, so say it plainly.
