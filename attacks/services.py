@@ -197,8 +197,8 @@ def create_generation_job(
     offset = setting.jobs.aggregate(end=Max(F("offset") + F("count")))["end"] or 0
     if offset + count > setting.source_count:
         raise ValidationError(
-            f"the setting has {setting.source_count - offset} unused source images; "
-            f"asked for {count}"
+            f"The setting has {setting.source_count - offset:,} unused source images; "
+            f"{count:,} were asked for."
         )
     job = GenerationJob.objects.create(
         setting=setting,

@@ -102,7 +102,7 @@ def test_second_job_continues_after_the_first(trained_model) -> None:
 
 def test_job_for_more_sources_than_the_setting_has_is_refused(trained_model) -> None:
     setting = make_setting(trained_model)
-    with pytest.raises(ValidationError, match="1000 unused source images"):
+    with pytest.raises(ValidationError, match="1,000 unused source images"):
         services.create_generation_job(setting, 1001)
     assert not GenerationJob.objects.exists()
 
