@@ -32,3 +32,12 @@ def test_analysis_of_another_researchers_study_is_not_found(make_study, outsider
     client.force_login(outsider)
     assert client.get(f"/researcher/studies/{study.pk}/analysis/").status_code == 404
     assert client.get(f"/researcher/studies/{study.pk}/").status_code == 404
+
+
+def test_the_analysis_of_a_study_without_labels_says_so_once(researcher_client, make_study) -> None:
+    study = make_study()
+
+    page = researcher_client.get(f"/researcher/studies/{study.pk}/analysis/").content.decode()
+
+    assert 'id="no-labels"' in page
+    assert 'id="per-setting"' not in page  # no wall of undefined measures
