@@ -9,6 +9,7 @@ from django import forms
 from attacks.dataset_imports import check_archive_size, limit
 from attacks.engine.datasets import SPLITS
 from attacks.engine.image_folders import MAX_SIDE
+from config.form_pages import oversized_upload
 
 ARCHIVE_HELP = (
     "a zip of one folder per class, named after it, holding its images (cat/1.png, "
@@ -43,20 +44,6 @@ class ImportDatasetForm(forms.Form):
 
 
 # Room for a multipart request's other fields and boundaries besides the file.
-FORM_OVERHEAD_BYTES = 1024 * 1024
-
-
 def oversized_body(content_length: str | None) -> str | None:
-    """Why a request declared this long is refused before its body is read (None: it is
-    not), so that an oversized zip is never spooled to disk first."""
-    try:
-        declared = int(content_length or 0)
-    except ValueError:
-        return None
-    bound = limit("ADVSTUDY_MAX_DATASET_BYTES")
-    if declared <= bound + FORM_OVERHEAD_BYTES:
-        return None
-    return (
-        f"zip files of at most {bound:,} bytes (ADVSTUDY_MAX_DATASET_BYTES); this request "
-        f"has {declared:,}"
-    )
+    """Why a zip upload declared this long is refused before its body is read."""
+    return oversized_upload(content_length, limit("ADVSTUDY_MAX_DATASET_BYTES"), "Zip files")

@@ -12,6 +12,7 @@ from attacks.datasets import dataset_title
 from attacks.engine.datasets import DATASET_NAMES
 from attacks.engine.model_files import ModelFileError, parse_normalization
 from attacks.queries import Researcher
+from config.form_pages import oversized_upload
 
 FILE_HELP = (
     "a torch.export program (.pt2, from torch.export.save with a dynamic batch dimension), "
@@ -64,24 +65,9 @@ class RegisterModelForm(forms.Form):
 
 
 # Room for a multipart request's other fields and boundaries besides the file.
-FORM_OVERHEAD_BYTES = 1024 * 1024
-
-
 def oversized_body(content_length: str | None) -> str | None:
-    """Why a request declared this long is refused before its body is read (None: it is
-    not), so that an oversized upload is never spooled to disk first; the form checks the
-    file's own size after."""
-    try:
-        declared = int(content_length or 0)
-    except ValueError:
-        return None
-    limit = settings.ADVSTUDY_MAX_MODEL_BYTES
-    if declared <= limit + FORM_OVERHEAD_BYTES:
-        return None
-    return (
-        f"Model files of at most {limit:,} bytes are registered here; this upload has "
-        f"{declared:,} (an administrator sets the limit)."
-    )
+    """Why a model upload declared this long is refused before its body is read."""
+    return oversized_upload(content_length, settings.ADVSTUDY_MAX_MODEL_BYTES, "Model files")
 
 
 def registration_arguments(data: dict[str, Any]) -> dict[str, Any]:

@@ -45,3 +45,23 @@ def render_service_error(
     """The form page again, with what the service refused (400)."""
     add_service_error(form, error)
     return render(request, template, {"form": form}, status=400)
+
+
+# Room for the form's other fields and the multipart boundaries around the file.
+FORM_OVERHEAD_BYTES = 1024 * 1024
+
+
+def oversized_upload(content_length: str | None, limit: int, files: str) -> str | None:
+    """Why a request declared this long is refused before its body is read (None: it is
+    not), so that an oversized upload is never spooled to disk first; the form checks the
+    file's own size after. ``files`` names what is uploaded ("Model files")."""
+    try:
+        declared = int(content_length or 0)
+    except ValueError:
+        return None
+    if declared <= limit + FORM_OVERHEAD_BYTES:
+        return None
+    return (
+        f"{files} of at most {limit:,} bytes are taken here; this upload has {declared:,} "
+        "(an administrator sets the limit)."
+    )

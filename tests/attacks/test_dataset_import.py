@@ -275,7 +275,7 @@ def test_the_page_refuses_a_file_that_is_no_zip_and_an_oversized_body(
         CONTENT_LENGTH=str(5 * 1024 * 1024),
     )
     assert response.status_code == 413
-    assert "zip files of at most 1,000 bytes" in response.content.decode()
+    assert "Zip files of at most 1,000 bytes" in response.content.decode()
     assert not RegisteredDataset.objects.exists()
 
 
