@@ -4,6 +4,8 @@ streamed as the analysis page's links stream them. Readers of the study (view ac
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -19,7 +21,9 @@ from analysis.report.cache import cached_study_report
 from analysis.report.paper_table import FORMATS as PAPER_FORMATS
 from analysis.report.paper_table import UnknownFormat, paper_table
 from analysis.report.plain import report_as_json
+from analysis.report.types import StudyReport
 from config.api import IgnoreAccept, api_user, validated_query
+from study.models import Study
 from study.queries import study_for
 
 MAX_REPLICATES = 1000  # the report's own default, and what the analysis page draws
@@ -53,13 +57,7 @@ class StudyResultsView(APIView):
     def get(self, request: Request, study_id: int) -> Response:
         study = study_for(request.user, study_id)
         query = validated_query(ResultsQuerySerializer, request)
-        report = cached_study_report(
-            study,
-            include_excluded=query["include_excluded"],
-            exposure_within_ms=query["exposure_within_ms"],
-            bootstrap_replicates=query["bootstrap_replicates"],
-            seed=query["seed"],
-        )
+        report = _report(study, query)
         return Response(report_as_json(report))
 
 
@@ -117,12 +115,17 @@ class StudyPaperTableView(APIView):
         query = validated_query(PaperTableQuerySerializer, request)
         if query["format"] not in PAPER_FORMATS:
             raise serializers.ValidationError({"format": [str(UnknownFormat.of(query["format"]))]})
-        report = cached_study_report(
-            study,
-            include_excluded=query["include_excluded"],
-            exposure_within_ms=query["exposure_within_ms"],
-            bootstrap_replicates=query["bootstrap_replicates"],
-            seed=query["seed"],
-        )
+        report = _report(study, query)
         text = paper_table(report, paper_provenance(study), query["format"])
         return paper_table_response(text, study, query["format"])
+
+
+def _report(study: Study, query: dict[str, Any]) -> StudyReport:
+    """The study's (cached) report with the options a results query chose."""
+    return cached_study_report(
+        study,
+        include_excluded=query["include_excluded"],
+        exposure_within_ms=query["exposure_within_ms"],
+        bootstrap_replicates=query["bootstrap_replicates"],
+        seed=query["seed"],
+    )
