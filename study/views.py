@@ -177,10 +177,8 @@ def _unconfirmed(study: Study, new_status: str, request: HttpRequest) -> str | N
     confirmation = CONFIRMATIONS.get((study.status, new_status))
     if confirmation is None or request.POST.get(CONFIRM_FIELD):
         return None
-    return (
-        f"Nothing changed: tick \u201c{confirmation.box}\u201d beside the button to confirm. "
-        f"{confirmation.because}"
-    )
+    # (Why it asks is printed beside the box already.)
+    return f"Nothing changed: tick \u201c{confirmation.box}\u201d beside the button to confirm."
 
 
 @researcher_required
