@@ -258,8 +258,8 @@ class Prediction(models.Model):
 
 
 class SharingRole(models.TextChoices):
-    VIEW = "view", "View: read it, its jobs and its examples"
-    EDIT = "edit", "Edit: as view, and start, cancel or retry its jobs and name its family"
+    VIEW = "view", "View: read it (a setting: also its jobs and examples)"
+    EDIT = "edit", "Edit: as view; a setting: also start, cancel or retry its jobs, name its family"
 
 
 class Collaborator(models.Model):
