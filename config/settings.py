@@ -166,6 +166,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "config.accounts.locked_out"
 AXES_CLIENT_IP_CALLABLE = "config.accounts.login_client_address"
+# Its banner otherwise opens the output of every manage.py command, `demo --help` too.
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
