@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import requests
 
+from attacks.engine.zoo import zoo_entries
 from tests.http_flow import _CONFIG, _CSRF, _form, serving, signed_in
 from tests.sqlite import run_on_sqlite
 
@@ -60,7 +61,7 @@ def test_demo_sets_up_on_sqlite_through_its_own_worker_and_stops_it(tmp_path: Pa
     assert "demo study" in study[0][1]
     assert study[0][2] == 2
     assert accuracy > 0.85
-    assert predictions_per_example == 4  # the demo's model and the three shipped ones
+    assert predictions_per_example == 1 + len(zoo_entries())  # the demo's model, the shipped ones
     assert len(list((tmp_path / "media" / "examples").glob("*.png"))) == 25
     assert all(host for host in hosts)  # run by a worker, not in the demo's process
 

@@ -40,4 +40,5 @@ def test_the_analysis_of_a_study_without_labels_says_so_once(researcher_client, 
     page = researcher_client.get(f"/researcher/studies/{study.pk}/analysis/").content.decode()
 
     assert 'id="no-labels"' in page
-    assert 'id="per-setting"' not in page  # no wall of undefined measures
+    assert 'id="per-setting"' in page  # the settings, their examples and links
+    assert 'id="shares"' not in page  # but no wall of undefined measures
