@@ -239,7 +239,9 @@ def test_a_queued_job_returns_at_once_and_its_page_shows_the_worker_progress(
     page.get_by_role("button", name="Sign in").click()
     page.goto(f"{demo.base}/researcher/settings/{setting_id}/")
     job_form = page.locator(f"form[action$='/settings/{setting_id}/jobs/']")
-    job_form.locator("input[name=count]").fill("12")
+    # 30 chunks: long enough for the page's one-second poll to catch the job part done
+    # (6 chunks once ran between two polls in CI).
+    job_form.locator("input[name=count]").fill("60")
     job_form.locator("input[name=chunk_size]").fill("2")
 
     started = time.monotonic()
@@ -276,7 +278,7 @@ def test_a_queued_job_returns_at_once_and_its_page_shows_the_worker_progress(
     assert [value for status, value in shown if status == "running" and 0 < value < 1], shown
     assert status == "succeeded"
     assert host  # a worker ran it
-    assert _examples(demo, setting_id) == before + 12
+    assert _examples(demo, setting_id) == before + 60
 
 
 def _examples(demo: ServedDemo, setting_id: int) -> int:
