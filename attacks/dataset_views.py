@@ -5,33 +5,19 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET
 
 from attacks import dataset_imports
 from attacks.dataset_forms import ImportDatasetForm, oversized_body
 from attacks.dataset_registry import dataset_for, datasets_for
 from config.auth import researcher_required, signed_in_user
-from config.form_pages import render_form, render_service_error
+from config.form_pages import render_form, render_service_error, size_checked_upload_page
 
 FORM_TEMPLATE = "attacks/dataset_import_form.html"
 
 
-# Django's CSRF check reads the body, so it runs (csrf_protect) only after the declared
-# size is checked: an oversized upload is refused before it is spooled to disk.
-@csrf_exempt
-@researcher_required
-@require_http_methods(["GET", "POST"])
+@size_checked_upload_page(FORM_TEMPLATE, ImportDatasetForm, oversized_body)
 def dataset_import(request: HttpRequest) -> HttpResponse:
-    refusal = oversized_body(request.META.get("CONTENT_LENGTH"))
-    if request.method == "POST" and refusal is not None:
-        context = {"form": ImportDatasetForm(), "refusal": refusal}
-        return render(request, FORM_TEMPLATE, context, status=413)
-    return _import(request)
-
-
-@csrf_protect
-def _import(request: HttpRequest) -> HttpResponse:
     initial = {key: request.GET[key] for key in ("name", "split") if key in request.GET}
     form = ImportDatasetForm(request.POST or None, request.FILES or None, initial=initial)
     if request.method == "GET" or not form.is_valid():

@@ -11,7 +11,6 @@ from django.forms import Form
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from attacks import imports, registration, services, sharing
@@ -42,7 +41,12 @@ from attacks.queries import (
 )
 from attacks.setting_summary import achieved_distance, first_chunk_warnings, fooled_on_first_chunk
 from config.auth import researcher_required, signed_in_user
-from config.form_pages import add_service_error, render_form, render_service_error
+from config.form_pages import (
+    add_service_error,
+    render_form,
+    render_service_error,
+    size_checked_upload_page,
+)
 
 
 @researcher_required
@@ -73,21 +77,8 @@ def model_create(request: HttpRequest) -> HttpResponse:
     return redirect("model-detail", model_id=model.pk)
 
 
-# Django's CSRF check reads the body, so it runs (csrf_protect) only after the declared
-# size is checked: an oversized upload is refused before it is spooled to disk.
-@csrf_exempt
-@researcher_required
-@require_http_methods(["GET", "POST"])
+@size_checked_upload_page("attacks/model_register_form.html", RegisterModelForm, oversized_body)
 def model_register(request: HttpRequest) -> HttpResponse:
-    refusal = oversized_body(request.META.get("CONTENT_LENGTH"))
-    if request.method == "POST" and refusal is not None:
-        context = {"form": RegisterModelForm(), "refusal": refusal}
-        return render(request, "attacks/model_register_form.html", context, status=413)
-    return _register_model(request)
-
-
-@csrf_protect
-def _register_model(request: HttpRequest) -> HttpResponse:
     form = RegisterModelForm(request.POST or None, request.FILES or None, researcher=request.user)
     if request.method == "GET" or not form.is_valid():
         return render_form(request, "attacks/model_register_form.html", form)

@@ -7,10 +7,18 @@ form's own at the top. A service that knows which field it refuses raises a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
 from django.core.exceptions import ValidationError
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_http_methods
+
+from config.auth import View, researcher_required
 
 
 def render_form(request: HttpRequest, template: str, form: Form) -> HttpResponse:
@@ -65,3 +73,31 @@ def oversized_upload(content_length: str | None, limit: int, files: str) -> str 
         f"{files} of at most {limit:,} bytes are taken here; this upload has {declared:,} "
         "(an administrator sets the limit)."
     )
+
+
+def size_checked_upload_page(
+    template: str, empty_form: Callable[[], Form], oversized: Callable[[str | None], str | None]
+) -> Callable[[View], View]:
+    """A researcher's upload page (GET and POST) around ``view``: a POST whose declared size
+    ``oversized`` refuses gets ``template`` again, with ``empty_form()`` and the refusal
+    (413); any other request reaches ``view``, CSRF-checked."""
+
+    def decorate(view: View) -> View:
+        protected = csrf_protect(view)
+
+        # Django's CSRF check reads the body, so it runs (csrf_protect) only after the
+        # declared size is checked: an oversized upload is refused before it is spooled to disk.
+        @csrf_exempt
+        @researcher_required
+        @require_http_methods(["GET", "POST"])
+        @wraps(view)
+        def page(request: HttpRequest) -> HttpResponseBase:
+            refusal = oversized(request.META.get("CONTENT_LENGTH"))
+            if request.method == "POST" and refusal is not None:
+                context = {"form": empty_form(), "refusal": refusal}
+                return render(request, template, context, status=413)
+            return protected(request)
+
+        return page
+
+    return decorate
