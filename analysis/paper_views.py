@@ -16,9 +16,9 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from analysis.report import StudyReport
-from analysis.report.cache import cached_study_report
+from analysis.report.cache import cached_report
 from analysis.report.paper_table import FORMATS, Provenance, UnknownFormat, paper_table
-from analysis.views import _bad_query_is_400, _context, _exposure_within, _include_excluded
+from analysis.report_options import bad_query_is_400, report_page_context, requested_options
 from attacks.provenance import code_version
 from config.auth import researcher_required
 from study.models import Study
@@ -38,11 +38,7 @@ def paper_provenance(study: Study) -> Provenance:
 
 def _report(request: HttpRequest, study: Study) -> StudyReport:
     """The report the analysis page shows for the same query string."""
-    return cached_study_report(
-        study,
-        include_excluded=_include_excluded(request),
-        exposure_within_ms=_exposure_within(request),
-    )
+    return cached_report(study, requested_options(request)).report
 
 
 def paper_table_response(text: str, study: Study, table_format: str) -> HttpResponse:
@@ -61,11 +57,11 @@ def unknown_format(error: UnknownFormat) -> HttpResponse:
 
 @researcher_required
 @require_GET
-@_bad_query_is_400
+@bad_query_is_400
 def study_paper_table(request: HttpRequest, study_id: int) -> HttpResponse:
     """Both tables on one page, in <pre> blocks to copy, with their downloads."""
     study = study_for(request.user, study_id)
-    context = _context(request, study)
+    context = report_page_context(request, study)
     report, provenance = _report(request, study), paper_provenance(study)
     context.update(
         tables={name: paper_table(report, provenance, name) for name in FORMATS},
@@ -76,7 +72,7 @@ def study_paper_table(request: HttpRequest, study_id: int) -> HttpResponse:
 
 @researcher_required
 @require_GET
-@_bad_query_is_400
+@bad_query_is_400
 def study_paper_table_download(request: HttpRequest, study_id: int) -> HttpResponse:
     study = study_for(request.user, study_id)
     table_format = request.GET.get("format", "")

@@ -9,107 +9,53 @@ measured exposure missed the target by more than N ms.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
-
-from django.core.exceptions import BadRequest
-from django.http import (
-    FileResponse,
-    Http404,
-    HttpRequest,
-    HttpResponse,
-    HttpResponseBadRequest,
-    JsonResponse,
-)
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.utils.http import content_disposition_header, urlencode
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from analysis.gallery import OUTCOMES, GalleryFilters, gallery_page
 from analysis.queries import analysed_settings
 from analysis.report import StudyReport
-from analysis.report.cache import CachedReport, ReportOptions, cached_report
+from analysis.report.cache import CachedReport, cached_report
+from analysis.report_options import (
+    bad_query_is_400,
+    include_excluded,
+    is_whole_number,
+    report_page_context,
+    requested_options,
+)
 from config.auth import researcher_required
 from study.models import Study, StudyItem
 from study.queries import study_for, study_progress
 
 
-def _include_excluded(request: HttpRequest) -> bool:
-    return request.GET.get("include_excluded") == "1"
-
-
-def _bad_query_is_400(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A query string the report cannot take is a 400 that says why (Django's own 400
-    page would not)."""
-
-    @wraps(view)
-    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except BadRequest as error:
-            return HttpResponseBadRequest(str(error), content_type="text/plain; charset=utf-8")
-
-    return checked
-
-
-def _is_whole_number(value: str) -> bool:
-    # ASCII digits only ("²".isdigit() is true), and few enough for int() to take.
-    return value.isascii() and value.isdecimal() and len(value) <= 18
-
-
-def _exposure_within(request: HttpRequest) -> int | None:
-    value = request.GET.get("exposure_within_ms", "")
-    if not value:
-        return None
-    if not _is_whole_number(value) or int(value) > 60_000:
-        raise BadRequest("exposure_within_ms is a whole number of milliseconds, 0 to 60000.")
-    return int(value)
-
-
 def _report(request: HttpRequest, study: Study) -> CachedReport:
     """The report the query string asks for, from the cache while no label, exclusion or
     prediction changed since it was computed (analysis/report/cache.py)."""
-    options = ReportOptions(
-        include_excluded=_include_excluded(request),
-        exposure_within_ms=_exposure_within(request),
-    )
-    return cached_report(study, options)
-
-
-def _context(request: HttpRequest, study: Study) -> dict[str, Any]:
-    include, within = _include_excluded(request), _exposure_within(request)
-    query = {"include_excluded": "1"} if include else {}
-    if within is not None and study.exposure_ms:
-        query["exposure_within_ms"] = str(within)
-    return {
-        "study": study,
-        "include_excluded": include,
-        "exposure_within_ms": within,
-        "query": f"?{urlencode(query)}" if query else "",
-    }
+    return cached_report(study, requested_options(request))
 
 
 @researcher_required
 @require_GET
-@_bad_query_is_400
+@bad_query_is_400
 def study_analysis(request: HttpRequest, study_id: int) -> HttpResponse:
     """Every measure of the report, in tables."""
     study = study_for(request.user, study_id)
-    context = _context(request, study)
+    context = report_page_context(request, study)
     context.update(report=_report(request, study).report, progress=study_progress(study))
     return render(request, "analysis/study_analysis.html", context)
 
 
 @researcher_required
 @require_GET
-@_bad_query_is_400
+@bad_query_is_400
 def study_dashboard(request: HttpRequest, study_id: int) -> HttpResponse:
     """Live progress, the per-setting table and the charts, drawn from one report."""
     from analysis.charts import dashboard_panels  # lazily: see study_chart
 
     study = study_for(request.user, study_id)
-    context = _context(request, study)
+    context = report_page_context(request, study)
     report = _report(request, study).report
     charts = dashboard_panels(report)
     context.update(report=report, progress=study_progress(study), charts=charts)
@@ -125,7 +71,7 @@ def study_progress_json(request: HttpRequest, study_id: int) -> JsonResponse:
 
 @researcher_required
 @require_GET
-@_bad_query_is_400
+@bad_query_is_400
 def study_chart(request: HttpRequest, study_id: int, chart: str, chart_format: str) -> HttpResponse:
     """A chart as SVG or PNG, or its numbers as CSV (``annotators`` is a table only)."""
     # matplotlib is imported here, not with the module: every worker loads these views
@@ -155,14 +101,14 @@ def _gallery_filters(request: HttpRequest) -> GalleryFilters:
 
     def number(name: str) -> int | None:
         value = request.GET.get(name, "")
-        return int(value) if _is_whole_number(value) else None
+        return int(value) if is_whole_number(value) else None
 
     outcome = request.GET.get("outcome") or None
     return GalleryFilters(
         setting_id=number("setting"),
         source_class=number("source_class"),
         outcome=outcome if outcome in OUTCOMES else None,
-        include_excluded=_include_excluded(request),
+        include_excluded=include_excluded(request),
     )
 
 
@@ -172,7 +118,7 @@ def study_gallery(request: HttpRequest, study_id: int) -> HttpResponse:
     """Examples with their votes and each model's prediction, filtered, a page at a time."""
     study = study_for(request.user, study_id)
     filters = _gallery_filters(request)
-    context = _context(request, study)
+    context = report_page_context(request, study)
     context.update(
         filters=filters,
         gallery=gallery_page(study, filters, request.GET.get("page")),
