@@ -63,6 +63,9 @@ class _Dialect:
     kappa: str
     alpha: str
     quotes: tuple[str, str]
+    # After an abbreviation's period: LaTeX would otherwise set the wider space that ends a
+    # sentence.
+    abbreviation_space: str
 
 
 def _escape_markdown(text: str) -> str:
@@ -97,9 +100,9 @@ def escape_latex(text: str) -> str:
 
 
 KAPPA, ALPHA = "\u03ba", "\u03b1"
-MARKDOWN = _Dialect(_escape_markdown, "-", "—", 0, KAPPA, ALPHA, ("“", "”"))
+MARKDOWN = _Dialect(_escape_markdown, "-", "—", 0, KAPPA, ALPHA, ("“", "”"), " ")
 # Greek letters as math: pdflatex's utf8 input has no Greek without extra fonts.
-LATEX = _Dialect(escape_latex, "$-$", "---", 1, r"$\kappa$", r"$\alpha$", ("``", "''"))
+LATEX = _Dialect(escape_latex, "$-$", "---", 1, r"$\kappa$", r"$\alpha$", ("``", "''"), r"\ ")
 
 
 def _number(value: float, dialect: _Dialect) -> str:
@@ -160,6 +163,26 @@ def _cells(row: GroupReport, dialect: _Dialect) -> list[str]:
     ]
 
 
+def _header(report: StudyReport, dialect: _Dialect) -> list[str]:
+    """The columns' names, in the order ``_cells`` writes a row: each model's name escaped,
+    the symbols and spacing the dialect's own."""
+    names = [dialect.escape(name) for name in model_names(report)]
+    return [
+        "Setting",
+        "Kind",
+        "Budget",
+        "Examples",
+        "Labels",
+        "Changed",
+        "Target",
+        f"Robust acc.{dialect.abbreviation_space}bound",
+        f"{dialect.kappa} (Fleiss)",
+        f"{dialect.alpha} (Krippendorff)",
+        *(f"Agreement {name}" for name in names),
+        *(f"Error consistency {name}" for name in names),
+    ]
+
+
 def _total_labels(report: StudyReport) -> int:
     return sum(entry.summary.counts.labels for entry in report.settings)
 
@@ -210,20 +233,7 @@ def _status_line(report: StudyReport) -> str | None:
 
 
 def markdown_table(report: StudyReport, provenance: Provenance) -> str:
-    header = [
-        "Setting",
-        "Kind",
-        "Budget",
-        "Examples",
-        "Labels",
-        "Changed",
-        "Target",
-        "Robust acc. bound",
-        f"{KAPPA} (Fleiss)",
-        f"{ALPHA} (Krippendorff)",
-        *(f"Agreement {_escape_markdown(name)}" for name in model_names(report)),
-        *(f"Error consistency {_escape_markdown(name)}" for name in model_names(report)),
-    ]
+    header = _header(report, MARKDOWN)
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] * 3 + ["--:"] * (len(header) - 3)) + "|",
@@ -236,21 +246,7 @@ def markdown_table(report: StudyReport, provenance: Provenance) -> str:
 
 
 def latex_table(report: StudyReport, provenance: Provenance) -> str:
-    names = model_names(report)
-    header = [
-        "Setting",
-        "Kind",
-        "Budget",
-        "Examples",
-        "Labels",
-        "Changed",
-        "Target",
-        "Robust acc.\\ bound",
-        "$\\kappa$ (Fleiss)",
-        "$\\alpha$ (Krippendorff)",
-        *(f"Agreement {escape_latex(name)}" for name in names),
-        *(f"Error consistency {escape_latex(name)}" for name in names),
-    ]
+    header = _header(report, LATEX)
     columns = "lll" + "r" * (len(header) - 3)
     rows = [" & ".join(_cells(entry.summary, LATEX)) + r" \\" for entry in report.settings]
     status = _status_line(report)
