@@ -62,7 +62,7 @@ from attacks.models import (
     JobStatus,
     Prediction,
 )
-from attacks.provenance import code_version
+from attacks.provenance import code_version, dataset_record
 from attacks.queries import settings_for
 
 BATCH_SIZE = 256
@@ -330,18 +330,21 @@ def _config(
     created_by: User | None,
 ) -> dict[str, Any]:
     example_set = source_file.example_set
+    provenance: dict[str, Any] = {
+        "file_name": source_file.file_name,
+        "file_sha256": source_file.sha256,
+        "file_format": source_file.file_format,
+        "image_form": example_set.image_form,
+        "count": len(example_set),
+        "citation": citation,
+        "imported_by": created_by.get_username() if created_by else None,
+        "imported_at": timezone.now().isoformat(),
+        "code_version": code_version(),
+    }
+    if (dataset := dataset_record(clean_set.name)) is not None:
+        provenance["dataset"] = dataset  # a registered dataset's images, by their SHA-256
     return {
-        "provenance": {
-            "file_name": source_file.file_name,
-            "file_sha256": source_file.sha256,
-            "file_format": source_file.file_format,
-            "image_form": example_set.image_form,
-            "count": len(example_set),
-            "citation": citation,
-            "imported_by": created_by.get_username() if created_by else None,
-            "imported_at": timezone.now().isoformat(),
-            "code_version": code_version(),
-        },
+        "provenance": provenance,
         "budget": None if budget is None else {"norm": budget.norm, "eps": budget.eps},
         "import_report": _report(source_file, prepared, clean_set, budget, created_by),
     }

@@ -27,12 +27,13 @@ from django.urls import reverse
 from PIL import Image
 from torch import nn
 
-from attacks import services, tasks
+from attacks import imports, services, tasks
 from attacks.datasets import configured_dataset
 from attacks.engine.datasets import DATASETS
 from attacks.forms import AttackSettingForm, TrainModelForm
 from attacks.model_forms import RegisterModelForm
 from attacks.models import ClassifierModel, DatasetSplit, JobStatus, RegisteredDataset
+from attacks.provenance import dataset_record
 from tests.api.conftest import token_client
 from tests.attacks.test_import_limits import REPOSITORY, database_url_of_the_tests
 
@@ -125,6 +126,28 @@ def test_a_zip_keeps_its_sha256_and_a_grey_set_is_resized_when_asked(db, tmp_pat
     assert split.archive_sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
     assert (split.source_kind, split.resized_to) == ("zip", 16)
     assert configured_dataset("grey", "test").images.shape == (6, 1, 16, 16)
+
+
+def test_a_set_imported_on_a_registered_dataset_records_the_datasets_identity(db, tmp_path) -> None:
+    # Given a registered colour dataset, from a zip
+    archive = zipped(image_folder(tmp_path / "fruit"), tmp_path / "fruit.zip")
+    import_by_command("fruit", zip=archive)
+    published = tmp_path / "published.npz"
+    images = np.stack([np.asarray(colour_image(label, 50)) for label in range(3)])
+    np.savez(published, images=images, source_labels=np.arange(3))
+
+    # When a published example set on it is imported
+    setting = imports.import_examples(published, name="fruit-set", dataset="fruit", split="test")
+
+    # Then its provenance names the images it is of: classes, shape, the zip's SHA-256
+    record = setting.config["provenance"]["dataset"]
+    assert (record["name"], record["classes"]) == ("fruit", list(CLASSES))
+    assert (record["channels"], record["size"]) == (3, 32)
+    split = record["splits"]["test"]
+    assert split["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert (split["source_name"], split["source_kind"], split["count"]) == ("fruit.zip", "zip", 24)
+    assert record == dataset_record("fruit")
+    assert dataset_record("mnist") is None  # a built-in dataset's name identifies it
 
 
 def write_mixed_sizes(root: Path) -> Path:
