@@ -1,9 +1,10 @@
 """Provenance of a study's export and the dataset card (README.md) that records it.
 
 Rule 3 of docs/architecture.md (every example is reproducible): the card carries each
-attack setting's full config and seed, each model's weights checksum, the code
-versions that generated the examples and that wrote the export, the study's
-design, the dates, and the label counts. The YAML header holds all of it as
+attack setting's full config and seed, each model's weights checksum, the datasets
+(for a researcher's registered one: its classes, image shape and each split's
+SHA-256), the code versions that generated the examples and that wrote the export,
+the study's design, the dates, and the label counts. The YAML header holds all of it as
 data (JSON is YAML); the text below says the same for people. The study's
 join token and completion codes are secrets of a live study and never appear.
 """
@@ -34,8 +35,9 @@ from analysis.exports.tables import (
     vote_column,
 )
 from analysis.reading import Snapshot, read_table
+from attacks.engine.datasets import DATASETS
 from attacks.models import AttackSetting, ClassifierModel, GenerationJob
-from attacks.provenance import code_version
+from attacks.provenance import code_version, dataset_record
 from study.models import ANALYSED_ITEM_KINDS, Study
 
 STUDY_FIELDS = (
@@ -95,6 +97,8 @@ def provenance(
     settings = AttackSetting.objects.filter(
         pk__in={setting_id for setting_id, _, _, _ in item_groups}
     ).select_related("target_model")
+    all_models = _models(models, settings)
+    datasets = _datasets({s.dataset for s in settings} | {m.dataset for m in all_models})
     return {
         "study": {
             "id": study.pk,
@@ -102,8 +106,9 @@ def provenance(
             "created_at": _when(study.created_at),
             "items": _sum_by(item_groups, lambda row: row[1]),
         },
-        "settings": [_setting(setting, item_groups, jobs) for setting in settings],
-        "models": [_model(model) for model in _models(models, settings)],
+        "settings": [_setting(setting, item_groups, jobs, datasets) for setting in settings],
+        "models": [_model(model) for model in all_models],
+        "datasets": list(datasets.values()),
         "code_versions": {
             "examples": _code_versions(jobs.values()),
             "export": code_version(),
@@ -164,10 +169,31 @@ def _code_versions(jobs: Iterable[GenerationJob]) -> list[str]:
     return sorted({job.code_version for job in jobs} - {""})
 
 
+def _datasets(names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Each dataset by name: a registered one's identity (attacks.provenance), a built-in
+    one's class names (its name identifies it)."""
+    return {name: _dataset(name) for name in sorted(names)}
+
+
+def _dataset(name: str) -> dict[str, Any]:
+    record = dataset_record(name)
+    if record is not None:
+        return {**record, "registered": True}
+    classes = list(DATASETS[name].classes) if name in DATASETS else None
+    return {"name": name, "registered": False, "classes": classes}
+
+
+def _source_sha256(setting: AttackSetting, datasets: dict[str, dict[str, Any]]) -> str | None:
+    """The SHA-256 of the registered split the setting's source images come from."""
+    split = datasets[setting.dataset].get("splits", {}).get(setting.source_split)
+    return split["archive_sha256"] if split else None
+
+
 def _setting(
     setting: AttackSetting,
     item_groups: list[tuple[Any, ...]],
     jobs: dict[int, GenerationJob],
+    datasets: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     own = [row for row in item_groups if row[0] == setting.pk]
     own_jobs = [jobs[job_id] for job_id in {row[2] for row in own}]
@@ -177,6 +203,7 @@ def _setting(
         "id": setting.pk,
         **{field: getattr(setting, field) for field in SETTING_FIELDS},
         "target_model": setting.target_model.name if setting.target_model else None,
+        "source_archive_sha256": _source_sha256(setting, datasets),
         "created_at": _when(setting.created_at),
         "generated_from": _when(min(started, default=None)),
         "generated_until": _when(max(finished, default=None)),
@@ -275,12 +302,16 @@ def _card_text(facts: dict[str, Any], examples: int) -> str:
         "`datasets` library reads it from version 3.4): `file_name`, the attack setting, "
         "source and target labels, distances, the vote count per answer (`votes_cant_tell` is "
         '"none / can\'t tell"), the majority label (`majority_tie` when the top is tied, then '
-        "no majority), and each model's prediction on the stored image.\n",
+        "no majority), and each model's prediction on the stored image; beside each class "
+        "index, its class name (`source_class`, `target_class`, `majority_class`, "
+        "`predicted_class_<model>`).\n",
         "Participants never appear by their recruiter's id: per-annotation exports carry an "
         "HMAC pseudonym instead.\n",
         "## Study design\n",
         _bullets({field: study[field] for field in STUDY_FIELDS if field != "instructions"}),
         f"\nInstructions shown to annotators:\n\n{_quote(study['instructions'])}\n",
+        "## Datasets\n",
+        *(_dataset_text(dataset) for dataset in facts["datasets"]),
         "## Attack settings\n",
         *(_setting_text(setting) for setting in facts["settings"]),
         "## Models\n",
@@ -310,11 +341,39 @@ def _setting_text(setting: dict[str, Any]) -> str:
         key: setting[key]
         for key in ("kind", "attack_name", "dataset", "source_split", "seed", "target_model")
     }
+    if setting["source_archive_sha256"]:
+        summary["source archive sha256"] = setting["source_archive_sha256"]
     summary["source range"] = f"[{setting['source_start']}, {setting['source_stop']})"
     summary["items"] = setting["items"]
     summary["code versions"] = ", ".join(setting["code_versions"]) or "-"
     config = json.dumps(setting["config"], indent=2, sort_keys=True)
     return f"### {setting['name']}\n\n{_bullets(summary)}\n\n```json\n{config}\n```\n"
+
+
+def _dataset_text(dataset: dict[str, Any]) -> str:
+    classes = ", ".join(dataset["classes"] or ["unknown"])
+    if not dataset["registered"]:
+        return f"- {dataset['name']} (built in): classes {classes}\n"
+    colour = {1: "grey", 3: "colour"}.get(dataset["channels"], f"{dataset['channels']}-channel")
+    splits = [
+        f"| {name} | {split['count']} | {_cell(split['source_name'])} ({split['source_kind']}) | "
+        f"`{split['archive_sha256']}` |"
+        for name, split in dataset["splits"].items()
+    ]
+    return "\n".join(
+        [
+            f"### {dataset['name']} (registered)\n",
+            f"{colour} {dataset['size']}x{dataset['size']} images; classes {classes}.\n",
+            "| split | images | imported from | sha256 |\n|---|---|---|---|",
+            *splits,
+            "",
+        ]
+    )
+
+
+def _cell(text: str) -> str:
+    # A file's name is the researcher's: a "|" in it would end the table's cell.
+    return text.replace("|", "\\|")
 
 
 def _bullets(values: dict[str, Any]) -> str:

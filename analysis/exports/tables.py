@@ -1,11 +1,13 @@
 """The three tables of a study's export: one SQL statement each, the same text for
-PostgreSQL and SQLite, and the few columns finished in Arrow (pseudonyms, majorities).
+PostgreSQL and SQLite, and the few columns finished in Arrow (pseudonyms, majorities,
+class names).
 
 Counts, votes and medians are computed here, when exported, from the labels
 themselves. Only main and control items are exported; excluded participants' labels
 and rows are left out unless ``include_excluded``. SQL is built from integers and the
 models' table names only (no user text), so it needs no parameters, which the
-database drivers spell differently.
+database drivers spell differently; class names, which are user text (a registered
+dataset's folder names), are put beside their indices in Arrow instead.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from django.core.exceptions import ValidationError
 
 from analysis.pseudonyms import pseudonyms_of
 from analysis.reading import Snapshot, json_text, sql_values
 from attacks.models import AttackSetting, ClassifierModel, Example, Prediction
 from labeling.models import Label, Participant
+from study.design import class_names
 from study.models import ANALYSED_ITEM_KINDS, CANT_TELL, Study, StudyItem
 
 LABEL = Label._meta.db_table
@@ -88,6 +92,57 @@ def _pseudonymised(batch: pa.RecordBatch, at: int) -> pa.RecordBatch:
     return batch.set_column(at, batch.schema.field(at), names.take(encoded.indices))
 
 
+# ---- class names beside class indices ----
+
+CANT_TELL_NAME = "none / can't tell"  # where a study's answers do not name it
+
+
+@dataclass(frozen=True)
+class ClassNames:
+    """The name of each class index of a study's dataset, and of "none / can't tell".
+
+    ``names`` holds the classes' names in index order, then the can't-tell answer's; an
+    index it does not name (a dataset this version no longer knows) has a null name."""
+
+    names: pa.Array
+
+    def of(self, indices: pa.Array) -> pa.Array:
+        classes = len(self.names) - 1
+        known = pc.and_(pc.greater_equal(indices, 0), pc.less(indices, classes))
+        named = pc.if_else(known, indices, pa.scalar(None, INT))
+        return self.names.take(pc.if_else(pc.equal(indices, CANT_TELL), classes, named))
+
+
+def study_class_names(study: Study) -> ClassNames:
+    """The class names of the dataset of the study's analysed items (the designer keeps a
+    study to one dataset; for MNIST the digits, for a registered one its class folders'
+    names), and the name of its "none / can't tell" answer."""
+    datasets = (
+        StudyItem.objects.filter(study=study, kind__in=ANALYSED_ITEM_KINDS)
+        .order_by()
+        .values_list("example__setting__dataset", flat=True)
+        .distinct()
+    )
+    names: tuple[str, ...] = ()
+    if len(found := list(datasets)) == 1:
+        try:
+            names = class_names(found[0])
+        except ValidationError:  # a dataset this version no longer knows: indices only
+            names = ()
+    texts = {int(choice["value"]): str(choice["text"]) for choice in study.label_choices}
+    return ClassNames(pa.array([*names, texts.get(CANT_TELL, CANT_TELL_NAME)], STR))
+
+
+def _named(
+    batch: pa.RecordBatch, pairs: tuple[tuple[str, str], ...], names: ClassNames
+) -> pa.RecordBatch:
+    """Each (name column, index column) pair's names, from the batch's indices."""
+    for name_column, index_column in pairs:
+        at = batch.schema.get_field_index(name_column)
+        batch = batch.set_column(at, name_column, names.of(batch.column(index_column)))
+    return batch
+
+
 # ---- annotations: one row per label of a main or control item ----
 
 ANNOTATION_COLUMNS = (
@@ -101,8 +156,11 @@ ANNOTATION_COLUMNS = (
     Column("setting_id", INT, "e.setting_id"),
     Column("setting", STR, "s.name"),
     Column("source_label", INT, "e.source_label"),
+    Column("source_class", STR, "NULL"),
     Column("target_label", INT, "e.target_label"),
+    Column("target_class", STR, "NULL"),
     Column("value", INT, "l.value"),
+    Column("label_class", STR, "NULL"),
     Column("client_response_ms", FLOAT, "l.client_response_ms"),
     Column("server_response_ms", INT, "l.server_response_ms"),
     Column("exposure_ms", FLOAT, "l.exposure_ms"),
@@ -110,6 +168,9 @@ ANNOTATION_COLUMNS = (
     Column("too_fast", BOOL, "l.too_fast"),
     Column("created_at", TIME, "l.created_at"),
 )
+# (name column, index column): the names are filled in Arrow, from the study's dataset.
+SOURCE_TARGET_NAMES = (("source_class", "source_label"), ("target_class", "target_label"))
+ANNOTATION_NAMES = (*SOURCE_TARGET_NAMES, ("label_class", "value"))
 
 
 def annotations_table(study: Study, *, include_excluded: bool = False) -> Table:
@@ -122,7 +183,14 @@ FROM {LABEL} l
 WHERE {_analysed_items(study)} {kept_sql(include_excluded)}
 ORDER BY l.id"""
     schema = _schema(ANNOTATION_COLUMNS)
-    return Table("annotations", sql, schema, schema, lambda batch: _pseudonymised(batch, 1))
+    names = study_class_names(study)
+    return Table(
+        "annotations",
+        sql,
+        schema,
+        schema,
+        lambda batch: _named(_pseudonymised(batch, 1), ANNOTATION_NAMES, names),
+    )
 
 
 # ---- examples: one row per main or control item, its votes and every model's prediction ----
@@ -134,6 +202,11 @@ def vote_column(value: int) -> str:
 
 def prediction_column(model: ClassifierModel) -> str:
     return f"prediction_{model.name}"
+
+
+def predicted_class_column(model: ClassifierModel) -> str:
+    # "predicted_class_" is no "prediction_" name: no model's name makes the two collide.
+    return f"predicted_class_{model.name}"
 
 
 def study_values(study: Study) -> list[int]:
@@ -162,7 +235,9 @@ EXAMPLE_COLUMNS = (
     Column("position", INT, "e.position"),
     Column("source_index", INT, "e.source_index"),
     Column("source_label", INT, "e.source_label"),
+    Column("source_class", STR, "NULL"),
     Column("target_label", INT, "e.target_label"),
+    Column("target_class", STR, "NULL"),
     Column("linf_distance", FLOAT, "e.linf_distance"),
     Column("l2_distance", FLOAT, "e.l2_distance"),
     Column("l0_distance", INT, "e.l0_distance"),
@@ -182,8 +257,17 @@ def examples_table(
         for index, value in enumerate(values)
     )
     predictions = tuple(
-        Column(prediction_column(model), INT, f"m{index}.label")
+        column
         for index, model in enumerate(models)
+        for column in (
+            Column(prediction_column(model), INT, f"m{index}.label"),
+            Column(predicted_class_column(model), STR, "NULL"),
+        )
+    )
+    named = (
+        *SOURCE_TARGET_NAMES,
+        ("majority_class", "majority_label"),
+        *((predicted_class_column(model), prediction_column(model)) for model in models),
     )
     settings = tuple(
         Column(c.name, c.type, c.sql.format(config=json_text("s.config"))) for c in SETTING_COLUMNS
@@ -199,6 +283,7 @@ def examples_table(
         Column("n_labels", INT, "COALESCE(v.n_labels, 0)"),
         *votes,
         Column("majority_label", INT, "NULL"),
+        Column("majority_class", STR, "NULL"),
         Column("majority_tie", BOOL, "NULL"),
         *predictions,
         *((Column(STORED_IMAGE, STR, "e.image"),) if with_images else ()),
@@ -231,12 +316,13 @@ ORDER BY i.id"""
     read_schema = _schema(read)
     schema = _schema(tuple(column for column in read if column.name != STORED_IMAGE))
     vote_names = [column.name for column in votes]
+    names = study_class_names(study)
     return Table(
         "examples",
         sql,
         read_schema,
         schema,
-        lambda batch: _with_majority(batch, vote_names, values),
+        lambda batch: _named(_with_majority(batch, vote_names, values), named, names),
     )
 
 

@@ -11,6 +11,7 @@ majority_label, medians with the statistics module.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import json
 import math
@@ -35,18 +36,24 @@ from analysis import reading
 from analysis.exports import ExportRequest, export_bytes, tables
 from analysis.measures import majority_label
 from analysis.pseudonyms import pseudonym
-from attacks.models import ClassifierModel, Example, GenerationJob
+from attacks import services as attack_services
+from attacks import tasks as attack_tasks
+from attacks.dataset_imports import import_dataset
+from attacks.engine.datasets import DATASETS
+from attacks.models import ClassifierModel, Example, GenerationJob, JobStatus, Prediction
 from labeling import services
 from labeling.models import Label, Participant
-from study.models import Study, StudyItem
-from tests.analysis.export_study import ANOTHER_PROLIFIC_ID, RAW_IDS, labelled_study
+from study.models import CANT_TELL, Study, StudyItem
+from study.services import SettingSample, create_study
+from tests.analysis.export_study import ANOTHER_PROLIFIC_ID, RAW_IDS, answer_all, labelled_study
+from tests.attacks.test_dataset_import import CLASSES, image_folder, zipped
 
 ANALYSED = (StudyItem.Kind.MAIN, StudyItem.Kind.CONTROL)
 ANNOTATION_COLUMNS = [
     "label_id", "participant", "participant_excluded", "item_id", "item_kind", "stratum",
-    "example_id", "setting_id", "setting", "source_label", "target_label", "value",
-    "client_response_ms", "server_response_ms", "exposure_ms", "is_correct", "too_fast",
-    "created_at",
+    "example_id", "setting_id", "setting", "source_label", "source_class", "target_label",
+    "target_class", "value", "label_class", "client_response_ms", "server_response_ms",
+    "exposure_ms", "is_correct", "too_fast", "created_at",
 ]  # fmt: skip
 TABLES = ("annotations", "examples", "participants")
 FORMATS = ("csv", "jsonl", "parquet")
@@ -63,6 +70,15 @@ def study(trained_model: ClassifierModel, make_study) -> Study:
 # ---- the expected rows, from the ORM ----
 
 
+def class_namer(study: Study):
+    """A class index's name: the engine's name of the study's dataset's class; the study's
+    own text for "none / can't tell"."""
+    dataset = study.items.select_related("example__setting").first().example.setting.dataset
+    names = dict(enumerate(DATASETS[dataset].classes))
+    names.update({CANT_TELL: "None / can't tell"})
+    return lambda value: None if value is None else names[value]
+
+
 def _labels(study: Study, include_excluded: bool):
     labels = Label.objects.filter(item__study=study, item__kind__in=ANALYSED)
     if not include_excluded:
@@ -71,6 +87,7 @@ def _labels(study: Study, include_excluded: bool):
 
 
 def expected_annotations(study: Study, include_excluded: bool = False) -> list[dict]:
+    name = class_namer(study)
     return [
         {
             "label_id": label.pk,
@@ -83,8 +100,11 @@ def expected_annotations(study: Study, include_excluded: bool = False) -> list[d
             "setting_id": label.item.example.setting_id,
             "setting": label.item.example.setting.name,
             "source_label": label.item.example.source_label,
+            "source_class": name(label.item.example.source_label),
             "target_label": label.item.example.target_label,
+            "target_class": name(label.item.example.target_label),
             "value": label.value,
+            "label_class": name(label.value),
             "client_response_ms": label.client_response_ms,
             "server_response_ms": label.server_response_ms,
             "exposure_ms": label.exposure_ms,
@@ -101,6 +121,7 @@ def expected_examples(study: Study, include_excluded: bool = False) -> list[dict
     for label in _labels(study, include_excluded):
         votes.setdefault(label.item_id, []).append(label.value)
     models = ClassifierModel.objects.order_by("id")
+    name = class_namer(study)
     items = StudyItem.objects.filter(study=study, kind__in=ANALYSED).select_related(
         "example__setting"
     )
@@ -126,7 +147,9 @@ def expected_examples(study: Study, include_excluded: bool = False) -> list[dict
                 "position": example.position,
                 "source_index": example.source_index,
                 "source_label": example.source_label,
+                "source_class": name(example.source_label),
                 "target_label": example.target_label,
+                "target_class": name(example.target_label),
                 "linf_distance": example.linf_distance,
                 "l2_distance": example.l2_distance,
                 "l0_distance": example.l0_distance,
@@ -136,8 +159,13 @@ def expected_examples(study: Study, include_excluded: bool = False) -> list[dict
                 "n_labels": len(item_votes),
                 **{tables.vote_column(value): counts[value] for value in study.allowed_values},
                 "majority_label": majority,
+                "majority_class": name(majority),
                 "majority_tie": bool(item_votes) and majority is None,
                 **{f"prediction_{model.name}": predictions.get(model.name) for model in models},
+                **{
+                    f"predicted_class_{model.name}": name(predictions.get(model.name))
+                    for model in models
+                },
             }
         )
     return rows
@@ -219,6 +247,8 @@ def comparable(record: dict, table: str) -> dict:
             value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
         if isinstance(value, str) and key in ("exclusion_reasons", "setting_config"):
             value = json.loads(value)
+        if value is not None and (key.endswith("_class") or key.startswith("predicted_class_")):
+            value = str(value)  # a reader of CSV takes a digit's name "7" for the number
         if isinstance(value, datetime.datetime) and value.tzinfo is None:
             value = value.replace(tzinfo=datetime.UTC)  # a reader that dropped the zone
         out[key] = value
@@ -453,6 +483,112 @@ def test_the_dataset_card_records_the_provenance(study: Study, trained_model, tm
     assert trained_model.weights_sha256 in text
     assert "## Attack settings" in text
     assert "### clean-4-3" in text
+
+
+# ---- a researcher's registered dataset: class names and its archive's SHA-256 ----
+
+
+@pytest.fixture
+def fruit_zip(tmp_path: Path) -> Path:
+    """A colour ImageFolder of 3 classes named after fruit (8 images each), zipped."""
+    return zipped(image_folder(tmp_path / "fruit"), tmp_path / "fruit.zip")
+
+
+@pytest.fixture
+def fruit_study(researcher, fruit_zip: Path) -> Study:
+    """A study of 4 clean images of the registered dataset "fruit", k = 3: two participants
+    answer the source class, a third "none / can't tell"; a model on it predicts the next
+    class on every image."""
+    import_dataset(fruit_zip, name="fruit", split="test", created_by=researcher)
+    setting = attack_services.create_attack_setting(
+        name="fruit-clean", attack_name="clean", config={}, dataset="fruit",
+        source_split="test", source_range=(0, 24), seed=0, created_by=researcher,
+    )  # fmt: skip
+    attack_tasks.run_generation_job(attack_services.create_generation_job(setting, 4).pk)
+    model = ClassifierModel.objects.create(
+        name="fruit-cnn", architecture="small_cnn", dataset="fruit", training_split="test",
+        training_start=0, training_stop=24, weights_sha256="cd" * 32, status=JobStatus.SUCCEEDED,
+    )  # fmt: skip
+    Prediction.objects.bulk_create(
+        Prediction(example=example, model=model, label=(example.source_label + 1) % 3)
+        for example in setting.examples.all()
+    )
+    study = create_study(
+        owner=researcher, title="Fruit", instructions="Which fruit?",
+        samples=[SettingSample(setting, 4)], controls=None, items_per_participant=4,
+        labels_per_item=3,
+    )  # fmt: skip
+    for choose in (lambda item: item.example.source_label,) * 2 + (lambda item: CANT_TELL,):
+        answer_all(services.join_study(study), choose)
+    return study
+
+
+def test_a_registered_datasets_export_names_its_classes_beside_their_indices(
+    fruit_study: Study,
+) -> None:
+    # Given a study of a colour dataset whose classes are named after fruit, labelled
+    assert [choice["text"] for choice in fruit_study.label_choices][:3] == list(CLASSES)
+
+    for table in ("annotations", "examples"):
+        expected = [comparable(row, table) for row in EXPECTED[table](fruit_study)]
+        for export_format in FORMATS:
+            # When each table is exported
+            frame = read_with_pandas(export(fruit_study, table, export_format), export_format)
+
+            # Then every row names the classes its indices stand for
+            assert frame_records(frame, table) == expected, (table, export_format)
+    annotations = pd.read_csv(io.BytesIO(export(fruit_study, "annotations", "csv")))
+    examples = pd.read_parquet(io.BytesIO(export(fruit_study, "examples", "parquet")))
+    sources = {CLASSES[label] for label in annotations["source_label"]}
+    assert set(annotations["label_class"]) == {*sources, "None / can't tell"}
+    assert annotations["target_class"].isna().all()  # clean images have no target
+    for _, row in examples.iterrows():
+        assert row["source_class"] == CLASSES[row["source_label"]]
+        assert row["majority_class"] == CLASSES[row["source_label"]]  # two of three
+        assert row["predicted_class_fruit-cnn"] == CLASSES[(row["source_label"] + 1) % 3]
+    assert list(examples.columns[-2:]) == ["prediction_fruit-cnn", "predicted_class_fruit-cnn"]
+
+
+def test_a_registered_datasets_card_records_its_archive_and_classes(
+    fruit_study: Study, fruit_zip: Path, tmp_path: Path
+) -> None:
+    # Given the SHA-256 of the zip the researcher registered
+    sha256 = hashlib.sha256(fruit_zip.read_bytes()).hexdigest()
+
+    # When the study is exported as an imagefolder
+    folder = _unzip(export(fruit_study, "examples", "hf"), tmp_path / "dataset")
+
+    # Then its card records the dataset's identity, as data and as text
+    card = (folder / "README.md").read_text()
+    _, header, text = card.split("---\n", 2)
+    facts = yaml.safe_load(header)["advstudy_provenance"]
+    (dataset,) = facts["datasets"]
+    assert dataset["name"] == "fruit"
+    assert dataset["registered"] is True
+    assert dataset["classes"] == list(CLASSES)
+    assert (dataset["channels"], dataset["size"]) == (3, 32)
+    assert dataset["splits"]["test"]["archive_sha256"] == sha256
+    assert dataset["splits"]["test"]["source_name"] == "fruit.zip"
+    assert dataset["splits"]["test"]["count"] == 24
+    (setting,) = facts["settings"]
+    assert (setting["dataset"], setting["source_split"]) == ("fruit", "test")
+    assert setting["source_archive_sha256"] == sha256
+    assert "### fruit (registered)" in text
+    assert f"`{sha256}`" in text
+    assert "colour 32x32 images; classes apple, banana, cherry." in text
+    # and its metadata names the classes as the tables do
+    metadata = pd.read_parquet(folder / "metadata.parquet")
+    assert set(metadata["source_class"]) <= set(CLASSES)
+    assert metadata["predicted_class_fruit-cnn"].notna().all()
+
+
+def test_a_built_in_datasets_card_names_it_and_its_classes(study: Study, tmp_path) -> None:
+    folder = _unzip(export(study, "examples", "hf"), tmp_path / "dataset")
+    facts = yaml.safe_load((folder / "README.md").read_text().split("---\n", 2)[1])
+
+    (dataset,) = facts["advstudy_provenance"]["datasets"]
+    assert dataset == {"name": "mnist", "registered": False, "classes": [str(d) for d in range(10)]}
+    assert {s["source_archive_sha256"] for s in facts["advstudy_provenance"]["settings"]} == {None}
 
 
 # ---- the download views ----

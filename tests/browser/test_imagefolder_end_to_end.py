@@ -170,8 +170,11 @@ def test_a_colour_imagefolder_goes_from_its_zip_to_the_export(
     rows = list(csv.DictReader(io.StringIO(annotations.text)))
     assert len(rows) == 6
     assert {row["value"] for row in rows} <= {"0", "1", "2"}
+    assert all(row["label_class"] == CLASSES[int(row["value"])] for row in rows)
     hf = session.get(f"{base}/researcher/studies/{study_id}/exports/examples.hf")
     with zipfile.ZipFile(io.BytesIO(hf.content)) as archive:
         card = archive.read("README.md").decode()
     for name in CLASSES:
         assert name in card
+    for split in dataset.splits.all():  # the zips the researcher registered, by SHA-256
+        assert f"`{split.archive_sha256}`" in card
