@@ -6,6 +6,11 @@ its class names and image shape, each split's row (``DatasetSplit``) its counts 
 class and the SHA-256 of what was read. From then on the dataset is chosen by its name
 wherever a built-in one is (attacks/dataset_registry.py). On any refusal nothing is
 stored.
+
+The *Register a dataset* page does not call ``import_dataset`` in its request: it runs
+``check_upload`` (the cheap checks), stores the zip and queues a job
+(attacks/dataset_import_jobs.py) that calls it in a worker, with ``on_progress`` and
+``on_registered`` recording its progress and result on the job's row.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import hashlib
 import logging
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,7 +31,6 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.base import ContentFile
-from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 
 from attacks import progress
@@ -71,46 +76,64 @@ def limits() -> Limits:
     )
 
 
+ProgressCallback = Callable[[int, int], None]  # (images decoded, images in all)
+RegisteredCallback = Callable[[DatasetSplit], None]
+
+
 def import_dataset(
-    source: Path | UploadedFile,
+    source: Path | File,
     *,
     name: str,
     split: str = "test",
     resize: int | None = None,
     created_by: User | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_registered: RegisteredCallback | None = None,
 ) -> DatasetSplit:
-    """Import ``source`` (a folder, a zip file, or an uploaded zip) as ``split`` of the
-    dataset ``name``: a new dataset, or one that ``created_by`` owns lacking that split
-    (its classes, channels and size must then match)."""
+    """Import ``source`` (a folder, a zip file, or a zip as a Django ``File``: an upload,
+    a stored one) as ``split`` of the dataset ``name``: a new dataset, or one that
+    ``created_by`` owns lacking that split (its classes, channels and size must then match).
+
+    ``on_registered`` runs inside the transaction that registers the split, so that what
+    it records (a job's success) commits with the split or not at all.
+    """
     name = name.strip()
     existing = _check_request(name, split, created_by)
     with _opened(source) as (opened, sha256):
         plan = _plan(opened, resize)
         if existing is not None:
             _check_matches(existing, plan)
+        total = len(plan.entries)
+
+        def report(fraction: float) -> None:
+            progress.report(PROGRESS, 0, fraction)
+            if on_progress is not None:
+                on_progress(round(fraction * total), total)
+
+        report(0.0)
         with tempfile.TemporaryFile() as images:
             try:
-                labels, listing_sha256 = write_images(opened, plan, images, _report)
+                labels, listing_sha256 = write_images(opened, plan, images, report)
             except ImageFolderError as error:
                 raise ValidationError(str(error)) from error
             row = _store(
-                name=name,
-                split=split,
-                plan=plan,
+                _Stored(name, split, plan, opened, sha256 or listing_sha256, resize, created_by),
                 images=images,
                 labels=labels,
-                source=opened,
-                sha256=sha256 or listing_sha256,
-                resize=resize,
-                created_by=created_by,
+                on_registered=on_registered,
             )
-    _report(1.0)
+        report(1.0)
     logger.info("dataset %s/%s imported by %s", name, split, created_by)
     return row
 
 
-def _report(fraction: float) -> None:
-    progress.report(PROGRESS, 0, fraction)
+def check_upload(upload: File, *, name: str, split: str, created_by: User | None) -> None:
+    """What can be refused before an uploaded zip is stored and queued, in a moment: the
+    name and split, the size, and a file that is no zip at all. Its images are checked by
+    the import itself, in the worker."""
+    _check_request(name.strip(), split, created_by)
+    with _opened(upload, sha256=False):
+        pass
 
 
 def _check_request(name: str, split: str, user: User | None) -> RegisteredDataset | None:
@@ -145,9 +168,9 @@ def _check_owner(dataset: RegisteredDataset, user: User | None) -> None:
 
 
 @contextmanager
-def _opened(source: Path | UploadedFile) -> Iterator[tuple[Source, str | None]]:
+def _opened(source: Path | File, *, sha256: bool = True) -> Iterator[tuple[Source, str | None]]:
     """The ImageFolder to read, with the zip's SHA-256 (None for a folder: its listing's
-    is taken while reading)."""
+    is taken while reading; None too where ``sha256`` is False)."""
     try:
         if isinstance(source, Path) and source.is_dir():
             yield FolderSource(source), None
@@ -155,15 +178,16 @@ def _opened(source: Path | UploadedFile) -> Iterator[tuple[Source, str | None]]:
         if isinstance(source, Path):
             check_archive_size(source.stat().st_size)
             with source.open("rb") as handle:
-                sha256 = _sha256(handle)
+                digest = _sha256(handle) if sha256 else None
                 with open_zip(handle, source.name) as opened:
-                    yield opened, sha256
+                    yield opened, digest
             return
         check_archive_size(source.size or 0)
         upload: BinaryIO = source.file  # type: ignore[assignment]
-        sha256 = _sha256(upload)
+        digest = _sha256(upload) if sha256 else None
+        upload.seek(0)
         with open_zip(upload, source.name or "the upload") as opened:
-            yield opened, sha256
+            yield opened, digest
     except ImageFolderError as error:
         raise ValidationError(str(error)) from error
 
@@ -211,18 +235,27 @@ def _shape(channels: int, size: int) -> str:
     return f"{'colour' if channels == 3 else 'grey'} {size}x{size}"
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """What a split's row records of its import."""
+
+    name: str
+    split: str
+    plan: FolderPlan
+    source: Source
+    sha256: str
+    resize: int | None
+    created_by: User | None
+
+
 def _store(
+    stored: _Stored,
     *,
-    name: str,
-    split: str,
-    plan: FolderPlan,
     images: BinaryIO,
     labels: np.ndarray,
-    source: Source,
-    sha256: str,
-    resize: int | None,
-    created_by: User | None,
+    on_registered: RegisteredCallback | None,
 ) -> DatasetSplit:
+    split, plan = stored.split, stored.plan
     with tempfile.TemporaryFile() as label_file:
         np.save(label_file, labels, allow_pickle=False)
         listing = "".join(f"{entry.path}\n" for entry in plan.entries).encode()
@@ -230,12 +263,12 @@ def _store(
             split=split,
             count=len(plan.entries),
             class_counts=plan.class_counts,
-            source_name=source.name[:255],
-            source_kind=source.kind,
-            archive_sha256=sha256,
-            resized_to=resize,
+            source_name=stored.source.name[:255],
+            source_kind=stored.source.kind,
+            archive_sha256=stored.sha256,
+            resized_to=stored.resize,
             code_version=code_version(),
-            imported_by=created_by,
+            imported_by=stored.created_by,
         )
         images.seek(0)
         label_file.seek(0)
@@ -243,7 +276,7 @@ def _store(
         try:
             row.labels.save(f"{split}-labels.npy", File(label_file), save=False)
             row.file_names.save(f"{split}-files.txt", ContentFile(listing), save=False)
-            _save_rows(row, name, plan, created_by)
+            _save_rows(row, stored.name, plan, stored.created_by, on_registered)
         except BaseException:
             for field in (row.images, row.labels, row.file_names):
                 if field.name:
@@ -253,7 +286,13 @@ def _store(
 
 
 @transaction.atomic
-def _save_rows(row: DatasetSplit, name: str, plan: FolderPlan, created_by: User | None) -> None:
+def _save_rows(
+    row: DatasetSplit,
+    name: str,
+    plan: FolderPlan,
+    created_by: User | None,
+    on_registered: RegisteredCallback | None,
+) -> None:
     # The checks before the decode ran minutes ago, unlocked: a dataset of this name may
     # have been made since, by someone else or with other classes. Check again, locked.
     dataset = RegisteredDataset.objects.select_for_update().filter(name=name).first()
@@ -281,3 +320,5 @@ def _save_rows(row: DatasetSplit, name: str, plan: FolderPlan, created_by: User 
             row.save()
     except IntegrityError as error:
         raise ValidationError(f"Dataset {name!r} has a {row.split} split already.") from error
+    if on_registered is not None:
+        on_registered(row)

@@ -1,15 +1,18 @@
-"""Researcher pages for registered datasets: import one from a zip, read what it holds."""
+"""Researcher pages for registered datasets: import one from a zip, follow its import
+job, read what it holds."""
 
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
-from attacks import dataset_imports
+from attacks import services
 from attacks.dataset_forms import ImportDatasetForm, oversized_body
 from attacks.dataset_registry import dataset_for, datasets_for
+from attacks.models import DatasetImportJob, JobStatus
+from attacks.queries import Researcher
 from config.auth import researcher_required, signed_in_user
 from config.form_pages import render_form, render_service_error, size_checked_upload_page
 
@@ -24,7 +27,7 @@ def dataset_import(request: HttpRequest) -> HttpResponse:
         return render_form(request, FORM_TEMPLATE, form)
     data = form.cleaned_data
     try:
-        split = dataset_imports.import_dataset(
+        job = services.request_dataset_import(
             data["archive"],
             name=data["name"],
             split=data["split"],
@@ -33,7 +36,52 @@ def dataset_import(request: HttpRequest) -> HttpResponse:
         )
     except ValidationError as error:
         return render_service_error(request, FORM_TEMPLATE, form, error)
-    return redirect("dataset-detail", dataset_id=split.dataset_id)
+    return redirect("dataset-import-job", job_id=job.pk)
+
+
+def import_job_for(user: Researcher, job_id: int) -> DatasetImportJob:
+    """The import job if ``user`` queued it (or is a superuser); 404 otherwise."""
+    job = DatasetImportJob.objects.filter(pk=job_id).select_related("result").first()
+    mine = job is not None and user is not None and job.created_by_id == user.pk
+    if job is None or not (mine or getattr(user, "is_superuser", False)):
+        raise Http404("No such dataset import.")
+    return job
+
+
+def import_detail(job: DatasetImportJob) -> str:
+    """What the job's page says of its progress: '120 of 2,400 images'."""
+    if job.status == JobStatus.QUEUED:
+        return "waiting for a worker"
+    if job.status == JobStatus.RUNNING and not job.total:
+        return "checking every file's header"
+    if job.status == JobStatus.FAILED:
+        return ""
+    return f"{job.done:,} of {job.total:,} images"
+
+
+@researcher_required
+@require_GET
+def dataset_import_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = import_job_for(request.user, job_id)
+    context = {"job": job, "detail": import_detail(job)}
+    return render(request, "attacks/dataset_import_job.html", context)
+
+
+@researcher_required
+@require_GET
+def dataset_import_status(request: HttpRequest, job_id: int) -> JsonResponse:
+    job = import_job_for(request.user, job_id)
+    return JsonResponse(
+        {
+            "status": job.status,
+            "progress": job.progress,
+            "done": job.done,
+            "total": job.total,
+            "detail": import_detail(job),
+            "error": job.error,
+            "dataset_id": job.result.dataset_id if job.result else None,
+        }
+    )
 
 
 @researcher_required

@@ -411,3 +411,48 @@ class DatasetSplit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset}/{self.split}"
+
+
+def dataset_upload_name(instance: object, filename: str) -> str:
+    """A private name for an uploaded zip until its import job has read it."""
+    return f"dataset-uploads/{uuid.uuid4().hex}.zip"
+
+
+class DatasetImportJob(models.Model):
+    """A zip uploaded on the *Register a dataset* page, imported by a worker
+    (attacks/dataset_import_jobs.py): the page returns at once, and this row holds the
+    job's state, its progress in images and, once done, the split it registered.
+
+    The stored zip is deleted when the job succeeds or fails.
+    """
+
+    name = models.CharField(max_length=50)
+    split = models.CharField(max_length=20)
+    resize = models.PositiveSmallIntegerField(null=True, blank=True)
+    archive = models.FileField(upload_to=dataset_upload_name, blank=True)
+    archive_name = models.CharField(max_length=255, help_text="The uploaded file's own name")
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    done = models.PositiveIntegerField(default=0, help_text="Images decoded so far")
+    total = models.PositiveIntegerField(default=0, help_text="Images in the zip; 0 until counted")
+    error = models.TextField(blank=True)
+    result = models.ForeignKey(
+        DatasetSplit, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    worker_host = models.CharField(max_length=255, blank=True)
+    # Never public: the dataset it makes is its maker's, so it goes with them.
+    created_by = models.ForeignKey(USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} of {self.name}/{self.split}"
+
+    @property
+    def progress(self) -> float:
+        if self.status == JobStatus.SUCCEEDED:
+            return 1.0
+        return self.done / self.total if self.total else 0.0

@@ -1,8 +1,9 @@
 """What researchers ask for: models trained, settings made, jobs queued, stopped, retried.
 
 Each is atomic and queues its task on commit, through the task itself. What the
-worker writes while it runs a job (claims, examples, progress) is in ``attacks/jobs.py``;
-an import is stored by ``attacks/imports.py``.
+worker writes while it runs a job (claims, examples, progress) is in ``attacks/jobs.py``
+(a dataset import's in ``attacks/dataset_import_jobs.py``); an import is stored by
+``attacks/imports.py``.
 """
 
 from __future__ import annotations
@@ -14,17 +15,24 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.core.files import File
 from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from attacks import tasks
+from attacks import dataset_imports, tasks
 from attacks.datasets import dataset_size
 from attacks.engine.architectures import architecture_names
 from attacks.engine.attacks import AttackConfigError, build_attack, config_as_dict
 from attacks.engine.training import Evaluation, EvaluationConfig, TrainingConfig
 from attacks.jobs import finish_training
-from attacks.models import AttackSetting, ClassifierModel, GenerationJob, JobStatus
+from attacks.models import (
+    AttackSetting,
+    ClassifierModel,
+    DatasetImportJob,
+    GenerationJob,
+    JobStatus,
+)
 from attacks.provenance import code_version
 from attacks.queries import settings_for
 
@@ -303,3 +311,35 @@ def set_setting_family(setting: AttackSetting, family: str, *, by: User) -> Atta
     locked.save(update_fields=["family"])
     logger.info("setting %s put in family %r by user %s", locked.pk, locked.family, by.pk)
     return locked
+
+
+def request_dataset_import(
+    upload: File, *, name: str, split: str, resize: int | None, created_by: User
+) -> DatasetImportJob:
+    """Check an uploaded ImageFolder zip cheaply, store it and queue its import: a zip of
+    up to ADVSTUDY_MAX_DATASET_BYTES takes longer to decode than a request may last."""
+    name = name.strip()
+    dataset_imports.check_upload(upload, name=name, split=split, created_by=created_by)
+    job = DatasetImportJob(
+        name=name,
+        split=split,
+        resize=resize,
+        archive_name=(upload.name or "the upload")[:255],
+        created_by=created_by,
+    )
+    # Stored before the row commits: a failure in between leaves an orphan file, never a
+    # job without its zip.
+    job.archive.save("upload.zip", upload, save=False)
+    try:
+        _queue_dataset_import(job)
+    except BaseException:
+        job.archive.delete(save=False)
+        raise
+    logger.info("dataset import %s of %s/%s queued by %s", job.pk, name, split, created_by.pk)
+    return job
+
+
+@transaction.atomic
+def _queue_dataset_import(job: DatasetImportJob) -> None:
+    job.save()
+    transaction.on_commit(partial(tasks.import_dataset.delay, job.pk))

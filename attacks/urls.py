@@ -39,4 +39,14 @@ urlpatterns += [
     path("datasets/", dataset_views.dataset_list, name="dataset-list"),
     path("datasets/import/", dataset_views.dataset_import, name="dataset-import"),
     path("datasets/<int:dataset_id>/", dataset_views.dataset_detail, name="dataset-detail"),
+    path(
+        "datasets/imports/<int:job_id>/",
+        dataset_views.dataset_import_job,
+        name="dataset-import-job",
+    ),
+    path(
+        "datasets/imports/<int:job_id>/status.json",
+        dataset_views.dataset_import_status,
+        name="dataset-import-status",
+    ),
 ]

@@ -6,18 +6,23 @@ stored; a registered dataset is then loaded, offered and attacked like a built-i
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
@@ -27,15 +32,23 @@ from django.urls import reverse
 from PIL import Image
 from torch import nn
 
-from attacks import imports, services, tasks
+from attacks import dataset_import_jobs, imports, services, tasks
 from attacks.datasets import configured_dataset
 from attacks.engine.datasets import DATASETS
 from attacks.forms import AttackSettingForm, TrainModelForm
 from attacks.model_forms import RegisterModelForm
-from attacks.models import ClassifierModel, DatasetSplit, JobStatus, RegisteredDataset
+from attacks.models import (
+    ClassifierModel,
+    DatasetImportJob,
+    DatasetSplit,
+    JobStatus,
+    RegisteredDataset,
+)
 from attacks.provenance import dataset_record
+from config.celery import app as celery_app
 from tests.api.conftest import token_client
 from tests.attacks.test_import_limits import REPOSITORY, database_url_of_the_tests
+from tests.fixtures import PASSWORD
 
 CLASSES = ("apple", "banana", "cherry")
 
@@ -247,42 +260,180 @@ def upload(client: Client, archive: Path, **fields: object):
     return client.post(reverse("dataset-import"), {"archive": data, **fields})
 
 
-def test_the_page_registers_a_zip_for_its_researcher_and_says_a_train_split_is_missing(
-    researcher_client, researcher, tmp_path
+@pytest.fixture
+def eager_tasks() -> Iterator[None]:
+    """Tasks run in-process, as with no broker configured (the SQLite walkthrough)."""
+    before = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = before
+
+
+@pytest.fixture
+def upload_eagerly(researcher_client, eager_tasks, django_capture_on_commit_callbacks):
+    """Post a zip with no broker: the import job runs within the request, once it commits."""
+
+    def post(archive: Path, **fields: object):
+        with django_capture_on_commit_callbacks(execute=True):
+            return upload(researcher_client, archive, **fields)
+
+    return post
+
+
+def stored_uploads() -> list[str]:
+    storage = DatasetImportJob._meta.get_field("archive").storage
+    return storage.listdir("dataset-uploads")[1] if storage.exists("dataset-uploads") else []
+
+
+@pytest.fixture(autouse=True)
+def no_stored_uploads() -> None:
+    """Each test starts with no stored zip: a queued job of another test leaves its own."""
+    storage = DatasetImportJob._meta.get_field("archive").storage
+    for name in stored_uploads():
+        storage.delete(f"dataset-uploads/{name}")
+
+
+def job_of(response) -> DatasetImportJob:
+    assert response.status_code == 302, response.content.decode()[:2000]
+    match = re.fullmatch(r"/researcher/datasets/imports/(\d+)/", response["Location"])
+    assert match, response["Location"]
+    return DatasetImportJob.objects.get(pk=int(match.group(1)))
+
+
+def test_the_page_queues_a_zip_whose_job_registers_it_for_its_researcher(
+    researcher_client, researcher, upload_eagerly, tmp_path
 ) -> None:
     archive = zipped(image_folder(tmp_path / "fruit"), tmp_path / "fruit.zip", prefix="fruit/")
 
-    response = upload(researcher_client, archive, name="fruit", split="test")
+    job = job_of(upload_eagerly(archive, name="fruit", split="test"))
 
-    assert response.status_code == 302, response.content.decode()[:2000]
+    assert (job.status, job.done, job.total, job.error) == (JobStatus.SUCCEEDED, 24, 24, "")
     dataset = RegisteredDataset.objects.get(name="fruit")
+    assert job.result == dataset.splits.get()
     assert dataset.created_by == researcher
     assert dataset.splits.get().archive_sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
-    page = researcher_client.get(response["Location"]).content.decode()
+    assert dataset.splits.get().source_name == "fruit.zip"
+    assert (job.archive.name, stored_uploads()) == ("", [])  # the zip is deleted once read
+    page = researcher_client.get(reverse("dataset-import-job", args=[job.pk])).content.decode()
+    assert "24 of 24 images" in page
+    assert reverse("dataset-detail", args=[dataset.pk]) in page
+    status = researcher_client.get(reverse("dataset-import-status", args=[job.pk])).json()
+    assert (status["status"], status["detail"], status["dataset_id"]) == (
+        "succeeded",
+        "24 of 24 images",
+        dataset.pk,
+    )
+    page = researcher_client.get(reverse("dataset-detail", args=[dataset.pk])).content.decode()
     assert "No train split" in page
     assert "0 apple" in page
     assert "colour, 32x32" in page
     assert "fruit" in researcher_client.get(reverse("dataset-list")).content.decode()
 
 
-@pytest.mark.parametrize("case", ["mixed sizes", "corrupt", "no class folders"])
-def test_the_page_refuses_a_bad_zip_with_its_sentence_and_stores_nothing(
-    researcher_client, tmp_path, case
+def test_a_queued_import_waits_for_a_worker_and_is_shown_to_its_researcher_alone(
+    researcher_client, outsider, tmp_path
+) -> None:
+    # With a broker but no worker (and nothing committed, in this test), the job waits.
+    archive = zipped(image_folder(tmp_path / "fruit", per_class=2), tmp_path / "fruit.zip")
+
+    job = job_of(upload(researcher_client, archive, name="fruit", split="test"))
+
+    assert (job.status, job.archive_name, len(stored_uploads())) == (
+        JobStatus.QUEUED,
+        "fruit.zip",
+        1,
+    )
+    assert not RegisteredDataset.objects.exists()
+    page = researcher_client.get(reverse("dataset-import-job", args=[job.pk])).content.decode()
+    assert "waiting for a worker" in page
+    assert reverse("dataset-import-status", args=[job.pk]) in page  # the live status polls it
+    other = Client()
+    other.force_login(outsider)
+    assert other.get(reverse("dataset-import-job", args=[job.pk])).status_code == 404
+    assert other.get(reverse("dataset-import-status", args=[job.pk])).status_code == 404
+
+
+@pytest.mark.parametrize("case", ["mixed sizes", "empty class", "corrupt", "no class folders"])
+def test_a_bad_zips_job_fails_with_its_sentence_and_stores_nothing(
+    researcher_client, upload_eagerly, tmp_path, case
 ) -> None:
     write, sentence = REFUSALS[case]
     archive = zipped(write(tmp_path / "bad"), tmp_path / "bad.zip")
     files_before = stored_dataset_files()
 
-    response = upload(researcher_client, archive, name="bad", split="test")
+    job = job_of(upload_eagerly(archive, name="bad", split="test"))
 
-    assert response.status_code == 400
-    assert sentence in response.content.decode()
+    assert job.status == JobStatus.FAILED
+    assert sentence in job.error
+    assert job.result is None
     assert not RegisteredDataset.objects.exists()
     assert stored_dataset_files() == files_before
+    assert stored_uploads() == []
+    page = researcher_client.get(reverse("dataset-import-job", args=[job.pk])).content.decode()
+    assert sentence in html.unescape(page)
+    status = researcher_client.get(reverse("dataset-import-status", args=[job.pk])).json()
+    assert (status["status"], status["dataset_id"]) == ("failed", None)
+    assert sentence in status["error"]
 
 
-def test_the_page_refuses_a_file_that_is_no_zip_and_an_oversized_body(
-    researcher_client, tmp_path, settings
+def test_a_job_run_again_does_nothing_more_and_a_redelivered_one_finishes(
+    researcher_client, tmp_path
+) -> None:
+    # Given a queued job whose worker claimed it and was lost before it finished
+    archive = zipped(image_folder(tmp_path / "fruit", per_class=2), tmp_path / "fruit.zip")
+    job = job_of(upload(researcher_client, archive, name="fruit", split="test"))
+    assert dataset_import_jobs.claim_dataset_import(job.pk) is not None
+
+    tasks.import_dataset(job.pk)  # redelivered to another worker (acks_late)
+    job.refresh_from_db()
+    finished = (job.status, job.done, job.finished_at, job.result_id)
+    tasks.import_dataset(job.pk)  # delivered once more, after it finished
+    job.refresh_from_db()
+
+    assert finished[:2] == (JobStatus.SUCCEEDED, 6)
+    assert (job.status, job.done, job.finished_at, job.result_id) == finished
+    assert DatasetSplit.objects.count() == 1
+    assert stored_uploads() == []
+
+
+def test_a_failed_job_run_again_keeps_its_sentence(researcher_client, tmp_path) -> None:
+    write, sentence = REFUSALS["empty class"]
+    archive = zipped(write(tmp_path / "bad"), tmp_path / "bad.zip")
+    job = job_of(upload(researcher_client, archive, name="bad", split="test"))
+
+    tasks.import_dataset(job.pk)
+    tasks.import_dataset(job.pk)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert sentence in job.error
+    assert not DatasetSplit.objects.exists()
+    assert stored_uploads() == []
+
+
+def test_a_split_registered_meanwhile_fails_the_second_job_and_doubles_nothing(
+    researcher_client, tmp_path
+) -> None:
+    archive = zipped(image_folder(tmp_path / "fruit", per_class=2), tmp_path / "fruit.zip")
+    first = job_of(upload(researcher_client, archive, name="fruit", split="test"))
+    second = job_of(upload(researcher_client, archive, name="fruit", split="test"))
+
+    tasks.import_dataset(first.pk)
+    tasks.import_dataset(second.pk)
+
+    second.refresh_from_db()
+    assert (second.status, second.error) == (
+        JobStatus.FAILED,
+        "Dataset 'fruit' has a test split already.",
+    )
+    assert DatasetSplit.objects.count() == 1
+    assert stored_uploads() == []
+
+
+def test_the_page_refuses_at_once_what_it_can_check_cheaply(
+    researcher, researcher_client, tmp_path, settings
 ) -> None:
     not_zip = tmp_path / "images.zip"
     not_zip.write_bytes(b"these are not the images you are looking for")
@@ -290,7 +441,19 @@ def test_the_page_refuses_a_file_that_is_no_zip_and_an_oversized_body(
     assert response.status_code == 400
     assert "images.zip is not a zip file" in response.content.decode()
 
+    archive = zipped(image_folder(tmp_path / "fruit", per_class=2), tmp_path / "fruit.zip")
+    response = upload(researcher_client, archive, name="mnist", split="test")
+    assert response.status_code == 400
+    assert "mnist is a built-in dataset" in html.unescape(response.content.decode())
+    import_by_command("fruit", folder=tmp_path / "fruit", user="researcher")
+    response = upload(researcher_client, archive, name="fruit", split="test")
+    assert response.status_code == 400
+    assert "has a test split already" in html.unescape(response.content.decode())
+
     settings.ADVSTUDY_MAX_DATASET_BYTES = 1000
+    response = upload(researcher_client, archive, name="big", split="test")
+    assert response.status_code == 400
+    assert "zip files of at most 1,000 bytes" in response.content.decode()
     response = researcher_client.post(
         reverse("dataset-import"),
         data=b"x",
@@ -299,7 +462,39 @@ def test_the_page_refuses_a_file_that_is_no_zip_and_an_oversized_body(
     )
     assert response.status_code == 413
     assert "Zip files of at most 1,000 bytes" in response.content.decode()
-    assert not RegisteredDataset.objects.exists()
+    assert RegisteredDataset.objects.count() == 1
+    assert not DatasetImportJob.objects.exists()
+    assert stored_uploads() == []
+
+
+def test_the_page_returns_at_once_and_the_worker_imports_the_zip(
+    transactional_db, celery_worker_process, tmp_path
+) -> None:
+    researcher = User.objects.create_user("worker-import", password=PASSWORD, is_staff=True)
+    client = Client()
+    client.force_login(researcher)
+    # Enough images that the worker is still at them when the page has answered.
+    archive = zipped(image_folder(tmp_path / "fruit", per_class=200), tmp_path / "fruit.zip")
+
+    job = job_of(upload(client, archive, name="fruit", split="test"))
+    answered = job.status
+    seen = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = client.get(reverse("dataset-import-status", args=[job.pk])).json()
+        seen.add(status["detail"])
+        if status["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.2)
+
+    assert answered in (JobStatus.QUEUED, JobStatus.RUNNING)
+    assert status["status"] == "succeeded", status
+    assert "600 of 600 images" in seen
+    job.refresh_from_db()
+    assert job.worker_host
+    split = DatasetSplit.objects.get(dataset__name="fruit")
+    assert (job.result, split.count, split.imported_by) == (split, 600, researcher)
+    assert stored_uploads() == []
 
 
 def offered_datasets(form: Form) -> list[tuple[str, str]]:
@@ -526,8 +721,8 @@ def _with_member_broken(archive: Path, how: str) -> Path:
 
 
 @pytest.mark.parametrize("how", ["corrupt", "unknown method"])
-def test_a_zip_member_zipfile_cannot_read_is_a_400_naming_it(
-    researcher_client, tmp_path, how
+def test_a_zip_member_zipfile_cannot_read_fails_the_job_naming_it(
+    upload_eagerly, tmp_path, how
 ) -> None:
     folder = image_folder(tmp_path / "fruit", per_class=2)
     archive = tmp_path / "fruit.zip"
@@ -536,10 +731,10 @@ def test_a_zip_member_zipfile_cannot_read_is_a_400_naming_it(
             writing.write(file, file.relative_to(folder).as_posix())
     _with_member_broken(archive, how)
 
-    response = upload(researcher_client, archive, name="broken", split="test")
+    job = job_of(upload_eagerly(archive, name="broken", split="test"))
 
-    assert response.status_code == 400
-    assert "cannot be read from the zip" in response.content.decode()
+    assert job.status == JobStatus.FAILED
+    assert "cannot be read from the zip" in job.error
     assert not RegisteredDataset.objects.exists()
 
 

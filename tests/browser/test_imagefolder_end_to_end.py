@@ -42,6 +42,16 @@ def upload_zip(
         )
 
 
+def import_zip(
+    session: requests.Session, base: str, path: Path, **fields: str
+) -> requests.Response:
+    """Upload the zip, follow its import job in the worker to its end, open the dataset."""
+    response = upload_zip(session, base, path, **fields)
+    job_id = created_id(response, r"/datasets/imports/(\d+)/$")
+    imported = wait_for(session, f"{base}/researcher/datasets/imports/{job_id}/status.json")
+    return session.get(f"{base}/researcher/datasets/{imported['dataset_id']}/")
+
+
 def test_a_colour_imagefolder_goes_from_its_zip_to_the_export(
     live_server, celery_worker_process, researcher, page: Page, tmp_path
 ) -> None:
@@ -50,10 +60,10 @@ def test_a_colour_imagefolder_goes_from_its_zip_to_the_export(
     test_zip = zipped(image_folder(tmp_path / "test"), tmp_path / "fruit.zip")
     train_zip = zipped(image_folder(tmp_path / "train", 16, offset=8), tmp_path / "train.zip")
 
-    response = upload_zip(session, base, test_zip, name="fruit", split="test")
+    response = import_zip(session, base, test_zip, name="fruit", split="test")
     dataset_id = created_id(response, r"/datasets/(\d+)/$")
     assert "No train split" in response.text
-    response = upload_zip(session, base, train_zip, name="fruit", split="train")
+    response = import_zip(session, base, train_zip, name="fruit", split="train")
     assert created_id(response, r"/datasets/(\d+)/$") == dataset_id
     assert "No train split" not in response.text
     dataset = RegisteredDataset.objects.get(pk=dataset_id)
