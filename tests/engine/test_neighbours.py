@@ -1,5 +1,7 @@
 """The fast search returns exactly what a brute-force search in exact arithmetic returns."""
 
+import time
+
 import pytest
 import torch
 
@@ -72,3 +74,67 @@ def test_large_query_groups_are_searched_in_blocks_with_the_same_answer() -> Non
     digits = load_dataset("mnist", "test").images
     pool, queries = digits[:300], digits[300:700].view(40, 10, 1, 28, 28)
     assert search(queries, pool, rank=16) == brute_force(queries, pool)
+
+
+def smooth_images(count: int, channels: int, size: int, seed: int) -> torch.Tensor:
+    """Photo-like 8-bit images: coarse noise upsampled, plus a little fine noise."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, channels, 8, 8, generator=generator)
+    images = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")
+    images = images + 0.05 * torch.rand(count, channels, size, size, generator=generator)
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def exact_by_matrix_product(
+    queries: torch.Tensor, pool: torch.Tensor
+) -> list[tuple[int, int, int]]:
+    """brute_force's answer, faster for wide images: float64 is exact here, as every
+    product and partial sum is an integer under 2^53 (12,288 x 255^2 < 2^30)."""
+    flat_queries, flat_pool = queries.flatten(2).double(), pool.flatten(1).double()
+    squared = (
+        flat_queries.pow(2).sum(dim=2, keepdim=True)
+        + flat_pool.pow(2).sum(dim=1)
+        - 2 * flat_queries @ flat_pool.T
+    ).long()
+    answers = []
+    for group in squared:
+        best = int(group.min())
+        query, item = (int(v) for v in torch.nonzero(group == best)[0])
+        answers.append((best, query, item))
+    return answers
+
+
+def test_wide_colour_pool_fits_fast_and_searches_exactly() -> None:
+    """3 x 64 x 64 is past the exact (pixels x pixels) fit: the randomized basis must still
+    be orthonormal to float64 precision, leave the global RNG alone and give the exact answer."""
+    pool = smooth_images(300, 3, 64, seed=2)
+    noise = torch.randint(-3, 4, (6, 3, 64, 64), generator=torch.Generator().manual_seed(3))
+    near = (pool[[5, 77, 140, 299, 5, 210]].long() + noise).clamp(0, 255).to(torch.uint8)
+    queries = torch.cat([near, smooth_images(6, 3, 64, seed=4)]).view(4, 3, 3, 64, 64)
+    rng = torch.get_rng_state()
+    start = time.perf_counter()
+    projection = fit_projection(pool)
+    took = time.perf_counter() - start
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert took < 30  # under a second here; the exact fit (a 12,288-wide eigh) takes minutes
+    basis = projection.basis
+    assert basis.shape == (3 * 64 * 64, 128)
+    gram = basis.T @ basis
+    assert torch.allclose(gram, torch.eye(128, dtype=torch.float64), rtol=0, atol=1e-12)
+    index = build_pool_index(pool, projection)
+    assert index.pixels.dtype == torch.uint8
+    assert index.pixels.data_ptr() == pool.data_ptr()  # a view of the pool: no copy
+    found = nearest_in_pool(index, prepare_queries(projection, queries))
+    answers = zip(
+        found.squared_distance.tolist(), found.query.tolist(), found.item.tolist(), strict=True
+    )
+    expected = exact_by_matrix_product(queries, pool)
+    assert list(answers) == expected
+    assert {item for _, _, item in expected[:2]} <= {5, 77, 140, 299, 210}  # the near copies
+
+
+def test_values_outside_eight_bits_are_refused() -> None:
+    pool = torch.full((4, 1, 8, 8), 256, dtype=torch.int32)
+    projection = fit_projection(pool, rank=2)
+    with pytest.raises(ValueError, match="0-255"):
+        build_pool_index(pool, projection)
