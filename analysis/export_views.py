@@ -11,6 +11,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from analysis.exports import ExportRequest, ExportRequestError, export_bytes
+from analysis.report_options import include_excluded
 from config.auth import researcher_required, signed_in_user
 from study import audit
 from study.models import Study
@@ -25,9 +26,12 @@ def study_export(
     request: HttpRequest, study_id: int, table: str, export_format: str
 ) -> HttpResponse | StreamingHttpResponse:
     study = study_for(request.user, study_id)
-    include_excluded = request.GET.get("include_excluded") == "1"
     return export_response(
-        study, table, export_format, include_excluded=include_excluded, by=signed_in_user(request)
+        study,
+        table,
+        export_format,
+        include_excluded=include_excluded(request),
+        by=signed_in_user(request),
     )
 
 

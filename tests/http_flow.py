@@ -42,12 +42,15 @@ def serving(arguments: list[str], environment: dict[str, str]) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        # Importing torch and Django takes seconds, far more on a loaded machine.
+        deadline = time.monotonic() + 120
+        while True:
             try:
                 requests.get(f"{base}/healthz", timeout=30)
                 break
             except requests.ConnectionError:
                 assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                assert time.monotonic() < deadline, f"nothing answered at {base} in 120 s"
                 time.sleep(0.2)
         yield base
     finally:
