@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from django.contrib.auth.models import User
 from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from attacks.models import ClassifierModel, GenerationJob
+from attacks.models import ClassifierModel, DatasetImportJob, GenerationJob, JobStatus
 from study.models import LabCode, Study, StudyItem
 from tests.browser.conftest import ARTIFACTS, screenshot
 from tests.browser.test_annotator_flow import (
@@ -153,7 +155,7 @@ def test_the_annotator_pages_around_the_trials_pass_axe(
 
 
 def test_the_main_researcher_pages_pass_axe_and_fit_a_phone(
-    live_server, page: Page, make_study, trained_model: ClassifierModel
+    live_server, page: Page, make_study, trained_model: ClassifierModel, researcher: User
 ) -> None:
     study = make_study(count=3, labels_per_item=1, items_per_participant=3)
     base = live_server.url
@@ -170,6 +172,19 @@ def test_the_main_researcher_pages_pass_axe_and_fit_a_phone(
     assert job is not None
     participant = study.participants.first()
     assert participant is not None
+    # A failed import, the job page's fullest state: its sentence and the link to try again.
+    dataset_import = DatasetImportJob.objects.create(
+        name="fruit",
+        split="test",
+        archive_name="fruit.zip",
+        status=JobStatus.FAILED,
+        total=24,
+        error="images differ in size: apple/000.png is 32x32 but banana/005.png is 28x28",
+        created_by=researcher,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        worker_host="worker-1",
+    )
     pages = {
         "researcher-home": reverse("researcher-home"),
         "researcher-study": reverse("study-detail", args=[study.pk]),
@@ -192,6 +207,7 @@ def test_the_main_researcher_pages_pass_axe_and_fit_a_phone(
         "researcher-jobs": reverse("job-list"),
         "researcher-datasets": reverse("dataset-list"),
         "researcher-import-dataset": reverse("dataset-import"),
+        "researcher-dataset-import-job": reverse("dataset-import-job", args=[dataset_import.pk]),
     }
     too_wide = []
     for name, path in pages.items():
