@@ -197,6 +197,10 @@ if ADVSTUDY_STORAGE == "s3":
             "location": env_str("AWS_LOCATION", ""),
             # Images are never served from the bucket (docs/architecture.md, rule 2).
             "default_acl": "private",
+            # A file read through the storage API is downloaded into a SpooledTemporaryFile,
+            # which django-storages keeps wholly in memory unless this is set: a dataset
+            # import job reads a zip of up to ADVSTUDY_MAX_DATASET_BYTES that way.
+            "max_memory_size": 16 * 1024 * 1024,
             # Credentials: boto3's own chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,
             # a profile, or the host's role).
         },

@@ -202,7 +202,8 @@ def test_arrow_allocates_from_jemalloc_in_all_its_parts() -> None:
 SHOW_STORAGE = (
     "import django; django.setup(); from django.core.files.storage import storages; "
     "s = storages['default']; "
-    "print(type(s).__name__, getattr(s, 'bucket_name', '-'), getattr(s, 'endpoint_url', '-'))"
+    "print(type(s).__name__, getattr(s, 'bucket_name', '-'), getattr(s, 'endpoint_url', '-'), "
+    "getattr(s, 'max_memory_size', '-'))"
 )
 
 
@@ -240,6 +241,13 @@ def test_the_environment_switches_the_image_storage_to_s3(
     result = load_storage(**environment)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[: len(shown)] == shown
+
+
+def test_s3_reads_spool_to_disk_past_16_mib() -> None:
+    # Unset, django-storages holds a whole downloaded file (a dataset's zip, up to 1 GB) in memory.
+    result = load_storage(ADVSTUDY_STORAGE="s3", AWS_STORAGE_BUCKET_NAME="lab")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[3] == str(16 * 1024 * 1024)
 
 
 @pytest.mark.parametrize(
