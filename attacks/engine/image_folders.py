@@ -127,7 +127,9 @@ def open_zip(file: Path | BinaryIO, name: str) -> Iterator[ZipSource]:
     try:
         with zipfile.ZipFile(file) as archive:
             yield ZipSource(archive, name)
-    except zipfile.BadZipFile as error:
+    # NotImplementedError: a central directory that names a zip version zipfile cannot read
+    # (a member's own unreadable stream is caught where it is read, UNREADABLE_MEMBER).
+    except (zipfile.BadZipFile, NotImplementedError) as error:
         raise ImageFolderError(f"{name} is not a zip file ({error})") from error
 
 

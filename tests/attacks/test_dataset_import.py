@@ -467,6 +467,22 @@ def test_the_page_refuses_at_once_what_it_can_check_cheaply(
     assert stored_uploads() == []
 
 
+def test_a_zip_of_a_version_zipfile_cannot_read_is_refused_with_a_sentence(
+    researcher_client, tmp_path
+) -> None:
+    archive = zipped(image_folder(tmp_path / "fruit", per_class=2), tmp_path / "fruit.zip")
+    data = bytearray(archive.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the central directory's first entry
+    data[entry + 6 : entry + 8] = (99).to_bytes(2, "little")  # "version needed": 9.9
+    archive.write_bytes(bytes(data))
+
+    response = upload(researcher_client, archive, name="odd", split="test")
+
+    assert response.status_code == 400  # not a 500: zipfile raises NotImplementedError
+    assert "fruit.zip is not a zip file" in response.content.decode()
+    assert not DatasetImportJob.objects.exists()
+
+
 def test_the_page_returns_at_once_and_the_worker_imports_the_zip(
     transactional_db, celery_worker_process, tmp_path
 ) -> None:
