@@ -36,6 +36,7 @@ from django.db import IntegrityError, transaction
 from attacks import progress
 from attacks.engine.datasets import DATASET_NAMES, SPLITS
 from attacks.engine.image_folders import (
+    RESIZE_HINT,
     FolderPlan,
     FolderSource,
     ImageFolderError,
@@ -227,7 +228,8 @@ def _check_matches(dataset: RegisteredDataset, plan: FolderPlan) -> None:
     if (plan.channels, plan.size) != (dataset.channels, dataset.size):
         raise ValidationError(
             f"{dataset.name}'s images are {_shape(dataset.channels, dataset.size)}; these are "
-            f"{_shape(plan.channels, plan.size)} (--resize makes them square of a given side)."
+            f"{_shape(plan.channels, plan.size)}; resizing makes them square of a given side "
+            f"({RESIZE_HINT})."
         )
 
 

@@ -30,6 +30,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pg
 MAX_SIDE = 256
 # What --resize may shrink from: beyond it a file is a decompression bomb, not a photo.
 MAX_SOURCE_PIXELS = 8192 * 8192
+# The same sentences reach the Register a dataset page and the import_dataset command, so
+# they name both ways of resizing rather than only the command's option.
+RESIZE_HINT = "the page's Resize field, or import_dataset --resize"
 _GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 _IGNORED_FOLDERS = frozenset({"__MACOSX"})
 
@@ -137,7 +140,7 @@ def plan_image_folder(source: Source, limits: Limits, resize: int | None = None)
     """Find the classes and images and read each image's header; refuse what cannot be
     imported with a sentence that names the file."""
     if resize is not None and not 1 <= resize <= MAX_SIDE:
-        raise ImageFolderError(f"--resize takes a side from 1 to {MAX_SIDE}; {resize} is not")
+        raise ImageFolderError(f"the resize must be a side from 1 to {MAX_SIDE}; {resize} is not")
     classes, entries = _layout(source, limits)
     headers = [_header(source, entry.path) for entry in entries]
     channels = 3 if any(mode not in _GREY_MODES for _, mode in headers) else 1
@@ -159,7 +162,8 @@ def plan_image_folder(source: Source, limits: Limits, resize: int | None = None)
     if array_bytes > limits.max_array_bytes:
         raise ImageFolderError(
             f"the {len(entries):,} images decode to {array_bytes:,} bytes; a split may hold at "
-            f"most {limits.max_array_bytes:,} (give a smaller --resize, or fewer images)"
+            f"most {limits.max_array_bytes:,}: resize them smaller ({RESIZE_HINT}), or give "
+            "fewer images"
         )
     return plan
 
@@ -254,17 +258,19 @@ def _common_side(entries: list[Entry], headers: list[tuple[tuple[int, int], str]
         if size != first_size:
             raise ImageFolderError(
                 f"images differ in size: {entries[0].path} is {_wxh(first_size)} but "
-                f"{entry.path} is {_wxh(size)}; all must have one size, or give a --resize"
+                f"{entry.path} is {_wxh(size)}; all must have one size, or be resized to one "
+                f"({RESIZE_HINT})"
             )
     width, height = first_size
     if width != height:
         raise ImageFolderError(
-            f"images must be square; {entries[0].path} is {_wxh(first_size)}: give a --resize"
+            f"images must be square; {entries[0].path} is {_wxh(first_size)}: resize them to a "
+            f"square ({RESIZE_HINT})"
         )
     if width > MAX_SIDE:
         raise ImageFolderError(
             f"{entries[0].path} is {_wxh(first_size)}; images may be at most "
-            f"{MAX_SIDE}x{MAX_SIDE}: give a --resize"
+            f"{MAX_SIDE}x{MAX_SIDE}: resize them ({RESIZE_HINT})"
         )
     return width
 
