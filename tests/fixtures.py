@@ -77,6 +77,17 @@ def trained_model(db: None, tiny_weights: TrainedWeights) -> ClassifierModel:
 
 
 @pytest.fixture
+def eager_tasks() -> Iterator[None]:
+    """Tasks run in-process, as with no broker configured (the demo, the SQLite walkthrough)."""
+    before = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = before
+
+
+@pytest.fixture
 def researcher(db: None) -> User:
     return User.objects.create_user("researcher", password=PASSWORD, is_staff=True)
 

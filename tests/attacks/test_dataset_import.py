@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,6 @@ from attacks.models import (
     RegisteredDataset,
 )
 from attacks.provenance import dataset_record
-from config.celery import app as celery_app
 from tests.api.conftest import token_client
 from tests.attacks.test_import_limits import REPOSITORY, database_url_of_the_tests
 from tests.fixtures import PASSWORD
@@ -258,17 +256,6 @@ def test_too_many_images_and_a_second_split_of_other_classes_are_refused(
 def upload(client: Client, archive: Path, **fields: object):
     data = SimpleUploadedFile(archive.name, archive.read_bytes(), "application/zip")
     return client.post(reverse("dataset-import"), {"archive": data, **fields})
-
-
-@pytest.fixture
-def eager_tasks() -> Iterator[None]:
-    """Tasks run in-process, as with no broker configured (the SQLite walkthrough)."""
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = before
 
 
 @pytest.fixture

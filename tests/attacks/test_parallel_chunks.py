@@ -95,17 +95,6 @@ def test_two_worker_processes_share_a_job_chunk_by_chunk(transactional_db, two_w
     assert all(chunk.device == "cpu" for chunk in chunks)
 
 
-@pytest.fixture
-def eager_tasks() -> Iterator[None]:
-    """Tasks run in-process, as the demo runs them with no broker configured."""
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = before
-
-
 def test_without_a_broker_the_job_runs_eagerly_in_process(
     db, eager_tasks, django_capture_on_commit_callbacks
 ) -> None:
