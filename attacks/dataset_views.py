@@ -4,7 +4,7 @@ job, read what it holds."""
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
@@ -12,7 +12,7 @@ from attacks import services
 from attacks.dataset_forms import ImportDatasetForm, oversized_body
 from attacks.dataset_registry import dataset_for, datasets_for
 from attacks.models import DatasetImportJob, JobStatus
-from attacks.queries import Researcher
+from attacks.queries import import_job_for
 from config.auth import researcher_required, signed_in_user
 from config.form_pages import render_form, render_service_error, size_checked_upload_page
 
@@ -37,15 +37,6 @@ def dataset_import(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         return render_service_error(request, FORM_TEMPLATE, form, error)
     return redirect("dataset-import-job", job_id=job.pk)
-
-
-def import_job_for(user: Researcher, job_id: int) -> DatasetImportJob:
-    """The import job if ``user`` queued it (or is a superuser); 404 otherwise."""
-    job = DatasetImportJob.objects.filter(pk=job_id).select_related("result").first()
-    mine = job is not None and user is not None and job.created_by_id == user.pk
-    if job is None or not (mine or getattr(user, "is_superuser", False)):
-        raise Http404("No such dataset import.")
-    return job
 
 
 def import_detail(job: DatasetImportJob) -> str:

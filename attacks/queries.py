@@ -24,6 +24,7 @@ from attacks.models import (
     AttackSetting,
     ClassifierModel,
     Collaborator,
+    DatasetImportJob,
     Example,
     GenerationJob,
     ModelCollaborator,
@@ -182,3 +183,12 @@ def config_for(user: Researcher, setting: AttackSetting) -> dict[str, Any]:
         report["same_file_as"] = [name for name in report["same_file_as"] if name in names]
     config["import_report"] = report
     return config
+
+
+def import_job_for(user: Researcher, job_id: int) -> DatasetImportJob:
+    """The dataset import job if ``user`` queued it (or is a superuser); 404 otherwise."""
+    job = DatasetImportJob.objects.filter(pk=job_id).select_related("result").first()
+    mine = job is not None and user is not None and job.created_by_id == user.pk
+    if job is None or not (mine or _is_superuser(user)):
+        raise Http404("No such dataset import.")
+    return job
