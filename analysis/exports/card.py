@@ -293,9 +293,9 @@ def _card_text(facts: dict[str, Any], examples: int) -> str:
     who = "all participants" if labels["include_excluded"] else "excluded participants left out"
     parts = [
         f"# {study['title']}\n",
-        f"Human labels of {examples} images (the main and control items of advstudy study "
-        f"{study['id']}, {study['labels_per_item']} labels planned per image): "
-        f"{labels['total']} labels from {labels['participants']} participants "
+        f"Human labels of {_count(examples, 'image')} (the main and control items of advstudy "
+        f"study {study['id']}, {_count(study['labels_per_item'], 'label')} planned per image): "
+        f"{_count(labels['total'], 'label')} from {_count(labels['participants'], 'participant')} "
         f"({labels['excluded_participants']} excluded; this export: {who}).\n",
         "`images/` holds each image exactly as the annotators saw it (8-bit PNG). "
         "`metadata.parquet` has one row per image (Parquet keeps each column's type; the "
@@ -315,7 +315,9 @@ def _card_text(facts: dict[str, Any], examples: int) -> str:
         "## Attack settings\n",
         *(_setting_text(setting) for setting in facts["settings"]),
         "## Models\n",
-        "| model | architecture | weights sha256 | clean accuracy |\n|---|---|---|---|",
+        "| model | architecture | weights sha256 | clean accuracy |\n|---|---|---|---|"
+        if facts["models"]
+        else "None: no model attacked these images or predicted their classes.",
         *(
             f"| {model['name']} | {model['architecture']} | `{model['weights_sha256']}` | "
             f"{'-' if model['clean_accuracy'] is None else model['clean_accuracy']} |"
@@ -374,6 +376,11 @@ def _dataset_text(dataset: dict[str, Any]) -> str:
 def _cell(text: str) -> str:
     # A file's name is the researcher's: a "|" in it would end the table's cell.
     return text.replace("|", "\\|")
+
+
+def _count(number: int, noun: str) -> str:
+    """'1 label', '3 labels': a study of one label per image reads as English."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _bullets(values: dict[str, Any]) -> str:
