@@ -226,10 +226,13 @@ def _check_matches(dataset: RegisteredDataset, plan: FolderPlan) -> None:
             f"this one has {', '.join(plan.classes)}."
         )
     if (plan.channels, plan.size) != (dataset.channels, dataset.size):
+        # Resizing mends only the side; grey against colour needs other images.
+        fix = ""
+        if plan.size != dataset.size:
+            fix = f": resize them to {dataset.size} ({RESIZE_HINT})"
         raise ValidationError(
             f"{dataset.name}'s images are {_shape(dataset.channels, dataset.size)}; these are "
-            f"{_shape(plan.channels, plan.size)}; resizing makes them square of a given side "
-            f"({RESIZE_HINT})."
+            f"{_shape(plan.channels, plan.size)}{fix}."
         )
 
 
