@@ -104,6 +104,8 @@ def import_dataset(
         plan = _plan(opened, resize)
         if existing is not None:
             _check_matches(existing, plan)
+            if sha256 is not None:
+                _check_other_images(existing, split, sha256, opened.kind)
         total = len(plan.entries)
 
         def report(fraction: float) -> None:
@@ -236,6 +238,18 @@ def _check_matches(dataset: RegisteredDataset, plan: FolderPlan) -> None:
         )
 
 
+def _check_other_images(dataset: RegisteredDataset, split: str, sha256: str, kind: str) -> None:
+    """A split must not be a copy of the dataset's other one: a train split that is the
+    test split would put the test images in the invariance attack's neighbour pool."""
+    same = dataset.splits.filter(archive_sha256=sha256).exclude(split=split).first()
+    if same is not None:
+        what = "This zip is the same file" if kind == "zip" else "This folder holds the same files"
+        raise ValidationError(
+            f"{what} as the {same.split} split of {dataset.name}: a {split} split must hold "
+            "other images."
+        )
+
+
 def _shape(channels: int, size: int) -> str:
     return f"{'colour' if channels == 3 else 'grey'} {size}x{size}"
 
@@ -319,6 +333,7 @@ def _save_rows(
     else:
         _check_owner(dataset, created_by)
         _check_matches(dataset, plan)
+        _check_other_images(dataset, row.split, row.archive_sha256, row.source_kind)
     row.dataset = dataset
     try:
         with transaction.atomic():

@@ -761,3 +761,27 @@ def test_a_dataset_made_by_someone_else_during_the_decode_takes_no_split(
         dataset_imports.import_dataset(folder, name="fruit", created_by=researcher)
 
     assert not DatasetSplit.objects.exists()
+
+
+def test_a_split_that_is_a_copy_of_the_other_is_refused_by_the_command_and_the_job(
+    researcher_client, tmp_path
+) -> None:
+    # The invariance attack's neighbours come from the train split: it must not hold the
+    # test images themselves.
+    folder = image_folder(tmp_path / "fruit", per_class=2)
+    archive = zipped(folder, tmp_path / "fruit.zip")
+    import_by_command("fruit", zip=archive)
+    copy = "This zip is the same file as the test split of fruit: a train split must hold"
+    with pytest.raises(CommandError, match=copy):
+        import_by_command("fruit", zip=archive, split="train")
+
+    mine = zipped(folder, tmp_path / "mine.zip")
+    job = job_of(upload(researcher_client, mine, name="mine", split="test"))
+    tasks.import_dataset(job.pk)
+    again = job_of(upload(researcher_client, mine, name="mine", split="train"))
+    tasks.import_dataset(again.pk)
+
+    again.refresh_from_db()
+    assert again.status == JobStatus.FAILED
+    assert "This zip is the same file as the test split of mine" in again.error
+    assert DatasetSplit.objects.filter(split="train").count() == 0
