@@ -295,8 +295,9 @@ def _card_text(facts: dict[str, Any], examples: int) -> str:
         f"# {study['title']}\n",
         f"Human labels of {_count(examples, 'image')} (the main and control items of advstudy "
         f"study {study['id']}, {_count(study['labels_per_item'], 'label')} planned per image): "
-        f"{_count(labels['total'], 'label')} from {_count(labels['participants'], 'participant')} "
-        f"({labels['excluded_participants']} excluded; this export: {who}).\n",
+        f"{_count(labels['total'], 'label')} ({who}); "
+        f"{_count(labels['participants'], 'participant')} joined, "
+        f"{labels['excluded_participants']} of them excluded.\n",
         "`images/` holds each image exactly as the annotators saw it (8-bit PNG). "
         "`metadata.parquet` has one row per image (Parquet keeps each column's type; the "
         "`datasets` library reads it from version 3.4): `file_name`, the attack setting, "

@@ -199,7 +199,8 @@ def caption(report: StudyReport, provenance: Provenance, dialect: _Dialect) -> s
     excluded = "included" if report.include_excluded else "left out"
     models = ", ".join(model_names(report)) or "none"
     source = escape(
-        f" (id {provenance.study_id}): {_count(len(report.annotators), 'participant')}, "
+        f" (id {provenance.study_id}): {_count(len(report.annotators), 'participant')} "
+        "with analysed labels, "
         f"{_count(_total_labels(report), 'label')}, "
         f"{_count(provenance.labels_per_item, 'label')} per item, "
         f"excluded participants {excluded}; analysed {when:%Y-%m-%d %H:%M} "

@@ -208,7 +208,7 @@ def test_the_caption_holds_the_provenance(report: StudyReport, hand: HandStudy) 
         assert re.search(r"Hand-worked study(”|'') \(id", caption)
         assert f"(id {hand.study.pk})" in caption
         # The third participant is excluded by the study's rule, and left out.
-        assert "2 participants, 16 labels, 3 labels per item" in caption
+        assert "2 participants with analysed labels, 16 labels, 3 labels per item" in caption
         assert "excluded participants left out" in caption
         assert "analysed 2026-12-07 21:30 UTC" in caption
         assert code_version().replace("_", "\\_") in caption or code_version() in caption
@@ -239,7 +239,7 @@ def test_a_study_without_labels_says_so(researcher: User, researcher_client: Cli
     latex = latex_table(report, provenance_of(study))
 
     assert markdown.startswith(NO_LABELS)
-    assert "0 participants, 0 labels" in markdown
+    assert "0 participants with analysed labels, 0 labels" in markdown
     header, row = markdown_rows(markdown)
     assert row[3:5] == ["2", "0"]
     assert row[5:] == ["—"] * (len(header) - 5)
@@ -292,7 +292,7 @@ def test_the_page_counts_excluded_participants_when_asked(
 
     text = researcher_client.get(f"{url}?format=markdown&include_excluded=1").content.decode()
 
-    assert "3 participants, 24 labels" in text
+    assert "3 participants with analysed labels, 24 labels" in text
     assert "excluded participants included" in text
 
 
