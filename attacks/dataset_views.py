@@ -3,6 +3,7 @@ job, read what it holds."""
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -89,8 +90,21 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     return render(request, "attacks/dataset_detail.html", context)
 
 
+# The Jobs list shows generation jobs only: this is the way back to an import's page.
+SHOWN_IMPORTS = 5
+
+
+def open_imports(user: User) -> list[DatasetImportJob]:
+    """The researcher's own imports still queued or running, or failed: newest first."""
+    jobs = DatasetImportJob.objects.filter(
+        created_by=user, status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FAILED]
+    )
+    return list(jobs.order_by("-created_at", "-pk")[:SHOWN_IMPORTS])
+
+
 @researcher_required
 @require_GET
 def dataset_list(request: HttpRequest) -> HttpResponse:
     datasets = datasets_for(request.user).prefetch_related("splits")
-    return render(request, "attacks/dataset_list.html", {"datasets": datasets})
+    context = {"datasets": datasets, "imports": open_imports(signed_in_user(request))}
+    return render(request, "attacks/dataset_list.html", context)

@@ -785,3 +785,25 @@ def test_a_split_that_is_a_copy_of_the_other_is_refused_by_the_command_and_the_j
     assert again.status == JobStatus.FAILED
     assert "This zip is the same file as the test split of mine" in again.error
     assert DatasetSplit.objects.filter(split="train").count() == 0
+
+
+def test_the_datasets_page_links_back_to_the_researchers_unfinished_imports(
+    researcher_client, outsider, tmp_path, django_assert_max_num_queries
+) -> None:
+    archive = zipped(image_folder(tmp_path / "fruit", per_class=2), tmp_path / "fruit.zip")
+    queued = job_of(upload(researcher_client, archive, name="fruit", split="test"))
+    write, _ = REFUSALS["empty class"]
+    bad = zipped(write(tmp_path / "bad"), tmp_path / "bad.zip")
+    failed = job_of(upload(researcher_client, bad, name="bad", split="test"))
+    tasks.import_dataset(failed.pk)
+    other = Client()
+    other.force_login(outsider)
+    job_of(upload(other, archive, name="theirs", split="test"))
+
+    with django_assert_max_num_queries(5):
+        page = researcher_client.get(reverse("dataset-list")).content.decode()
+
+    links = re.findall(r'href="/researcher/datasets/imports/(\d+)/">([^<]+)</a>', page)
+    assert links == [(str(failed.pk), "bad/test"), (str(queued.pk), "fruit/test")]
+    assert "Failed" in page
+    assert "Queued" in page
