@@ -94,10 +94,11 @@ def test_an_integer_below_its_minimum_fails_loudly(monkeypatch) -> None:
         env_int("SOME_NUMBER", 5, minimum=1)
 
 
-def test_the_engine_never_imports_django() -> None:
+@pytest.mark.parametrize("package", ["attacks/engine", "study/adaptive"])
+def test_the_pure_packages_never_import_django(package: str) -> None:
     modules = [
         path.relative_to(REPOSITORY).with_suffix("").as_posix().replace("/", ".")
-        for path in (REPOSITORY / "attacks" / "engine").rglob("*.py")
+        for path in (REPOSITORY / package).rglob("*.py")
     ]
     code = "import sys\n" + "".join(f"import {name}\n" for name in modules)
     code += "print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
