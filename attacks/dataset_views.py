@@ -22,7 +22,9 @@ FORM_TEMPLATE = "attacks/dataset_import_form.html"
 
 @size_checked_upload_page(FORM_TEMPLATE, ImportDatasetForm, oversized_body)
 def dataset_import(request: HttpRequest) -> HttpResponse:
-    initial = {key: request.GET[key] for key in ("name", "split") if key in request.GET}
+    # "Import a corrected zip" (a failed job's page) passes the failed job's own choices.
+    fields = ("name", "split", "resize")
+    initial = {key: request.GET[key] for key in fields if key in request.GET}
     form = ImportDatasetForm(request.POST or None, request.FILES or None, initial=initial)
     if request.method == "GET" or not form.is_valid():
         return render_form(request, FORM_TEMPLATE, form)

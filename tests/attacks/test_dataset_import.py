@@ -807,3 +807,21 @@ def test_the_datasets_page_links_back_to_the_researchers_unfinished_imports(
     assert links == [(str(failed.pk), "bad/test"), (str(queued.pk), "fruit/test")]
     assert "Failed" in page
     assert "Queued" in page
+
+
+def test_a_failed_jobs_corrected_zip_link_keeps_its_name_split_and_resize(
+    researcher_client, tmp_path
+) -> None:
+    write, _ = REFUSALS["empty class"]
+    bad = zipped(write(tmp_path / "bad"), tmp_path / "bad.zip")
+    job = job_of(upload(researcher_client, bad, name="bad", split="train", resize=16))
+    tasks.import_dataset(job.pk)
+
+    page = researcher_client.get(reverse("dataset-import-job", args=[job.pk])).content.decode()
+    link = re.search(r'href="([^"]+)">Import a corrected zip', page)
+    assert link is not None
+    form = researcher_client.get(html.unescape(link.group(1))).content.decode()
+
+    assert re.search(r'name="name"[^>]*value="bad"', form)
+    assert re.search(r'name="resize"[^>]*value="16"', form)
+    assert re.search(r'<option value="train"[^>]*selected', form)
