@@ -224,7 +224,8 @@ def _check_matches(dataset: RegisteredDataset, plan: FolderPlan) -> None:
     """A second split must be the same task: same classes, same image shape."""
     if list(plan.classes) != list(dataset.classes):
         raise ValidationError(
-            f"The classes differ from {dataset.name}'s: it has {', '.join(dataset.classes)}; "
+            f"The classes differ from those of {dataset.name}: it has "
+            f"{', '.join(dataset.classes)}; "
             f"this one has {', '.join(plan.classes)}."
         )
     if (plan.channels, plan.size) != (dataset.channels, dataset.size):
@@ -233,7 +234,7 @@ def _check_matches(dataset: RegisteredDataset, plan: FolderPlan) -> None:
         if plan.size != dataset.size:
             fix = f": resize them to {dataset.size} ({RESIZE_HINT})"
         raise ValidationError(
-            f"{dataset.name}'s images are {_shape(dataset.channels, dataset.size)}; these are "
+            f"The images of {dataset.name} are {_shape(dataset.channels, dataset.size)}; these are "
             f"{_shape(plan.channels, plan.size)}{fix}."
         )
 

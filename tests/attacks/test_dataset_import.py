@@ -241,7 +241,7 @@ def test_too_many_images_and_a_second_split_of_other_classes_are_refused(
     (other / "kiwi").mkdir(parents=True)
     colour_image(0, 0).save(other / "kiwi" / "0.png")
 
-    with pytest.raises(CommandError, match="The classes differ from fruit's"):
+    with pytest.raises(CommandError, match="The classes differ from those of fruit: it has apple"):
         import_by_command("fruit", folder=other, split="train")
     with pytest.raises(CommandError, match="has a test split already"):
         import_by_command("fruit", folder=folder)
@@ -825,3 +825,13 @@ def test_a_failed_jobs_corrected_zip_link_keeps_its_name_split_and_resize(
     assert re.search(r'name="name"[^>]*value="bad"', form)
     assert re.search(r'name="resize"[^>]*value="16"', form)
     assert re.search(r'<option value="train"[^>]*selected', form)
+
+
+def test_a_second_split_of_another_size_is_told_the_first_ones_size(db, tmp_path) -> None:
+    import_by_command("fruit", folder=image_folder(tmp_path / "fruit", per_class=2))
+    larger = image_folder(tmp_path / "larger", per_class=2, size=40, offset=10)
+
+    with pytest.raises(CommandError, match="The images of fruit are colour 32x32; these are"):
+        import_by_command("fruit", folder=larger, split="train")
+    with pytest.raises(CommandError, match="colour 40x40: resize them to 32"):
+        import_by_command("fruit", folder=larger, split="train")
